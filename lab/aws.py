@@ -1,0 +1,152 @@
+"""The lab's AWS: a moto server (SSM Parameter Store + Secrets Manager) on loopback, and its seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab import pki, procs
+from lab.topology import APP_SERVICES, LabSpec
+
+CONSUMERS = ("database", *APP_SERVICES)
+
+
+def client(spec: LabSpec, service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        region_name=spec.region,
+        endpoint_url=spec.aws_endpoint,
+        aws_access_key_id="lab-operator",
+        aws_secret_access_key="lab-operator",
+        config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}),
+    )
+
+
+def pidfile(spec: LabSpec) -> Path:
+    return spec.path / "aws" / "moto.pid"
+
+
+def start(spec: LabSpec) -> bool:
+    """Start moto unless running. True if it was started now (its memory is empty)."""
+    if procs.running(pidfile(spec)) and procs.port_open(spec.aws_address, spec.aws_port):
+        return False
+    if not procs.port_free(spec.aws_address, spec.aws_port):
+        raise RuntimeError(f"AWS stand-in: {spec.aws_address}:{spec.aws_port} is already in use; "
+                           "stop what holds it or choose another --net")
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise RuntimeError("moto[server] is not installed: pip install 'moto[server]'") from None
+    env = dict(os.environ)
+    env.pop("AWS_ENDPOINT_URL", None)
+    pid = procs.start_daemon([sys.executable, "-m", "moto.server", "-H", spec.aws_address, "-p", str(spec.aws_port)],
+                             pidfile=pidfile(spec), logfile=spec.path / "aws" / "moto.log", env=env)
+    if not procs.wait_port(spec.aws_address, spec.aws_port, 30, pid=pid):
+        raise RuntimeError("AWS stand-in (moto) did not start: see " + str(spec.path / "aws" / "moto.log"))
+    return True
+
+
+def stop(spec: LabSpec) -> bool:
+    return procs.stop_pidfile(pidfile(spec))
+
+
+def lab_secrets(spec: LabSpec) -> dict[str, str]:
+    """The lab's passwords, kept 0600 in the lab dir so a restarted moto gets the same ones."""
+    path = spec.path / "aws" / "seed-secrets.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    data = {
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
+        "PGBOUNCER_ADMIN_PASSWORD": secrets.token_urlsafe(18),
+        "REDIS_PASSWORD": secrets.token_urlsafe(18),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    return data
+
+
+def material(spec: LabSpec) -> pki.Material:
+    """The lab's internal CA and server cert (SANs: the DB's private DNS name and address)."""
+    d = spec.path / "pki"
+    names = ("ca.crt", "server.crt", "server.key", "ca.key")
+    if all((d / n).exists() for n in names):
+        return pki.Material(*((d / n).read_bytes() for n in names))
+    m = pki.make_material(spec.db_dns_name, [spec.database.address])
+    d.mkdir(parents=True, exist_ok=True)
+    for n, data in zip(names, (m.ca_pem, m.cert_pem, m.key_pem, m.ca_key_pem), strict=True):
+        fd = os.open(d / n, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    return m
+
+
+def secret_name(spec: LabSpec, service: str) -> str:
+    return f"{spec.namespace}/{service}/secrets"
+
+
+def tls_values(m: pki.Material) -> dict[str, str]:
+    return {
+        "INTERNAL_CA_CRT_B64": pki.b64(m.ca_pem),
+        "INTERNAL_TLS_CERT_B64": pki.b64(m.cert_pem),
+        "INTERNAL_TLS_KEY_B64": pki.b64(m.key_pem),
+    }
+
+
+def put_secret(sm: Any, name: str, value: dict[str, str]) -> None:
+    body = json.dumps(value)
+    try:
+        sm.put_secret_value(SecretId=name, SecretString=body)
+    except sm.exceptions.ResourceNotFoundException:
+        sm.create_secret(Name=name, SecretString=body)
+
+
+def seed(spec: LabSpec) -> None:
+    """Non-rollout SSM parameters and each service's JSON secret (INTERNAL_* + its passwords)."""
+    ssm = client(spec, "ssm")
+    sm = client(spec, "secretsmanager")
+    pw = lab_secrets(spec)
+    tls = tls_values(material(spec))
+    ns = spec.namespace
+    ssm.put_parameter(Name=f"/{ns}/database/DATABASE_PRIVATE_DNS", Value=spec.db_dns_name, Type="String",
+                      Overwrite=True)
+    for svc in APP_SERVICES:
+        for k, v in {"DATABASE_HOST": spec.db_dns_name, "REDIS_HOST": spec.db_dns_name,
+                     "DATABASE_PORT": str(spec.pgbouncer_port)}.items():
+            ssm.put_parameter(Name=f"/{ns}/{svc}/{k}", Value=v, Type="String", Overwrite=True)
+    put_secret(sm, secret_name(spec, "database"), {
+        **tls,
+        "POSTGRES_USER": "voiceai",
+        "POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
+        "PGBOUNCER_ADMIN_USER": "pgbouncer_admin",
+        "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
+        "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
+    })
+    for svc in APP_SERVICES:
+        put_secret(sm, secret_name(spec, svc), {
+            **tls,
+            "DATABASE_PASSWORD": pw["POSTGRES_PASSWORD"],
+            "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
+        })
+
+
+def wait_ready(spec: LabSpec, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    ssm = client(spec, "ssm")
+    while True:
+        try:
+            ssm.describe_parameters(MaxResults=1)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

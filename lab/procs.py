@@ -1,0 +1,163 @@
+"""Start and stop the lab's daemons, tracked by pid files, and wait for them properly.
+
+Daemons start in their own session with no tie to the caller's terminal or SSH channel,
+so `update.sh` run over SSH returns while the servers it started keep running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a reaped-late orphan is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    for line in status.splitlines():
+        if line.startswith("State:"):
+            return "Z" not in line.split()[1] and "X" not in line.split()[1]
+    return True
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        text = pidfile.read_text().split()
+        return int(text[0]) if text else None
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def running(pidfile: Path) -> int | None:
+    pid = read_pid(pidfile)
+    return pid if pid is not None and pid_alive(pid) else None
+
+
+def start_daemon(
+    argv: Sequence[str],
+    *,
+    pidfile: Path,
+    logfile: Path,
+    env: Mapping[str, str] | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start argv detached (new session, stdio to logfile) and record its pid."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "ab") as log:
+        kwargs: dict[str, object] = {}
+        if uid is not None and os.geteuid() == 0:
+            kwargs.update(user=uid, group=gid if gid is not None else uid, extra_groups=[])
+        proc = subprocess.Popen(  # noqa: S603 - argv is ours
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+            close_fds=True,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    pidfile.write_text(f"{proc.pid}\n")
+    # Do not wait: the daemon outlives us. Forget the Popen so no ResourceWarning fires.
+    proc.returncode = 0
+    return proc.pid
+
+
+def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> bool:
+    """Signal pid and wait until it is gone; SIGKILL after timeout. True if it stopped."""
+    if not pid_alive(pid):
+        return True
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            _reap(pid)
+            return True
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    for _ in range(100):
+        if not pid_alive(pid):
+            _reap(pid)
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop_pidfile(pidfile: Path, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> bool:
+    pid = read_pid(pidfile)
+    ok = True if pid is None else stop_pid(pid, sig=sig, timeout=timeout)
+    if ok:
+        pidfile.unlink(missing_ok=True)
+    return ok
+
+
+def port_open(address: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_free(address: str, port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_port(address: str, port: int, timeout: float, *, pid: int | None = None) -> bool:
+    """Wait until something accepts on address:port (or pid died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(address, port):
+            return True
+        if pid is not None and not pid_alive(pid):
+            return False
+        time.sleep(0.03)
+    return False
+
+
+def lab_pids(lab_dir: Path) -> list[int]:
+    """Every live process whose command line or cwd names the lab dir (a safety net for `down`)."""
+    needle = str(lab_dir).encode()
+    out: list[int] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmd and pid_alive(int(entry.name)):
+            out.append(int(entry.name))
+    return out

@@ -1,0 +1,562 @@
+"""The inventory loader: the documented example loads, and every malformed input is refused with
+`file:line: key.path: what to do`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probes.inventory import (
+    InventoryError,
+    format_key_path,
+    iter_key_lines,
+    load_inventory,
+    parse_inventory,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "docs" / "inventory.example.toml"
+
+
+def test_example_loads() -> None:
+    inv = load_inventory(EXAMPLE)
+    assert inv.version == 1
+    assert inv.default_env == "staging"
+    assert inv.env_names == ("staging",)
+    env = inv.env()
+    assert env is inv.env("staging")
+    assert env.namespace == "voiceai/staging"
+    assert env.region == "eu-west-1"
+    assert (env.profile, env.endpoint_url, env.after) == ("", "", "")
+    assert env.protected is False and env.managed_database is False
+
+    assert env.ssh.known_hosts == Path("~/.ssh/known_hosts").expanduser()
+    assert env.ssh.config == Path("~/.ssh/config").expanduser()
+    assert env.ssh.identity_files == ()
+    assert (env.ssh.connect_timeout, env.ssh.command_timeout) == (10.0, 60.0)
+    assert (env.ssh.max_channels, env.ssh.max_connects_in_flight) == (6, 8)
+
+    assert env.bastion is not None
+    assert (env.bastion.address, env.bastion.port, env.bastion.user) == (
+        "bastion.staging.example.com",
+        22,
+        "ops",
+    )
+
+    db = env.database
+    assert (db.host, db.dns_name, db.access) == (
+        "staging-database-01",
+        "staging-database-01.voiceai.internal",
+        "tunnel",
+    )
+    assert (db.postgres_port, db.pgbouncer_port, db.redis_port, db.redis_tls_port) == (5432, 6432, 6379, 6380)
+    assert db.dbname == "voiceai"
+
+    assert env.credentials.secret == "voiceai/staging/database/secrets"
+    assert env.credentials.pgbouncer_admin_password_key == "PGBOUNCER_ADMIN_PASSWORD"
+    assert env.credentials.redis_password_key == "REDIS_PASSWORD"
+    assert (env.tls_secrets.layout, env.tls_secrets.secret_suffix) == ("json", "secrets")
+    assert (env.config_store.kind, env.config_store.path) == ("ssm", "")
+    assert dict(env.paths) == {"/etc/ssl/internal": "/etc/ssl/internal"}
+    assert env.commands.update == "{root}/opt/services/{service}/update.sh --restart-only --yes"
+    assert env.commands.telpro_ssl_check.endswith("grep -q hiredis_ssl")
+
+    assert env.service_names == ("database", "api", "voice")
+    assert env.service("database").role == "database"
+    assert env.service("api").health_url == "http://{address}:8080/health"
+    assert env.service("voice").vars == "/opt/services/voice/vars.yaml"  # the default, {service} filled
+    assert env.service("voice").pre_restart == "/opt/services/voice/drain.sh --timeout 120"
+
+    assert [h.name for h in env.hosts] == ["staging-database-01", "staging-api-01", "staging-voice-01"]
+    dbh = env.database_host
+    assert (dbh.address, dbh.port, dbh.user, dbh.jump, dbh.root) == ("10.0.1.20", 22, "ops", True, "/")
+    api = env.hosts_for("api")
+    assert [h.name for h in api] == ["staging-api-01"]
+    assert (api[0].port, api[0].user, api[0].root) == (22, "", "/")
+
+    assert env.ssm_path("api", "DATABASE_SSL_MODE") == "/voiceai/staging/api/DATABASE_SSL_MODE"
+    assert env.secret_name("api") == "voiceai/staging/api/secrets"
+    assert env.tls_secret_name("api", "INTERNAL_CA_CRT_B64") == "voiceai/staging/api/secrets"
+    assert env.update_command(api[0]) == "/opt/services/api/update.sh --restart-only --yes"
+    assert env.health_url(api[0]) == "http://10.0.2.11:8080/health"
+    assert env.health_url(env.hosts_for("voice")[0]) == ""
+
+
+# A small valid inventory whose line numbers the cases below rely on.
+BASE = """\
+version = 1
+default_env = "staging"
+
+[environments.staging]
+namespace = "voiceai/staging"
+region = "eu-west-1"
+after = ""
+
+[environments.staging.bastion]
+address = "bastion.example.com"
+
+[environments.staging.database]
+host = "staging-database-01"
+dns_name = "staging-database-01.voiceai.internal"
+access = "tunnel"
+postgres_port = 5432
+
+[environments.staging.config_store]
+kind = "ssm"
+
+[environments.staging.services.database]
+role = "database"
+
+[[environments.staging.hosts]]
+name = "staging-database-01"
+address = "10.0.1.20"
+service = "database"
+jump = true
+
+[[environments.staging.hosts]]
+name = "staging-api-01"
+address = "10.0.2.11"
+service = "api"
+jump = true
+
+[environments.production]
+namespace = "voiceai/production"
+after = "staging"
+
+[environments.production.database]
+host = "production-database-01"
+dns_name = "production-database-01.voiceai.internal"
+
+[[environments.production.hosts]]
+name = "production-database-01"
+address = "10.1.1.20"
+service = "database"
+"""
+
+
+def test_worked_example_in_docs_loads() -> None:
+    doc = (ROOT / "docs" / "inventory.md").read_text()
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    inv = parse_inventory(block, "inventory.md")
+    prod = inv.env("production")
+    assert (prod.after, prod.protected, prod.config_store.kind) == ("staging", True, "envfile")
+    assert prod.config_store.path == "/opt/deployment/rollout.env"
+    assert inv.env().database_host.name == "staging-database-01"
+
+
+def test_base_is_valid() -> None:
+    inv = parse_inventory(BASE, "inventory.toml")
+    assert inv.env_names == ("staging", "production")
+    prod = inv.env("production")
+    assert prod.after == "staging" and prod.bastion is None
+    # no services table for production's "database": the role defaults to "database" for that name
+    assert prod.service("database").role == "database"
+    assert prod.database_host.name == "production-database-01"
+    # the staging api service has no table: settings default
+    api = inv.env("staging").service("api")
+    assert (api.role, api.vars, api.health_url, api.pre_restart) == (
+        "app",
+        "/opt/services/api/vars.yaml",
+        "",
+        "",
+    )
+    assert inv.env("staging").database.dbname == "postgres"
+
+
+def _edit(old: str, new: str) -> str:
+    assert BASE.count(old) == 1, old
+    return BASE.replace(old, new)
+
+
+MALFORMED = [
+    pytest.param(
+        _edit("postgres_port = 5432", "postgres_port = 54 32"),
+        "inventory.toml:16: environments.staging.database.postgres_port: TOML syntax error: "
+        "Expected newline or end of document after a statement (column 20); fix the TOML syntax there",
+        id="syntax-error",
+    ),
+    pytest.param(
+        _edit("postgres_port = 5432", 'postgres_port = "abc"'),
+        "inventory.toml:16: environments.staging.database.postgres_port: "
+        'expected an integer 1-65535, got "abc"',
+        id="wrong-type",
+    ),
+    pytest.param(
+        _edit("postgres_port = 5432", "postgres_port = 70000"),
+        "inventory.toml:16: environments.staging.database.postgres_port: "
+        "expected an integer 1-65535, got 70000",
+        id="port-out-of-range",
+    ),
+    pytest.param(
+        _edit(
+            'address = "10.0.2.11"\nservice = "api"\njump = true',
+            'address = "10.0.2.11"\nservice = "api"\njump = "yes"',
+        ),
+        'inventory.toml:34: environments.staging.hosts[1].jump: expected true or false, got "yes"',
+        id="wrong-type-bool",
+    ),
+    pytest.param(
+        _edit("postgres_port = 5432", "postgres_prot = 5432"),
+        'inventory.toml:16: environments.staging.database.postgres_prot: unknown key "postgres_prot"; '
+        'did you mean "postgres_port"?',
+        id="unknown-key-suggestion",
+    ),
+    pytest.param(
+        _edit('default_env = "staging"', 'defualt_env = "staging"'),
+        'inventory.toml:2: defualt_env: unknown key "defualt_env"; did you mean "default_env"?',
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        _edit('access = "tunnel"', 'access = "tunel"'),
+        'inventory.toml:15: environments.staging.database.access: expected "tunnel" or "direct", '
+        'got "tunel"; did you mean "tunnel"?',
+        id="bad-enum-access",
+    ),
+    pytest.param(
+        _edit('role = "database"', 'role = "db"'),
+        "inventory.toml:22: environments.staging.services.database.role: "
+        'expected "app" or "database", got "db"',
+        id="bad-enum-role",
+    ),
+    pytest.param(
+        _edit('name = "staging-api-01"', 'name = "staging-database-01"'),
+        'inventory.toml:31: environments.staging.hosts[1].name: duplicate host name "staging-database-01" '
+        "(already used by hosts[0], line 25); host names must be unique",
+        id="duplicate-host-name",
+    ),
+    pytest.param(
+        _edit('address = "10.0.2.11"', 'address = "10.0.1.20"'),
+        "inventory.toml:32: environments.staging.hosts[1].address: duplicate address 10.0.1.20:22 "
+        '(already used by hosts[0] "staging-database-01", line 26); '
+        "each host entry must be a different machine",
+        id="duplicate-host-address",
+    ),
+    pytest.param(
+        _edit('host = "staging-database-01"', 'host = "staging-db-01"'),
+        'inventory.toml:13: environments.staging.database.host: names no host ("staging-db-01"); '
+        'did you mean "staging-database-01"? add a [[environments.staging.hosts]] entry with that name, '
+        "or use one of: "
+        '"staging-database-01", "staging-api-01"',
+        id="db-host-missing",
+    ),
+    pytest.param(
+        _edit('host = "staging-database-01"', 'host = "staging-api-01"'),
+        'inventory.toml:13: environments.staging.database.host: names host "staging-api-01", whose service '
+        '"api" has role "app"; point it at the host running Postgres, PgBouncer and Redis, or give that '
+        'service role = "database"',
+        id="db-host-not-database-role",
+    ),
+    pytest.param(
+        _edit('service = "api"', 'service = "database"'),
+        'inventory.toml:33: environments.staging.hosts[1].service: a second database host ("staging-api-01"; '
+        'the first is "staging-database-01"); an environment has exactly one host whose service has '
+        'role = "database" — put the others in their own environment',
+        id="two-database-hosts",
+    ),
+    pytest.param(
+        _edit('address = "10.1.1.20"', 'address = "10.1.1.20"\njump = true'),
+        "inventory.toml:47: environments.production.hosts[0].jump: jump = true but there is no bastion; "
+        "add a [environments.production.bastion] table or set jump = false",
+        id="jump-without-bastion",
+    ),
+    pytest.param(
+        _edit('after = ""', 'after = "production"'),
+        "inventory.toml:7: environments.staging.after: environments wait for each other in a cycle "
+        '(staging → production → staging); the first environment of a rollout must have after = ""',
+        id="after-cycle",
+    ),
+    pytest.param(
+        _edit('after = "staging"', 'after = "production"'),
+        "inventory.toml:38: environments.production.after: environments wait for each other in a cycle "
+        '(production → production); the first environment of a rollout must have after = ""',
+        id="after-self",
+    ),
+    pytest.param(
+        _edit('after = ""', 'after = "prod"'),
+        'inventory.toml:7: environments.staging.after: names no environment ("prod"); known environments: '
+        '"staging", "production" ("" = none)',
+        id="after-unknown",
+    ),
+    pytest.param(
+        _edit("version = 1", "version = 2"),
+        "inventory.toml:1: version: unsupported inventory version 2; this cockpit reads version 1 only — "
+        "upgrade the cockpit, or write the file in a supported version (see docs/inventory.md)",
+        id="unsupported-version",
+    ),
+    pytest.param(
+        _edit("version = 1\n", "\n"),
+        "inventory.toml:1: version: required key is missing; add `version = 1` at the top of the file",
+        id="missing-version",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "envfile"'),
+        # the key is missing, so the line is its table's header
+        'inventory.toml:18: environments.staging.config_store.path: kind = "envfile" needs path = '
+        '"/absolute/path/on/the/host" (the KEY=VALUE file on every host of the service, '
+        'e.g. "/opt/deployment/rollout.env")',
+        id="envfile-without-path",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "envfile"\npath = "rollout.env"'),
+        "inventory.toml:20: environments.staging.config_store.path: "
+        "expected an absolute path of the env file "
+        'on the host starting with /, got "rollout.env"',
+        id="envfile-relative-path",
+    ),
+    pytest.param(
+        _edit('namespace = "voiceai/staging"\n', "\n"),
+        "inventory.toml:4: environments.staging.namespace: required key is missing; add `namespace = ...` "
+        "to environments.staging",
+        id="missing-required-key",
+    ),
+    pytest.param(
+        _edit('default_env = "staging"', 'default_env = "stagin"'),
+        'inventory.toml:2: default_env: names no environment ("stagin"); did you mean "staging"? '
+        'known environments: "staging", "production"',
+        id="default-env-unknown",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n\n[environments.staging.commands]\nupdate = "{roo}/update.sh"'),
+        "inventory.toml:22: environments.staging.commands.update: unknown placeholder {roo} (did you mean "
+        "{root}?); placeholders are {root} {service} {host} {address}, write {{ and }} for literal braces",
+        id="bad-placeholder",
+    ),
+    pytest.param(
+        _edit('service = "api"', 'service = "others"'),
+        'inventory.toml:33: environments.staging.hosts[1].service: "others" is reserved (it means "every '
+        'remaining service"); rename the service',
+        id="reserved-service-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED)
+def test_malformed(text: str, message: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value) == message
+    assert info.value.source == "inventory.toml"
+
+
+def test_error_attributes() -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_edit("postgres_port = 5432", 'postgres_port = "abc"'), "inventory.toml")
+    err = info.value
+    assert (err.line, err.key) == (16, "environments.staging.database.postgres_port")
+    assert err.problem == 'expected an integer 1-65535, got "abc"'
+
+
+def test_locator_inline_tables_arrays_and_dotted_keys() -> None:
+    text = """\
+version = 1
+[environments.staging]
+namespace = "voiceai/staging"
+database = { host = "db", dns_name = "db.internal", postgres_port = 5432 }
+ssh.connect_timeout = 5
+pre = '''
+[not.a.table]
+'''
+hosts = [
+  { name = "db", address = "10.0.0.1", service = "database" },
+  { name = "db", address = "10.0.0.2", service = "api" },
+]
+"""
+    lines = dict(iter_key_lines(text))
+    assert lines["environments.staging.database.postgres_port"] == 4
+    assert lines["environments.staging.ssh.connect_timeout"] == 5
+    assert lines["environments.staging.hosts[1].name"] == 11
+    assert "not.a.table" not in lines
+    valid = text.replace("pre = '''\n[not.a.table]\n'''\n", "\n\n\n")
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(valid, "inline.toml")
+    assert str(info.value).startswith(
+        'inline.toml:11: environments.staging.hosts[1].name: duplicate host name "db"'
+    )
+    dotted = valid.replace("ssh.connect_timeout = 5", "ssh.connect_timeout = 0")
+    with pytest.raises(
+        InventoryError, match=r"^inline\.toml:5: environments\.staging\.ssh\.connect_timeout: "
+    ):
+        parse_inventory(dotted, "inline.toml")
+
+
+def test_locator_quoted_keys_and_nested_arrays() -> None:
+    text = """\
+[a."b.c"]
+x = 1
+[[a.list]]
+y = 1
+[[a.list]]
+y = 2
+[a.list.sub]
+z = 3
+"""
+    lines = dict(iter_key_lines(text))
+    assert lines['a."b.c".x'] == 2
+    assert lines["a.list[1].y"] == 6
+    assert lines["a.list[1].sub.z"] == 8
+    assert format_key_path(("environments", "s", "paths", "/etc/ssl")) == 'environments.s.paths."/etc/ssl"'
+
+
+def test_load_inventory_resolves_local_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    text = _edit(
+        'region = "eu-west-1"',
+        'region = "eu-west-1"\n'
+        'ssh = { known_hosts = "~/kh", identity_files = ["keys/id", "/abs/id"], config = "" }',
+    )
+    f = tmp_path / "inventory.toml"
+    f.write_text(text)
+    env = load_inventory(f).env()
+    assert env.ssh.known_hosts == tmp_path / "home" / "kh"
+    assert env.ssh.identity_files == (tmp_path / "keys" / "id", Path("/abs/id"))
+    assert env.ssh.config is None
+
+    f.write_text(text.replace("postgres_port = 5432", 'postgres_port = "abc"'))
+    with pytest.raises(InventoryError) as info:
+        load_inventory(f)
+    assert str(info.value).startswith(f"{f}:17: environments.staging.database.postgres_port: ")
+    with pytest.raises(InventoryError, match="cannot read the inventory"):
+        load_inventory(tmp_path / "missing.toml")
+
+
+def test_env_lookup() -> None:
+    inv = parse_inventory(BASE, "inventory.toml")
+    assert inv.env(None).name == "staging"
+    with pytest.raises(InventoryError) as info:
+        inv.env("prod")
+    assert str(info.value) == (
+        'inventory.toml: environments: no environment named "prod"; '
+        'known environments: "staging", "production"'
+    )
+    without_default = parse_inventory(_edit('default_env = "staging"\n', "\n"), "inventory.toml")
+    with pytest.raises(InventoryError, match="no default environment is set"):
+        without_default.env()
+
+
+FLEET = """\
+version = 1
+[environments.lab]
+namespace = "voiceai/lab"
+database = { host = "lab-database-01", dns_name = "db.lab" }
+paths = { "/etc/ssl/internal" = "/opt/tls", "/etc/ssl/internal/private" = "/opt/keys" }
+[environments.lab.services.database]
+role = "database"
+[environments.lab.services.api]
+health_url = "http://{address}:8080/health"
+[environments.lab.services.voice]
+pre_restart = "drain"
+[[environments.lab.hosts]]
+name = "lab-database-01"
+address = "127.0.10.2"
+service = "database"
+root = "/srv/lab/hosts/lab-database-01/"
+[[environments.lab.hosts]]
+name = "lab-api-01"
+address = "127.0.10.10"
+service = "api"
+root = "/srv/lab/hosts/lab-api-01"
+[[environments.lab.hosts]]
+name = "lab-web-01"
+address = "127.0.10.11"
+service = "web"
+[[environments.lab.hosts]]
+name = "lab-telpro-01"
+address = "127.0.10.12"
+service = "telpro"
+[[environments.lab.hosts]]
+name = "lab-api-02"
+address = "127.0.10.13"
+service = "api"
+[[environments.lab.hosts]]
+name = "lab-voice-01"
+address = "127.0.10.14"
+service = "voice"
+[[environments.lab.hosts]]
+name = "lab-media-01"
+address = "127.0.10.15"
+service = "media"
+[[environments.lab.hosts]]
+name = "lab-ops-01"
+address = "127.0.10.16"
+service = "ops"
+"""
+
+
+def test_services_in_order() -> None:
+    env = parse_inventory(FLEET, "fleet.toml").env()
+    # tables first (database, api, voice), then services only hosts name, in host order
+    assert env.service_names == ("database", "api", "voice", "web", "telpro", "media", "ops")
+    assert env.services_in_order(["api", "web", "voice", "ops", "others"]) == [
+        "api",
+        "web",
+        "voice",
+        "ops",
+        "telpro",
+        "media",
+    ]
+    # "others" expands where it stands; unknown names are dropped; duplicates kept once
+    assert env.services_in_order(["voice", "others", "api", "nosuch", "voice"]) == [
+        "voice",
+        "web",
+        "telpro",
+        "media",
+        "ops",
+        "api",
+    ]
+    assert env.services_in_order(["api", "web"]) == ["api", "web"]
+    assert [h.name for h in env.hosts_for("api")] == ["lab-api-01", "lab-api-02"]
+
+
+def test_host_path() -> None:
+    env = parse_inventory(FLEET, "fleet.toml").env()
+    db, api, web = env.host("lab-database-01"), env.host("lab-api-01"), env.host("lab-web-01")
+    assert db.root == "/srv/lab/hosts/lab-database-01"  # trailing "/" dropped
+    assert env.host_path(api, "/etc/ssl/internal/ca.crt") == "/srv/lab/hosts/lab-api-01/opt/tls/ca.crt"
+    assert env.host_path(api, "/etc/ssl/internal") == "/srv/lab/hosts/lab-api-01/opt/tls"
+    # the longest matching prefix wins
+    assert (
+        env.host_path(db, "/etc/ssl/internal/private/db.key")
+        == "/srv/lab/hosts/lab-database-01/opt/keys/db.key"
+    )
+    # unmapped paths, and paths that only share a string prefix, keep their place under the root
+    assert env.host_path(api, "/etc/ssl/internalx/f") == "/srv/lab/hosts/lab-api-01/etc/ssl/internalx/f"
+    assert (
+        env.host_path(api, "/opt/services/api/vars.yaml")
+        == "/srv/lab/hosts/lab-api-01/opt/services/api/vars.yaml"
+    )
+    # root "/" (a real host): only the map applies; ".." cannot climb out of the root
+    assert env.host_path(web, "/etc/ssl/internal/ca.crt") == "/opt/tls/ca.crt"
+    assert env.host_path(api, "/../../etc/passwd") == "/srv/lab/hosts/lab-api-01/etc/passwd"
+    with pytest.raises(ValueError):
+        env.host_path(api, "relative/path")
+    assert (
+        env.update_command(api) == "/srv/lab/hosts/lab-api-01/opt/services/api/update.sh --restart-only --yes"
+    )
+    assert env.update_command(web) == "/opt/services/web/update.sh --restart-only --yes"
+    assert env.health_url(env.host("lab-api-02")) == "http://127.0.10.13:8080/health"
+
+
+def test_default_paths_and_separate_layout() -> None:
+    text = BASE.replace(
+        '[environments.staging.config_store]\nkind = "ssm"',
+        '[environments.staging.tls_secrets]\nlayout = "separate"',
+    )
+    env = parse_inventory(text, "inventory.toml").env()
+    assert env.tls_secret_name("web", "INTERNAL_CA_CRT_B64") == "voiceai/staging/web/INTERNAL_CA_CRT_B64"
+    assert env.secret_name("web") == "voiceai/staging/web/secrets"
+    assert dict(env.paths) == {"/etc/ssl/internal": "/etc/ssl/internal"}
+    assert env.host_path(env.host("staging-api-01"), "/etc/ssl/internal/ca.crt") == "/etc/ssl/internal/ca.crt"
+
+
+def test_managed_database() -> None:
+    text = """\
+version = 1
+[environments.prod]
+namespace = "voiceai/prod"
+managed_database = true
+"""
+    env = parse_inventory(text, "managed.toml").env()
+    assert env.managed_database and env.hosts == ()
+    with pytest.raises(InventoryError, match="managed database"):
+        _ = env.database_host
