@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import pki, procs
-from lab.topology import APP_SERVICES, LabSpec
+from lab.topology import LabError, APP_SERVICES, LabSpec
 
 CONSUMERS = ("database", *APP_SERVICES)
 
@@ -39,18 +39,18 @@ def start(spec: LabSpec) -> bool:
     if procs.running(pidfile(spec)) and procs.port_open(spec.aws_address, spec.aws_port):
         return False
     if not procs.port_free(spec.aws_address, spec.aws_port):
-        raise RuntimeError(f"AWS stand-in: {spec.aws_address}:{spec.aws_port} is already in use; "
+        raise LabError(f"AWS stand-in: {spec.aws_address}:{spec.aws_port} is already in use; "
                            "stop what holds it or choose another --net")
     try:
         import moto.server  # noqa: F401
     except ImportError:
-        raise RuntimeError("moto[server] is not installed: pip install 'moto[server]'") from None
+        raise LabError("moto[server] is not installed: pip install 'moto[server]'") from None
     env = dict(os.environ)
     env.pop("AWS_ENDPOINT_URL", None)
     pid = procs.start_daemon([sys.executable, "-m", "moto.server", "-H", spec.aws_address, "-p", str(spec.aws_port)],
                              pidfile=pidfile(spec), logfile=spec.path / "aws" / "moto.log", env=env)
     if not procs.wait_port(spec.aws_address, spec.aws_port, 30, pid=pid):
-        raise RuntimeError("AWS stand-in (moto) did not start: see " + str(spec.path / "aws" / "moto.log"))
+        raise LabError("AWS stand-in (moto) did not start: see " + str(spec.path / "aws" / "moto.log"))
     return True
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import aws, hostfs, procs, sshd
-from lab.topology import DB_UID, LabHost, LabSpec
+from lab.topology import DB_UID, LabError, LabHost, LabSpec
 
 PG_BIN = Path(os.environ.get("LAB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REQUIRED = {  # binary -> Debian package
@@ -27,10 +27,6 @@ REQUIRED = {  # binary -> Debian package
     "/usr/bin/redis-server": "redis-server",
     sshd.SSHD: "openssh-server",
 }
-
-
-class LabError(Exception):
-    """A problem a person can act on; the CLI prints it and exits 1."""
 
 
 def log(msg: str) -> None:
@@ -225,6 +221,7 @@ def up(spec: LabSpec) -> dict[str, float]:
                 any(procs.running(sshd.pidfile(old, h)) for h in old.hosts()):
             raise LabError(f"a different lab is running in {spec.path} (net {old.net}, {old.instances}); "
                            "run `lab down` first")
+    preflight(spec)
     ensure_db_user()
     spec.path.mkdir(parents=True, exist_ok=True)
     _traversable(spec.path)
@@ -250,6 +247,24 @@ def up(spec: LabSpec) -> dict[str, float]:
     write_inventory(spec)
     t["total"] = time.monotonic() - t0
     return t
+
+
+def preflight(spec: LabSpec) -> None:
+    """Every port the lab will bind is free (or already ours) before anything starts."""
+    busy: list[str] = []
+    for h in spec.hosts():
+        if not procs.running(sshd.pidfile(spec, h)) and not procs.port_free(h.address, spec.ssh_port):
+            busy.append(f"{h.name} {h.address}:{spec.ssh_port}")
+    if not procs.running(aws.pidfile(spec)) and not procs.port_free(spec.aws_address, spec.aws_port):
+        busy.append(f"AWS stand-in {spec.aws_address}:{spec.aws_port}")
+    db = spec.database
+    if not _host_running(spec, db):
+        for port in (spec.postgres_port, spec.pgbouncer_port, spec.redis_port, spec.redis_tls_port):
+            if not procs.port_free(db.address, port):
+                busy.append(f"{db.name} {db.address}:{port}")
+    if busy:
+        raise LabError(f"{', '.join(busy)} already in use (nothing was started); stop what holds it "
+                       "or choose another --net")
 
 
 def _host_running(spec: LabSpec, h: LabHost) -> bool:

@@ -284,7 +284,10 @@ def restart_otel(ctx: HostCtx, env: dict[str, str], tls: bool) -> None:
     penv = app_env(ctx, env, "otel-collector")
     penv.update({"REDIS_ENDPOINT": f"{dns}:{port}", "OTEL_REDIS_TLS": "true" if tls else "false",
                  "REDIS_TLS_CA_FILE": str(ctx.p("etc", "ssl", "internal", "ca.crt"))})
-    _restart_app_process(ctx, penv, "otel-collector", ["--otel"])
+    pid = _restart_app_process(ctx, penv, "otel-collector", ["--otel"])
+    healthy, why = wait_app_healthy(ctx, "otel-collector", pid, need_db=False)
+    if not healthy:
+        raise InitError(f"otel-collector did not become healthy: {why}", restarted=True)
     # the collector's endpoint, for whoever checks it (no secret in it)
     write_atomic(ctx.p("opt", "services", "database", "otel-endpoint"), f"REDIS_ENDPOINT={dns}:{port}\n".encode(), 0o644)
 
@@ -332,7 +335,8 @@ def init_app(ctx: HostCtx, env: dict[str, str]) -> list[str]:
     return [f"voiceai-{ctx.service}"]
 
 
-def wait_app_healthy(ctx: HostCtx, name: str, pid: int, timeout: float = 8.0) -> tuple[bool, str]:
+def wait_app_healthy(ctx: HostCtx, name: str, pid: int, timeout: float = 8.0, *,
+                     need_db: bool = True) -> tuple[bool, str]:
     """Healthy = the new process completed a query and a ping since it started."""
     import json
 
@@ -349,7 +353,7 @@ def wait_app_healthy(ctx: HostCtx, name: str, pid: int, timeout: float = 8.0) ->
             continue
         if m.get("pid") == pid:
             db, rd = m.get("db", {}), m.get("redis", {})
-            if db.get("connected") and rd.get("connected"):
+            if (db.get("connected") or not need_db) and rd.get("connected"):
                 return True, ""
             why = m.get("last_error") or why
         time.sleep(0.05)

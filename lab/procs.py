@@ -125,8 +125,10 @@ def port_open(address: str, port: int, timeout: float = 0.2) -> bool:
 
 def port_free(address: str, port: int) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is not "in use"
     try:
         s.bind((address, port))
+        s.listen(1)
         return True
     except OSError:
         return False

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from lab import procs
-from lab.topology import LabHost, LabSpec
+from lab.topology import LabError, LabHost, LabSpec
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -116,19 +116,19 @@ def start(spec: LabSpec, host: LabHost) -> None:
         return
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
     if not procs.port_free(host.address, spec.ssh_port):
-        raise RuntimeError(f"{host.name}: {host.address}:{spec.ssh_port} is already in use; "
+        raise LabError(f"{host.name}: {host.address}:{spec.ssh_port} is already in use; "
                            "stop what holds it or choose another --net")
     cfg = sshd_config(spec, host)
     log = spec.path / "hosts" / host.name / "var" / "log" / "sshd.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run([SSHD, "-f", str(cfg), "-E", str(log)], capture_output=True, text=True, check=False)
     if r.returncode != 0:
-        raise RuntimeError(f"{host.name}: sshd failed to start: {r.stderr.strip() or log.read_text()[-300:]}")
+        raise LabError(f"{host.name}: sshd failed to start: {r.stderr.strip() or log.read_text()[-300:]}")
 
 
 def wait_ready(spec: LabSpec, host: LabHost, timeout: float = 10.0) -> None:
     if not procs.wait_port(host.address, spec.ssh_port, timeout):
-        raise RuntimeError(f"{host.name}: sshd is not accepting on {host.address}:{spec.ssh_port}")
+        raise LabError(f"{host.name}: sshd is not accepting on {host.address}:{spec.ssh_port}")
 
 
 def stop(spec: LabSpec, host: LabHost) -> bool:

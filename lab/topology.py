@@ -27,6 +27,10 @@ def default_lab_dir() -> Path:
     return Path(state) / "rollout-cockpit" / "lab"
 
 
+class LabError(Exception):
+    """A problem a person can act on; the CLI prints it and exits 1."""
+
+
 @dataclass(frozen=True)
 class LabHost:
     name: str
@@ -72,7 +76,8 @@ class LabSpec:
 
     @property
     def bastion(self) -> LabHost:
-        return LabHost(f"{self.environment}-bastion-01", f"{self.net}.1", "bastion", self._root("bastion"))
+        name = f"{self.environment}-bastion-01"
+        return LabHost(name, f"{self.net}.1", "bastion", self._root(name))
 
     @property
     def database(self) -> LabHost:

@@ -1,0 +1,110 @@
+"""Configured state: each rollout variable per service, resolved as the platform's fetch-env.sh does.
+
+bootstrap `.env` → SSM `/${NAMESPACE}/<service>/<VAR>` → Secrets Manager JSON secrets under
+`${NAMESPACE}/<service>/` → the `vars.yaml` default. Only the rollout variables are resolved —
+never a host's whole environment, which holds every secret. The env-file backend reads a
+KEY=VALUE file on each host instead of SSM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from probes.aws import Aws, AwsError
+from probes.inventory import Environment
+from probes.snapshot import ConfiguredValue
+
+DATABASE_VARS = (
+    "POSTGRES_TLS_ENABLED", "POSTGRES_FORCE_SSL", "PGBOUNCER_SERVER_TLS_SSLMODE", "PGBOUNCER_CLIENT_TLS_SSLMODE",
+    "REDIS_TLS_ENABLED", "REDIS_TLS_PORT", "REDIS_FORCE_TLS",
+)
+APP_VARS = ("DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE", "REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE", "REDIS_TLS_PORT")
+
+
+def rollout_vars(role: str) -> tuple[str, ...]:
+    return DATABASE_VARS if role == "database" else APP_VARS
+
+
+def parse_manifest(text: str, source: str) -> dict[str, dict[str, Any]]:
+    """`vars.yaml` → {name: spec}; a malformed file raises ValueError naming it."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML ({exc})") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("variables"), list):
+        raise ValueError(f"{source}: expected a mapping with a 'variables' list")
+    out: dict[str, dict[str, Any]] = {}
+    for i, v in enumerate(data["variables"]):
+        if not isinstance(v, Mapping) or not isinstance(v.get("name"), str):
+            raise ValueError(f"{source}: variables[{i}] has no name")
+        out[v["name"]] = dict(v)
+    return out
+
+
+def parse_env_text(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def resolve(
+    variables: Iterable[str],
+    *,
+    bootstrap: Mapping[str, str],
+    ssm: Mapping[str, tuple[str, int]],
+    secrets: Mapping[str, str],
+    manifest: Mapping[str, Mapping[str, Any]],
+    envfile: Mapping[str, str] | None = None,
+) -> dict[str, ConfiguredValue]:
+    """Pure resolution of the named variables (later sources win; default only if unset)."""
+    out: dict[str, ConfiguredValue] = {}
+    for var in variables:
+        cv = ConfiguredValue(None, "unset")
+        if var in bootstrap:
+            cv = ConfiguredValue(bootstrap[var], "bootstrap")
+        if envfile is not None and var in envfile:
+            cv = ConfiguredValue(envfile[var], "envfile")
+        if var in ssm:
+            value, version = ssm[var]
+            cv = ConfiguredValue(value, "ssm", version)
+        if var in secrets:
+            cv = ConfiguredValue(secrets[var], "secrets")
+        if cv.source == "unset" and "default" in manifest.get(var, {}):
+            cv = ConfiguredValue(str(manifest[var]["default"]), "default",
+                                 ssm[var][1] if var in ssm else None)
+        out[var] = cv
+    return out
+
+
+async def read_service_config(
+    aws: Aws, env: Environment, service: str, role: str, *, manifest: Mapping[str, Mapping[str, Any]],
+    bootstrap: Mapping[str, str] | None = None, envfile: Mapping[str, str] | None = None,
+) -> dict[str, ConfiguredValue]:
+    """Resolve one service's rollout variables; AWS failures become source "error" values."""
+    variables = rollout_vars(role)
+    try:
+        params = await aws.parameters_by_path(f"/{env.namespace}/{service}/")
+        secret_keys = await aws.secrets_under(f"{env.namespace}/{service}/")
+    except AwsError as exc:
+        return {v: ConfiguredValue(None, "error:" + str(exc)) for v in variables}
+    ssm = {k: (p.value, p.version) for k, p in params.items() if k in variables}
+    if env.config_store.kind != "ssm":
+        ssm = {}
+    secrets = {k: v for k, v in secret_keys.items() if k in variables}  # drop every other (secret) key at once
+    return resolve(variables, bootstrap=bootstrap or {}, ssm=ssm, secrets=secrets, manifest=manifest,
+                   envfile=envfile)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install everything and run every test (unit, real-server and lab tests), then lint and type checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/pytest -q -p no:cacheprovider "$@"
+.venv/bin/ruff check .
+.venv/bin/mypy --strict probes plans

@@ -1,0 +1,106 @@
+"""Test helpers around a real lab: start/stop one, run commands over SSH through the bastion,
+set rollout variables in SSM, and read the servers' live state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from lab import aws, control, scenarios
+from lab.topology import LabHost, LabSpec, parse_instances
+
+
+def lab_dir(net: str) -> Path:
+    # not under /tmp/pytest-of-root (0700): the uid-70 servers must traverse the path
+    return Path("/var/tmp") / f"cockpit-test-lab-{net.replace('.', '-')}"
+
+
+@contextlib.contextmanager
+def running_lab(net: str, instances: str = "") -> Iterator[LabSpec]:
+    d = lab_dir(net)
+    if (d / "lab.json").exists():
+        control.down(d)
+    shutil.rmtree(d, ignore_errors=True)
+    spec = LabSpec(dir=str(d), net=net, instances=parse_instances(instances))
+    try:
+        control.up(spec)
+        yield spec
+    finally:
+        if (d / "lab.json").exists():
+            left = control.down(d)
+            assert not left, f"lab down left processes: {left}"
+
+
+def ssh(spec: LabSpec, host: LabHost, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    cfg = Path(spec.dir) / "ssh" / "ssh_config"
+    return subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", host.name, command],
+                          capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+
+
+def update(spec: LabSpec, host: LabHost, *flags: str) -> subprocess.CompletedProcess[str]:
+    script = f"{host.root}/opt/services/{host.service}/update.sh"
+    return ssh(spec, host, " ".join([script, *(flags or ("--restart-only", "--yes"))]))
+
+
+def set_var(spec: LabSpec, service: str, var: str, value: str | None) -> None:
+    ssm = aws.client(spec, "ssm")
+    name = f"/{spec.namespace}/{service}/{var}"
+    if value is None:
+        with contextlib.suppress(ssm.exceptions.ParameterNotFound):
+            ssm.delete_parameter(Name=name)
+    else:
+        ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+
+
+def rollout_params(spec: LabSpec) -> dict[str, str]:
+    ssm = aws.client(spec, "ssm")
+    out: dict[str, str] = {}
+    for svc in ("database", "api", "web", "voice", "ops", "telpro"):
+        for p in ssm.get_parameters_by_path(Path=f"/{spec.namespace}/{svc}/")["Parameters"]:
+            if p["Name"].rsplit("/", 1)[-1] in scenarios.rollout_vars(svc):
+                out[p["Name"]] = p["Value"]
+    return out
+
+
+def ssl_request(address: str, port: int) -> bytes:
+    """Send Postgres' SSLRequest; the one-byte answer is b'S' or b'N'."""
+    with socket.create_connection((address, port), timeout=3) as s:
+        s.sendall(bytes.fromhex("0000000804d2162f"))
+        return s.recv(1)
+
+
+def port_open(address: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=0.5):
+        return True
+    return False
+
+
+def pgbouncer_config(spec: LabSpec) -> dict[str, str]:
+    import psycopg
+
+    pw = aws.lab_secrets(spec)["PGBOUNCER_ADMIN_PASSWORD"]
+    with psycopg.connect(host=spec.database.address, port=spec.pgbouncer_port, dbname="pgbouncer",
+                         user="pgbouncer_admin", password=pw, autocommit=True, prepare_threshold=None,
+                         sslmode="prefer", connect_timeout=5) as conn:
+        rows = conn.execute("SHOW CONFIG").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def postgres_query(spec: LabSpec, sql: str) -> list[tuple[object, ...]]:
+    import asyncpg
+
+    async def go() -> list[tuple[object, ...]]:
+        conn = await asyncpg.connect(host=spec.database.address, port=spec.postgres_port, user="voiceai",
+                                     password=aws.lab_secrets(spec)["POSTGRES_PASSWORD"], database="voiceai",
+                                     ssl="prefer", timeout=5)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
