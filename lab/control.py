@@ -280,7 +280,7 @@ def down(directory: Path) -> list[int]:
         procs.stop_pidfile(Path(h.root) / "run" / f"{h.service}.pid")
     db = Path(spec.database.root) / "run"
     for name in ("otel-collector", "pgbouncer", "redis", "postgres"):
-        procs.stop_pidfile(db / f"{name}.pid", sig=2 if name == "postgres" else 15)
+        procs.stop_pidfile(db / f"{name}.pid", sig=signal.SIGINT if name == "postgres" else signal.SIGTERM)
     for h in spec.hosts():
         sshd.stop(spec, h)
     aws.stop(spec)

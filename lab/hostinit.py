@@ -224,7 +224,8 @@ def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
                   f"client_tls_ca_file = {ssl_dir / 'ca.crt'}"]
     write_atomic(d / "pgbouncer.ini", ("\n".join(lines) + "\n").encode(), 0o600, ctx.db_uid)
     pidfile = run_dir(ctx) / "pgbouncer.pid"
-    if not procs.stop_pidfile(pidfile, sig=signal.SIGINT):
+    # SIGTERM is PgBouncer's immediate shutdown; SIGINT would PAUSE and wait for every session client
+    if not procs.stop_pidfile(pidfile, sig=signal.SIGTERM):
         raise InitError("pgbouncer did not stop", restarted=True)
     pid = procs.start_daemon(["/usr/sbin/pgbouncer", str(d / "pgbouncer.ini")], pidfile=pidfile,
                              logfile=ctx.p("var", "log", "pgbouncer.log"), uid=ctx.db_uid, env={"PATH": "/usr/bin:/bin"})

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import os
+
 import pytest
+
+# The operator's AWS identity for the lab's moto server (any values work there); never let boto3
+# look for instance metadata on the network.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab-operator")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 from lab.topology import LabSpec
 from tests.labkit import running_lab

@@ -1,0 +1,142 @@
+"""`cockpit status` against the lab: each scenario yields the verdicts it should."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import aws, scenarios
+from lab.topology import LabSpec
+from probes.collect import Collector
+from probes.inventory import load_inventory
+from probes.model import Verdict
+from probes.snapshot import FleetSnapshot, snapshot_from_json, snapshot_to_json
+from tests.labkit import set_var, update
+
+pytestmark = pytest.mark.lab
+
+
+def snap(spec: LabSpec, inventory: Path | None = None) -> FleetSnapshot:
+    env = load_inventory(inventory or Path(spec.dir) / "inventory.toml").env(None)
+
+    async def go() -> FleetSnapshot:
+        c = Collector(env)
+        try:
+            return await c.snapshot()
+        finally:
+            await c.aclose()
+
+    return asyncio.run(go())
+
+
+def checks(s: FleetSnapshot, check: str, verdict: Verdict) -> list[str]:
+    return [f"{c.target}: {c.summary}" for c in s.checks if c.check == check and c.verdict is verdict]
+
+
+def test_fresh_is_plaintext_and_healthy(lab: LabSpec) -> None:
+    scenarios.apply(lab, "fresh")
+    s = snap(lab)
+    assert s.verdict in (Verdict.OK, Verdict.WARN), [c for c in s.checks if c.verdict.rank > 1]
+    assert s.database is not None and s.database.postgres_ssl is False
+    assert s.database.pgbouncer_client_tls_sslmode == "disable"
+    leg1 = s.connections("leg1")
+    assert {c.instance for c in leg1} >= {h.name for h in lab.app_hosts()}
+    assert not any(c.tls for c in leg1)
+    assert all(i.db_tls is False and i.redis_tls is False and i.ca_file_ok for i in s.instances)
+    # JSON round trip of the documented schema
+    data = json.loads(json.dumps(snapshot_to_json(s)))
+    assert data["schema"] == 1 and snapshot_from_json(data) == s
+
+
+def test_straggler_names_the_service_on_plaintext(lab: LabSpec) -> None:
+    scenarios.apply(lab, "straggler")
+    s = snap(lab)
+    plain_leg1 = {(c.service, c.instance) for c in s.connections("leg1") if not c.tls}
+    assert plain_leg1 == {("voice", "staging-voice-01"), ("voice", "staging-voice-02")}
+    plain_redis = {c.service for c in s.connections("redis") if not c.tls}
+    assert plain_redis == {"voice"}
+    for i in s.instances:
+        assert i.db_tls is (i.service != "voice"), i
+        assert i.redis_tls is (i.service != "voice"), i
+
+
+@pytest.mark.parametrize(("scenario", "check", "words"), [
+    ("bad-san", "certs.san", "does not cover staging-database-01.voiceai.internal"),
+    ("expired", "certs.expiry", "expired"),
+    ("wrong-ca", "certs.chain", "CA"),
+    ("key-mismatch", "certs.key_match", "key"),
+    ("secret-missing", "certs.present", "INTERNAL_"),
+])
+def test_broken_material_fails_the_right_check(lab: LabSpec, scenario: str, check: str, words: str) -> None:
+    scenarios.apply(lab, scenario)
+    s = snap(lab)
+    failed = checks(s, check, Verdict.FAIL)
+    assert failed and all(words in f for f in failed), (failed, [c for c in s.certs if c.verdict is not Verdict.OK])
+    if scenario == "secret-missing":
+        assert all(f.startswith("voice:") for f in failed)
+    if scenario in ("bad-san", "expired"):  # served by the live listeners too
+        pg = s.check("tls.postgres")
+        assert pg is not None and pg.verdict is Verdict.FAIL, pg
+        assert s.database is not None and s.database.postgres_tls_verified is False
+
+
+def test_telpro_without_ssl_build_is_reported(lab: LabSpec) -> None:
+    scenarios.apply(lab, "telpro-no-ssl")
+    s = snap(lab)
+    telpro = [i for i in s.instances if i.service == "telpro"]
+    assert telpro and all(i.telpro_ssl is False for i in telpro)
+    assert checks(s, "telpro.ssl_build", Verdict.WARN)
+    assert "hiredis_ssl" in checks(s, "telpro.ssl_build", Verdict.WARN)[0]
+
+
+def test_drift_on_exactly_the_instances_not_restarted(lab: LabSpec) -> None:
+    scenarios.apply(lab, "pg-4")
+    set_var(lab, "api", "DATABASE_SSL_MODE", "verify-full")
+    api1, api2 = [h for h in lab.app_hosts() if h.service == "api"]
+    assert update(lab, api1).returncode == 0
+    try:
+        s = snap(lab)
+        by_host = {i.host: i for i in s.instances}
+        assert not by_host[api1.name].drift and by_host[api1.name].db_tls is True
+        assert by_host[api2.name].drift and "verify-full" in by_host[api2.name].drift[0]
+        assert all(not i.drift for i in s.instances if i.service != "api")
+    finally:
+        set_var(lab, "api", "DATABASE_SSL_MODE", None)
+        update(lab, api1)
+
+
+def test_unreachable_host_is_one_clear_state(lab: LabSpec, tmp_path: Path) -> None:
+    text = (Path(lab.dir) / "inventory.toml").read_text()
+    text += ('\n[[environments.staging.hosts]]\nname = "staging-web-09"\naddress = "127.0.20.250"\n'
+             f'port = 2222\nuser = "root"\nservice = "web"\njump = true\nroot = "{lab.dir}/hosts/x"\n')
+    inv = tmp_path / "inventory.toml"
+    inv.write_text(text)
+    s = snap(lab, inv)
+    ghost = next(i for i in s.instances if i.host == "staging-web-09")
+    assert ghost.reachable is False
+    others = [i for i in s.instances if i.host != "staging-web-09"]
+    assert all(i.reachable for i in others)
+    assert s.database is not None and s.database.end_to_end_ok is True
+
+
+def test_status_cli_json_and_exit_codes(lab: LabSpec, tmp_path: Path) -> None:
+    scenarios.apply(lab, "fresh")
+    inv = Path(lab.dir) / "inventory.toml"
+    r = subprocess.run([sys.executable, "-m", "tui.cli", "status", "--inventory", str(inv), "--json"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["env"] == "staging" and data["verdict"] in ("ok", "warn")
+    secrets = aws.lab_secrets(lab)
+    for v in secrets.values():
+        assert v not in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[environments.x]\nnamespace = 3\n")
+    r = subprocess.run([sys.executable, "-m", "tui.cli", "status", "--inventory", str(bad)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "bad.toml:3" in r.stderr
