@@ -149,7 +149,7 @@ class Service:
         self.hiredis_ssl = env.get("LAB_HIREDIS_SSL", "1") == "1"
 
     # -- connections ------------------------------------------------------------------
-    async def _db_connect(self, timeout: float) -> asyncpg.Connection:
+    async def _db_connect(self, budget: float) -> asyncpg.Connection:
         e = self.env
         mode = e.get("DATABASE_SSL_MODE", "")
         conn = await asyncpg.connect(
@@ -159,11 +159,11 @@ class Service:
             password=e.get("DATABASE_PASSWORD", ""),
             database=e.get("DATABASE_NAME", "voiceai"),
             ssl=db_ssl_arg(mode, e.get("DATABASE_SSL_CA_FILE", "")),
-            timeout=max(timeout, 0.1),
+            timeout=max(budget, 0.1),
             statement_cache_size=0,
             server_settings={"application_name": self.service},
         )
-        tls = conn._transport.get_extra_info("ssl_object") is not None  # noqa: SLF001
+        tls = conn._transport.get_extra_info("ssl_object") is not None
         self.meter.state["db"] = {"connected": True, "tls": bool(tls), "mode": mode or "(unset: prefer)"}
         return conn
 
@@ -176,7 +176,7 @@ class Service:
         port = int(e.get("REDIS_TLS_PORT", "6380") if tls else e.get("REDIS_PORT", "6379"))
         return e["REDIS_HOST"], port, tls, e.get("REDIS_TLS_CA_FILE", "")
 
-    async def _redis_connect(self, timeout: float) -> aioredis.Redis:
+    async def _redis_connect(self, budget: float) -> aioredis.Redis:
         host, port, tls, ca = self._redis_target()
         if tls and not self.hiredis_ssl:
             raise RuntimeError("ndb_redis: REDIS_TLS_ENABLED=true but this image lacks hiredis_ssl")
@@ -188,8 +188,8 @@ class Service:
             port=port,
             password=self.env.get("REDIS_PASSWORD") or None,
             client_name="otel-collector" if self.otel else self.service,
-            socket_timeout=max(min(timeout, 1.0), 0.1),
-            socket_connect_timeout=max(min(timeout, 1.0), 0.1),
+            socket_timeout=max(min(budget, 1.0), 0.1),
+            socket_connect_timeout=max(min(budget, 1.0), 0.1),
             retry_on_timeout=False,
             **kw,
         )
@@ -220,7 +220,7 @@ class Service:
                     self.redis_ok = True
                 self.meter.record(leg, True, time.monotonic() - start)
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt
+            except Exception as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 self.meter.note_error(leg, last)
                 await self._drop(leg)

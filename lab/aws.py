@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import pki, procs
-from lab.topology import LabError, APP_SERVICES, LabSpec
+from lab.topology import APP_SERVICES, LabError, LabSpec
 
 CONSUMERS = ("database", *APP_SERVICES)
 

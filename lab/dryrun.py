@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         values, sensitive = resolve(args.root, args.service)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"update.sh: {args.service}: {exc}", file=sys.stderr)
         return 1
     print(f"update.sh --dry-run: {args.service} would restart with:")

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         values, _ = resolve(args.root, args.service)
-    except Exception as exc:  # noqa: BLE001 - a script: the reason goes to stderr
+    except Exception as exc:
         print(f"fetch-env.sh: {args.service}: {exc}", file=sys.stderr)
         return 1
     if args.format == "file":

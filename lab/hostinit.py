@@ -82,7 +82,7 @@ def write_atomic(path: Path, data: bytes, mode: int, owner: int | None = None) -
 def _decode(env: dict[str, str], name: str) -> bytes:
     try:
         return base64.b64decode(env[name], validate=True)
-    except Exception:  # noqa: BLE001
+    except Exception:
         raise InitError(f"{name} is not valid base64; fix the secret; nothing was restarted") from None
 
 
@@ -228,7 +228,8 @@ def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
     if not procs.stop_pidfile(pidfile, sig=signal.SIGTERM):
         raise InitError("pgbouncer did not stop", restarted=True)
     pid = procs.start_daemon(["/usr/sbin/pgbouncer", str(d / "pgbouncer.ini")], pidfile=pidfile,
-                             logfile=ctx.p("var", "log", "pgbouncer.log"), uid=ctx.db_uid, env={"PATH": "/usr/bin:/bin"})
+                             logfile=ctx.p("var", "log", "pgbouncer.log"), uid=ctx.db_uid,
+                             env={"PATH": "/usr/bin:/bin"})
     if not procs.wait_port(ctx.address, ctx.port("LAB_PGBOUNCER_PORT", 6432), 10, pid=pid):
         raise InitError("pgbouncer did not come up: " + _tail(ctx.p("var", "log", "pgbouncer.log")), restarted=True)
 
@@ -290,7 +291,8 @@ def restart_otel(ctx: HostCtx, env: dict[str, str], tls: bool) -> None:
     if not healthy:
         raise InitError(f"otel-collector did not become healthy: {why}", restarted=True)
     # the collector's endpoint, for whoever checks it (no secret in it)
-    write_atomic(ctx.p("opt", "services", "database", "otel-endpoint"), f"REDIS_ENDPOINT={dns}:{port}\n".encode(), 0o644)
+    write_atomic(ctx.p("opt", "services", "database", "otel-endpoint"), f"REDIS_ENDPOINT={dns}:{port}\n".encode(),
+                 0o644)
 
 
 def _restart_app_process(ctx: HostCtx, penv: dict[str, str], name: str, extra: list[str]) -> int:
@@ -311,7 +313,7 @@ def init_database(ctx: HostCtx, env: dict[str, str]) -> list[str]:
         raise InitError("REDIS_FORCE_TLS=true needs REDIS_TLS_ENABLED=true (Redis would have no listener); "
                         "nothing was restarted")
     bouncer_tls = env.get("PGBOUNCER_CLIENT_TLS_SSLMODE", "disable") != "disable"
-    bouncer_server_ca = env.get("PGBOUNCER_SERVER_TLS_SSLMODE", "disable") not in ("disable", "allow", "prefer", "require")
+    bouncer_server_ca = env.get("PGBOUNCER_SERVER_TLS_SSLMODE", "disable") in ("verify-ca", "verify-full")
     needed = pg_tls or redis_tls or bouncer_tls or bouncer_server_ca
     decode_material(ctx, env, needed=needed, with_key=True)
     restart_postgres(ctx, env, pg_tls)

@@ -62,8 +62,8 @@ def database_manifest() -> dict[str, Any]:
             _var("POSTGRES_FORCE_SSL", default="off", containers=pg),
             _var("PGBOUNCER_SERVER_TLS_SSLMODE", default="disable", containers=bouncer),
             _var("PGBOUNCER_CLIENT_TLS_SSLMODE", default="disable", containers=bouncer),
-            _var("REDIS_TLS_ENABLED", default="false", containers=redis + ["voiceai-otel-collector"]),
-            _var("REDIS_TLS_PORT", default="6380", containers=redis + ["voiceai-otel-collector"]),
+            _var("REDIS_TLS_ENABLED", default="false", containers=[*redis, "voiceai-otel-collector"]),
+            _var("REDIS_TLS_PORT", default="6380", containers=[*redis, "voiceai-otel-collector"]),
             _var("REDIS_FORCE_TLS", default="false", containers=redis),
             _var("REDIS_ENDPOINT", source="local", containers=["voiceai-otel-collector"]),
             *[

@@ -57,7 +57,7 @@ def start_daemon(
         kwargs: dict[str, object] = {}
         if uid is not None and os.geteuid() == 0:
             kwargs.update(user=uid, group=gid if gid is not None else uid, extra_groups=[])
-        proc = subprocess.Popen(  # noqa: S603 - argv is ours
+        proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,

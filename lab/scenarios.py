@@ -152,7 +152,7 @@ def apply(spec: LabSpec, name: str) -> list[str]:
     sc = SCENARIOS[name]
     write_config(spec, sc)
     restart = [h for h in [spec.database, *spec.app_hosts()] if h.service not in sc.no_restart]
-    control._restart(spec, restart)  # noqa: SLF001
+    control._restart(spec, restart)
     control.reset_meters(spec)
     return [h.name for h in restart]
 

@@ -88,7 +88,7 @@ class Collector:
         """Await; a crash becomes an ERROR result ('bug in the cockpit') instead of an exception."""
         try:
             return await aw
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(_res(check, target, Verdict.ERROR, f"internal error (a bug in the cockpit): "
                                                              f"{type(exc).__name__}: {exc}"))
             return None

@@ -201,7 +201,8 @@ class PgBouncerSession:
 
     `sslmode` is libpq's: "prefer" (default; TLS when offered, not verified -- the TLS probe
     does the verifying), "disable", "require", "verify-ca", "verify-full". For the verify
-    modes pass `ca_pem`; with "verify-full" the certificate is checked against `server_name`
+    modes pass `ca_pem` ("require" with `ca_pem` also verifies the CA, as libpq does); with
+    "verify-full" the certificate is checked against `server_name`
     while `host` is dialled (libpq's host/hostaddr split), so tunnels work.
 
     The connection opens lazily and is dropped after any failure; the next sample reconnects.
@@ -348,7 +349,7 @@ class PgBouncerSession:
                 client_columns = [c.name for c in cur.description or ()]
                 cur = await conn.execute("SHOW SERVERS")
                 server_rows = await cur.fetchall()
-        except (TimeoutError, psycopg.Error, OSError) as exc:
+        except Exception as exc:  # only driver calls above: whatever they raise is about the connection
             await self.aclose()
             if reused and retry and not isinstance(exc, TimeoutError):
                 # the kept connection went stale (PgBouncer restarted?): one fresh attempt

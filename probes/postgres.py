@@ -278,7 +278,7 @@ class PostgresSession:
                     )
                 ],
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, OSError) as exc:
+        except Exception as exc:  # only driver calls above: whatever they raise is about the connection
             await self.aclose()
             if reused and retry and not isinstance(exc, asyncpg.PostgresError):
                 # the kept connection went stale (server restarted?): one fresh attempt

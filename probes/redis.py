@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, ConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, InvalidResponse, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, InvalidResponse, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -35,10 +35,12 @@ from probes.model import CheckResult, Verdict
 from probes.tls import bug_result
 
 __all__ = [
+    "PROBE_CLIENT_NAME",
     "PrebuiltSSLConnection",
     "RedisClient",
     "RedisFacts",
     "RedisSession",
+    "parse_client_list",
     "probe_redis",
 ]
 
@@ -306,9 +308,9 @@ class RedisSession:
                     port_reply = tls_reply = auth_reply = None
                     config_error = str(exc)
                 raw = await _cmd(client, "CLIENT", "LIST")
-        except (TimeoutError, RedisError, OSError) as exc:
+        except Exception as exc:  # only driver calls above: whatever they raise is about the connection
             await self.aclose()
-            if reused and retry and isinstance(exc, RedisConnectionError | ConnectionError):
+            if reused and retry and not isinstance(exc, TimeoutError | RedisTimeoutError | ResponseError):
                 # the kept connection went stale (Redis restarted, CLIENT KILL): one fresh attempt
                 return await self._sample(t0, retry=False)
             verdict, summary = _classify(exc, target, self.timeout)

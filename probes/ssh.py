@@ -169,6 +169,7 @@ class _Link:
     sftp: asyncssh.SFTPClient | None = None
     sftp_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     primed: bool = False  # a session has run, so sshd has set TCP_NODELAY on its side
+    is_bastion: bool = False
 
     def alive(self) -> bool:
         return not self.conn.is_closed()
@@ -377,24 +378,49 @@ class SshPool:
                     encoding="utf-8",
                     errors="replace",
                 )
-            link.primed = True
-            async with process:
-                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-                done = await process.wait(check=False, timeout=remaining)
-            return result(done.exit_status, _text(done.stdout), _text(done.stderr))
+        except TimeoutError:
+            link.channels.release()
+            return result(None, "", "", self._timeout(target, limit, f"opening a channel for {command!r}"))
+        except Exception as exc:  # every failure becomes a result
+            link.channels.release()
+            return result(None, "", "", self._op_error(target, link, exc, f"running {command!r}"))
+        link.primed = True
+        try:
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            done = await process.wait(check=False, timeout=remaining)  # returns once the channel closed
         except asyncssh.TimeoutError as exc:
+            self._abandon(process, link)
             return result(
                 exc.exit_status,
                 _text(exc.stdout),
                 _text(exc.stderr),
                 self._timeout(target, limit, f"running {command!r}"),
             )
-        except TimeoutError:
-            return result(None, "", "", self._timeout(target, limit, f"opening a channel for {command!r}"))
-        except Exception as exc:  # every failure becomes a result
+        except BaseException as exc:
+            self._abandon(process, link)
+            if not isinstance(exc, Exception):
+                raise  # cancelled
             return result(None, "", "", self._op_error(target, link, exc, f"running {command!r}"))
-        finally:
-            link.channels.release()
+        link.channels.release()
+        return result(done.exit_status, _text(done.stdout), _text(done.stderr))
+
+    def _abandon(self, process: asyncssh.SSHClientProcess[str], link: _Link) -> None:
+        """Stop waiting for a command: signal it, close the channel, and give its channel permit
+        back only once sshd has closed the session (it counts towards MaxSessions until then)."""
+        with contextlib.suppress(Exception):
+            process.terminate()
+        process.close()
+
+        async def release_when_closed() -> None:
+            try:
+                async with asyncio.timeout(self._env.ssh.command_timeout):
+                    await process.wait_closed()
+            except TimeoutError:
+                pass
+            finally:
+                link.channels.release()
+
+        self._spawn(release_when_closed())
 
     # -- files -------------------------------------------------------------------------------
     async def read_file(
@@ -628,7 +654,8 @@ class SshPool:
             "host": t.address,
             "port": t.port,
             "known_hosts": str(ssh.known_hosts),
-            "config": [str(ssh.config)] if ssh.config is not None else None,
+            # like ssh with its default ~/.ssh/config: a config file that does not exist is no config
+            "config": [str(ssh.config)] if ssh.config is not None and ssh.config.is_file() else None,
             "keepalive_interval": KEEPALIVE_INTERVAL,
             "keepalive_count_max": KEEPALIVE_COUNT_MAX,
         }
@@ -704,7 +731,7 @@ class SshPool:
             t.connects += 1
             t.failures = 0
             t.last_error = None
-            link = _Link(conn, asyncio.Semaphore(self._env.ssh.max_channels))
+            link = _Link(conn, asyncio.Semaphore(self._env.ssh.max_channels), is_bastion=t is self._bastion)
             t.link = link
             if t is self._bastion:  # only forwards run over it: prime in the background
                 self._spawn(self._prime(link))
@@ -727,26 +754,28 @@ class SshPool:
         task.add_done_callback(self._background.discard)
 
     async def _prime(self, link: _Link) -> None:
-        """Run one session on the connection so sshd sets TCP_NODELAY on its side (best effort)."""
+        """Run one session on the connection so sshd sets TCP_NODELAY on its side (best effort).
+
+        Hosts keep the SFTP session opened for it; the bastion (never used for files) and
+        connections limited to one channel close it again.
+        """
         if link.primed:
             return
         try:
-            if self._env.ssh.max_channels >= 2 and link.conn is not self._bastion_conn():
-                await self._sftp_client(link)
-            else:
-                async with asyncio.timeout(self._env.ssh.connect_timeout):
-                    async with link.channels:
-                        async with link.conn.start_sftp_client():
-                            pass
+            async with asyncio.timeout(self._env.ssh.connect_timeout):
+                if self._env.ssh.max_channels >= 2 and not link.is_bastion:
+                    await self._sftp_client(link)
+                    return
+                async with link.sftp_lock:
+                    if link.primed:
+                        return
+                    async with link.channels, link.conn.start_sftp_client():
+                        pass
         except asyncio.CancelledError:
             raise
         except Exception:  # only latency is at stake
             return
         link.primed = True
-
-    def _bastion_conn(self) -> asyncssh.SSHClientConnection | None:
-        b = self._bastion
-        return b.link.conn if b is not None and b.link is not None else None
 
     # -- SFTP --------------------------------------------------------------------------------
     async def _sftp_client(self, link: _Link) -> asyncssh.SFTPClient:

@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _status(inv_path: Path, env_name: str | None, as_json: bool) -> int:
     from probes.collect import Collector
-    from probes.snapshot import snapshot_to_json
     from probes.model import Verdict
+    from probes.snapshot import snapshot_to_json
     from tui.statustext import render
 
     inv = load_inventory(inv_path)
