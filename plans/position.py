@@ -1,0 +1,379 @@
+"""Where the rollout stands, derived from one `FleetSnapshot` and never stored.
+
+For each step and each of its targets (a service, or the environment for a fleet step) the state is:
+
+* `pending`: the config store does not hold the step's values;
+* `configured`: it holds them, but they do not run everywhere yet (a restart is due);
+* `live`: they run on every instance, and the step's verification is still to pass;
+* `verified`: they run, and the verification passes;
+* `failed`: they run (or were applied), and the verification fails;
+* `unknown`: a fact needed to tell these apart could not be measured.
+
+A per-service target carries one `InstancePosition` per host, so instances that differ show up
+(pg-5 for voice: voice-01 live, voice-02 configured). `Position.dangers` flags states that are out of
+order, for example PGBOUNCER_CLIENT_TLS_SSLMODE=require configured while a client still connects in
+plaintext. `next_action` walks the runbook order to the first target that is not verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from plans.gates import (
+    GATES,
+    GateResult,
+    Reading,
+    config_reading,
+    evaluate,
+    read_live,
+    read_live_instance,
+)
+from plans.plan import Plan, Step
+from probes.model import Verdict
+from probes.snapshot import FleetSnapshot
+
+__all__ = [
+    "STATES",
+    "Danger",
+    "InstancePosition",
+    "Position",
+    "State",
+    "StepPosition",
+    "TargetPosition",
+    "derive_position",
+    "next_action",
+    "next_action_in",
+]
+
+State = Literal["pending", "configured", "live", "verified", "failed", "unknown"]
+STATES: Final[tuple[State, ...]] = ("pending", "configured", "live", "verified", "failed", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePosition:
+    host: str
+    state: State  # pending | configured | live | failed | unknown (verification is per target)
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPosition:
+    step: str
+    service: str | None  # None: a fleet step (one action for the environment)
+    state: State
+    detail: str
+    configured: bool | None  # the config store holds the step's values (on any host); None: unreadable
+    instances: tuple[InstancePosition, ...] = ()
+
+    def instance(self, host: str) -> InstancePosition | None:
+        return next((i for i in self.instances if i.host == host), None)
+
+    @property
+    def instances_differ(self) -> bool:
+        return len({i.state for i in self.instances}) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class StepPosition:
+    step: Step
+    state: State  # over all targets
+    targets: tuple[TargetPosition, ...]
+
+    def target(self, service: str | None) -> TargetPosition | None:
+        return next((t for t in self.targets if t.service == service), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Danger:
+    """A state out of order: what is configured, and what it endangers."""
+
+    step: str
+    service: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    env: str
+    taken_at: float
+    steps: tuple[StepPosition, ...]  # in the plan's run order
+    dangers: tuple[Danger, ...]
+
+    def step_position(self, step_id: str) -> StepPosition | None:
+        return next((s for s in self.steps if s.step.id == step_id), None)
+
+    def target(self, step_id: str, service: str | None = None) -> TargetPosition:
+        sp = self.step_position(step_id)
+        t = sp.target(service) if sp is not None else None
+        if t is None:
+            raise KeyError(f"no position for step {step_id!r}, service {service!r}")
+        return t
+
+    def state(self, step_id: str, service: str | None = None) -> State:
+        """The state of a step (over all its targets), or of one target with `service`."""
+        if service is None:
+            sp = self.step_position(step_id)
+            if sp is None:
+                raise KeyError(f"no position for step {step_id!r}")
+            return sp.state
+        return self.target(step_id, service).state
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "taken_at": self.taken_at,
+            "steps": [
+                {
+                    "step": sp.step.id,
+                    "state": sp.state,
+                    "targets": [
+                        {
+                            "service": t.service,
+                            "state": t.state,
+                            "detail": t.detail,
+                            "configured": t.configured,
+                            "instances": [
+                                {"host": i.host, "state": i.state, "detail": i.detail} for i in t.instances
+                            ],
+                        }
+                        for t in sp.targets
+                    ],
+                }
+                for sp in self.steps
+            ],
+            "dangers": [{"step": d.step, "service": d.service, "message": d.message} for d in self.dangers],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# deriving
+
+
+def _verify(step: Step, snapshot: FleetSnapshot, service: str | None) -> GateResult:
+    """The step's verification as of the snapshot itself (no age limit: a position is "as of")."""
+    per_service = GATES[step.verify].per_service
+    return evaluate(
+        step.verify, snapshot, service=service if per_service else None, now=snapshot.taken_at, max_age=None
+    )
+
+
+def _certs_target(step: Step, snapshot: FleetSnapshot) -> TargetPosition:
+    missing = [c for c in snapshot.certs if c.check == "certs.present" and c.verdict is Verdict.FAIL]
+    if missing:
+        where = ", ".join(dict.fromkeys(c.target for c in missing))
+        summary = "; ".join(dict.fromkeys(c.summary for c in missing))
+        return TargetPosition(
+            step.id,
+            None,
+            "pending",
+            f"cert material is missing under {where} ({summary}) — run {step.command}",
+            False,
+        )
+    v = _verify(step, snapshot, None)
+    state: State = "verified" if v.status == "open" else ("failed" if v.status == "closed" else "unknown")
+    return TargetPosition(step.id, None, state, v.reason, None if state == "unknown" else True)
+
+
+def _database_target(plan: Plan, step: Step, service: str, snapshot: FleetSnapshot) -> TargetPosition:
+    cfg = config_reading(plan, step, service, snapshot)
+    live = read_live(step.live, snapshot)
+
+    def at(state: State, detail: str) -> TargetPosition:
+        return TargetPosition(step.id, service, state, detail, cfg.value)
+
+    if cfg.value is False:
+        detail = f"not configured: {cfg.detail}"
+        if live.value:
+            detail += f"; still live ({live.detail}) until the database host restarts"
+        return at("pending", detail)
+    if live.value is None:
+        return at("unknown", f"{live.detail} ({cfg.detail})")
+    if cfg.value is None:
+        if live.value:
+            v = _verify(step, snapshot, None)
+            if v.status == "open":
+                return at("verified", f"{v.reason} ({cfg.detail})")
+        return at("unknown", f"{cfg.detail}; live: {live.detail}")
+    if live.value is False:
+        return at(
+            "configured",
+            f"configured ({cfg.detail}), not live yet ({live.detail}) — restart the database host",
+        )
+    return _verified(step, snapshot, service, live.detail, at)
+
+
+_At = Callable[[State, str], TargetPosition]
+
+
+def _verified(
+    step: Step, snapshot: FleetSnapshot, service: str | None, live_detail: str, at: _At
+) -> TargetPosition:
+    v = _verify(step, snapshot, service)
+    if v.status == "open":
+        return at("verified", v.reason)
+    if v.status == "closed":
+        return at("failed", f"live ({live_detail}) but {step.verify} fails: {v.reason}")
+    return at("unknown", f"live ({live_detail}); {step.verify} could not be measured: {v.reason}")
+
+
+def _instance_state(cfg: Reading, live: Reading, healthy: bool | None) -> tuple[State, str]:
+    if cfg.value is False:
+        if live.value:
+            return "pending", f"not configured ({cfg.detail}), but still {live.detail} until it restarts"
+        return "pending", f"not configured ({cfg.detail})"
+    if cfg.value is None:
+        if live.value:
+            return "live", f"{live.detail} ({cfg.detail})"
+        return "unknown", f"{cfg.detail}; {live.detail}"
+    if live.value:
+        return "live", live.detail
+    if live.value is False:
+        return "configured", f"configured, but still {live.detail} — restart it"
+    if healthy is False:
+        return "failed", f"configured, unhealthy and {live.detail}"
+    return "unknown", f"configured; {live.detail}"
+
+
+def _service_target(plan: Plan, step: Step, service: str, snapshot: FleetSnapshot) -> TargetPosition:
+    insts = snapshot.instances_of(service)
+    if not insts:
+        cfg = config_reading(plan, step, service, snapshot)
+        state: State = "pending" if cfg.value is False else "unknown"
+        return TargetPosition(
+            step.id, service, state, f"no instance of {service} is in the snapshot ({cfg.detail})", cfg.value
+        )
+    per: list[InstancePosition] = []
+    cfgs: list[bool | None] = []
+    for inst in insts:
+        cfg = config_reading(plan, step, service, snapshot, instance=inst)
+        live = read_live_instance(step.live, inst)
+        st, detail = _instance_state(cfg, live, inst.healthy)
+        per.append(InstancePosition(inst.host, st, detail))
+        cfgs.append(cfg.value)
+    configured: bool | None = True if any(cfgs) else (None if any(c is None for c in cfgs) else False)
+    states = [p.state for p in per]
+    instances = tuple(per)
+
+    def at(state: State, detail: str) -> TargetPosition:
+        return TargetPosition(step.id, service, state, detail, configured, instances)
+
+    listing = "; ".join(f"{p.host} {p.state} ({p.detail})" for p in per)
+    if all(s == "pending" for s in states):
+        return at("pending", per[0].detail if len(set(p.detail for p in per)) == 1 else listing)
+    if "failed" in states:
+        return at("failed", listing)
+    if "unknown" in states:
+        return at("unknown", listing)
+    if all(s == "live" for s in states):
+        return _verified(step, snapshot, service, f"on {', '.join(p.host for p in per)}", at)
+    return at("configured", listing)
+
+
+def _aggregate(targets: Sequence[TargetPosition]) -> State:
+    states = {t.state for t in targets}
+    if not targets or states == {"verified"}:
+        return "verified"
+    if states == {"pending"}:
+        return "pending"
+    if "failed" in states:
+        return "failed"
+    if "unknown" in states:
+        return "unknown"
+    if states <= {"live", "verified"}:
+        return "live"
+    return "configured"
+
+
+def _dangers(plan: Plan, snapshot: FleetSnapshot, steps: Sequence[StepPosition]) -> list[Danger]:
+    by_id = {sp.step.id: sp for sp in steps}
+    out: list[Danger] = []
+    for sp in steps:
+        step = sp.step
+        for t in sp.targets:
+            if not t.configured:
+                continue
+            for_svc = f" for {t.service}" if step.per_service and t.service else ""
+            for g in step.gates_for_target(t.service):
+                svc = t.service if GATES[g].per_service else None
+                r = evaluate(g, snapshot, service=svc, now=snapshot.taken_at, max_age=None)
+                if r.status == "closed":
+                    out.append(
+                        Danger(
+                            step.id,
+                            t.service,
+                            f"{step.id} ({step.summary}) is configured{for_svc} but its gate {g} is "
+                            f"closed: {r.reason}",
+                        )
+                    )
+            for a in step.after:
+                ap = by_id[a]
+                if ap.step.per_service and step.per_service:
+                    before = [x for x in ap.targets if x.service == t.service]
+                else:
+                    before = list(ap.targets)
+                early = [x for x in before if x.configured is False]
+                if early:
+                    where = ", ".join(x.service for x in early if x.service)
+                    out.append(
+                        Danger(
+                            step.id,
+                            t.service,
+                            f"{step.id} ({step.summary}) is configured{for_svc} before {a} "
+                            f"({ap.step.summary}){' for ' + where if where else ''} — apply {a} first, "
+                            f"or roll {step.id} back",
+                        )
+                    )
+    return out
+
+
+def derive_position(plan: Plan, snapshot: FleetSnapshot, services_in_order: Sequence[str]) -> Position:
+    """Every step's position in `snapshot`. `services_in_order`: the environment's app services in
+    inventory order (what "others" expands to)."""
+    steps: list[StepPosition] = []
+    for step in plan.steps:
+        targets: list[TargetPosition]
+        if snapshot.managed_database:
+            why = f"{snapshot.env} uses a managed database (RDS/ElastiCache): the runbook does not apply"
+            names: list[str | None] = (
+                [None] if step.scope == "fleet" else list(plan.targets(step, services_in_order))
+            )
+            targets = [TargetPosition(step.id, n, "unknown", why, None) for n in names]
+        elif step.kind == "certs":
+            targets = [_certs_target(step, snapshot)]
+        elif step.scope == "database":
+            targets = [_database_target(plan, step, plan.database_service, snapshot)]
+        else:
+            targets = [
+                _service_target(plan, step, s, snapshot) for s in plan.targets(step, services_in_order)
+            ]
+        steps.append(StepPosition(step, _aggregate(targets), tuple(targets)))
+    dangers = [] if snapshot.managed_database else _dangers(plan, snapshot, steps)
+    return Position(snapshot.env, snapshot.taken_at, tuple(steps), tuple(dangers))
+
+
+def next_action_in(position: Position, *, include_optional: bool = True) -> tuple[Step, str | None] | None:
+    """The first target, in run order, that is not verified: required steps first, then optional
+    ones (when `include_optional`). None when every target is verified."""
+    passes = (False, True) if include_optional else (False,)
+    for optional in passes:
+        for sp in position.steps:
+            if sp.step.optional != optional:
+                continue
+            for t in sp.targets:
+                if t.state != "verified":
+                    return sp.step, t.service
+    return None
+
+
+def next_action(
+    plan: Plan, snapshot: FleetSnapshot, services_in_order: Sequence[str], *, include_optional: bool = True
+) -> tuple[Step, str | None] | None:
+    """What to do next: (step, service) — service is None for a fleet step and the database service
+    for a database step — or None when everything is verified or the runbook does not apply."""
+    if snapshot.managed_database:
+        return None
+    return next_action_in(
+        derive_position(plan, snapshot, services_in_order), include_optional=include_optional
+    )
