@@ -147,6 +147,7 @@ class Service:
         self.redis: aioredis.Redis | None = None
         self.redis_ok = False
         self.hiredis_ssl = env.get("LAB_HIREDIS_SSL", "1") == "1"
+        self.stopping = False  # set on SIGTERM: the container is being recreated
 
     # -- connections ------------------------------------------------------------------
     async def _db_connect(self, budget: float) -> asyncpg.Connection:
@@ -202,6 +203,8 @@ class Service:
         start = time.monotonic()
         last = ""
         while True:
+            if self.stopping:
+                return  # cut short by our own shutdown: not a request a user saw fail
             remaining = BUDGET_S - (time.monotonic() - start)
             if remaining <= 0:
                 self.meter.record(leg, False, time.monotonic() - start, last)
@@ -274,8 +277,12 @@ async def amain(args: argparse.Namespace) -> int:
     svc = Service(env, meter, otel=args.otel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    def shutdown() -> None:
+        svc.stopping = True
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, shutdown)
     loop.add_signal_handler(signal.SIGUSR1, meter.reset)
     server = None
     if args.health_port:

@@ -21,7 +21,6 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -284,7 +283,8 @@ def load_plan(path: Path | str) -> Plan:
 @functools.cache
 def default_plan() -> Plan:
     """The shipped runbook, `plans/runbook.toml`."""
-    text = resources.files("plans").joinpath("runbook.toml").read_text(encoding="utf-8")
+    # next to this module (importlib.resources trips over editable installs' namespace mapping)
+    text = (Path(__file__).resolve().parent / "runbook.toml").read_text(encoding="utf-8")
     return parse_plan(text, "plans/runbook.toml")
 
 
