@@ -214,7 +214,7 @@ class Engine:
         for c in step.changes:
             try:
                 old = await self.store.read(svc, c.var)
-            except (StoreError, Exception) as exc:  # noqa: BLE001 - any read failure blocks the preview
+            except (StoreError, Exception) as exc:
                 raise EngineError(f"cannot read {c.var} for {svc} from the config store: {exc}") from None
             new = c.value if direction == "advance" else c.rollback
             if old != new:
@@ -277,7 +277,7 @@ class Engine:
         for c in preview.changes:
             try:
                 now_value = await self.store.read(c.service, c.var)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 return done(False, "refused", f"cannot re-read {c.var}: {exc}", [])
             if now_value != c.old:
                 return done(False, "refused", f"the fleet changed since the preview: {c.var} for {c.service} is now "
