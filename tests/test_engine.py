@@ -1,0 +1,232 @@
+"""The engine on the lab: the whole runbook through the CLI and back, gates, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import control, scenarios, sshd
+from lab.topology import LabSpec
+from plans.engine import Engine
+from tests.enginekit import REPO, cockpit, with_engine
+from tests.labkit import rollout_params, set_var
+
+pytestmark = pytest.mark.lab
+
+
+def test_whole_runbook_through_the_cli_and_back(lab: LabSpec, tmp_path: Path) -> None:
+    scenarios.apply(lab, "fresh")
+    before = rollout_params(lab)
+    control.reset_meters(lab)
+    done: list[tuple[str, str | None]] = []
+    for _ in range(30):
+        r = cockpit(lab, "advance", "--yes", "--reason", "runbook test", state_dir=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        if "nothing to advance" in r.stdout:
+            break
+        first = r.stdout.splitlines()[0].split()
+        done.append((first[1], first[first.index("for") + 1] if "for" in first else None))
+    steps = [s for s, _ in done]
+    assert steps[:3] == ["pg-2", "pg-3", "pg-4"]
+    assert [svc for s, svc in done if s == "pg-5"] == ["api", "web", "voice", "ops", "telpro"]
+    assert [svc for s, svc in done if s == "redis-2"] == ["api", "web", "voice", "ops", "telpro"]
+    assert {"pg-6", "pg-7", "redis-1", "redis-3"} <= set(steps)
+    assert steps.index("pg-6") > max(i for i, s in enumerate(steps) if s == "pg-5")
+    assert steps.index("redis-3") > max(i for i, s in enumerate(steps) if s == "redis-2")
+    for step, svc in reversed(done):  # the full rollback, newest first
+        args = ["rollback", step, "--yes", "--reason", "runbook test rollback"]
+        if step in ("pg-5", "redis-2"):
+            args += ["--service", str(svc)]
+        r = cockpit(lab, *args, state_dir=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert rollout_params(lab) == before
+    meters = control.meters(lab)
+    failed = {k: (m["requests_failed"], m.get("last_failure")) for k, m in meters.items() if m["requests_failed"]}
+    assert not failed, failed
+    journal = [json.loads(x) for x in (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()]
+    assert sum(1 for e in journal if e["event"] == "apply-done" and e["ok"]) == 2 * len(done)
+    assert all(e["reason"] for e in journal if e["event"] == "apply-start")
+
+
+@pytest.mark.parametrize(("scenario", "step", "service", "gate", "words"), [
+    ("secret-missing", "pg-2", None, "certs_valid", "voice"),
+    ("bad-san", "pg-3", None, "postgres_tls_verifies", ""),
+    ("pg-2", "pg-4", None, "leg2_tls_and_e2e", ""),
+    ("pg-3", "pg-5", "api", "pgbouncer_offers_tls_and_ca_files", ""),
+    ("straggler", "pg-6", None, "no_plaintext_leg1", "voice"),
+    ("bad-san", "redis-2", "api", "redis_tls_verifies", ""),
+    ("telpro-no-ssl", "redis-2", "telpro", "telpro_ssl_build", "telpro"),
+    ("straggler", "redis-3", None, "no_plaintext_redis", "voice"),
+])
+def test_each_gate_blocks_where_it_should(lab: LabSpec, scenario: str, step: str, service: str | None,
+                                          gate: str, words: str) -> None:
+    scenarios.apply(lab, scenario)
+
+    async def go(engine: Engine) -> tuple[str, str]:
+        p = await engine.preview(step, service)
+        g = next(g for g in p.gates if g.gate == gate)
+        return g.status, g.reason
+
+    status, reason = with_engine(lab, go)
+    assert status == "closed", reason
+    assert words in reason and len(reason) > 20
+    args = ["advance", step, "--yes", "--reason", "gate test"] + (["--service", service] if service else [])
+    r = cockpit(lab, *args)
+    assert r.returncode == 1 and "refused" in r.stderr and gate in r.stderr
+
+
+def test_plaintext_postgres_client_blocks_force_ssl(lab: LabSpec) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from lab import aws
+
+    scenarios.apply(lab, "pg-6")
+
+    async def go() -> str:
+        conn = await asyncpg.connect(host=lab.database.address, port=lab.postgres_port, user="voiceai",
+                                     password=aws.lab_secrets(lab)["POSTGRES_PASSWORD"], database="voiceai",
+                                     ssl=False, server_settings={"application_name": "batch-job"})
+        try:
+            env_engine: list[str] = []
+
+            async def pv(engine: Engine) -> str:
+                p = await engine.preview("pg-7")
+                return next(g for g in p.gates if g.gate == "no_plaintext_postgres").reason
+
+            loop_result = await asyncio.to_thread(with_engine, lab, pv)
+            env_engine.append(loop_result)
+            return env_engine[0]
+        finally:
+            await conn.close()
+
+    reason = asyncio.run(go())
+    assert "batch-job" in reason or "plaintext" in reason
+
+
+def test_forced_override_is_journaled(lab: LabSpec, tmp_path: Path) -> None:
+    scenarios.apply(lab, "pg-2")  # Leg 2 not on TLS yet: pg-4's gate is closed
+    r = cockpit(lab, "advance", "pg-4", "--yes", "--force", "--reason", "testing the override", state_dir=tmp_path)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        entries = [json.loads(x) for x in (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()]
+        ov = [e for e in entries if e["event"] == "override"]
+        assert ov and ov[0]["reason"] == "testing the override" and ov[0]["overridden"]
+        fleet = (Path(lab.database.root) / "var/log/rollout-cockpit/journal.jsonl").read_text()
+        assert "testing the override" in fleet
+    finally:
+        scenarios.apply(lab, "fresh")
+
+
+def test_two_advances_at_once_one_gets_the_lock(lab: LabSpec) -> None:
+    scenarios.apply(lab, "fresh")
+    inv = str(Path(lab.dir) / "inventory.toml")
+    cmd = [sys.executable, "-m", "tui.cli", "advance", "pg-2", "--yes", "--reason", "race", "--inventory", inv]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    try:
+        assert codes == [0, 1], outs
+        loser = next(err for (out, err), p in zip(outs, procs, strict=True) if p.returncode == 1)
+        assert "the fleet lock is held by" in loser and "pg-2" in loser
+    finally:
+        scenarios.apply(lab, "fresh")
+
+
+def test_fleet_changed_between_preview_and_apply_is_refused(lab: LabSpec) -> None:
+    scenarios.apply(lab, "pg-4")
+
+    async def go(engine: Engine) -> str:
+        await engine.acquire_lock("pg-5")
+        p = await engine.preview("pg-5", "api")
+        set_var(lab, "api", "DATABASE_SSL_MODE", "require")  # someone else changes it
+        out = await engine.apply(p, reason="cas test")
+        assert not out.ok and out.stage == "refused"
+        return out.reason
+
+    try:
+        reason = with_engine(lab, go)
+        assert "changed since the preview" in reason
+        assert rollout_params(lab)[f"/{lab.namespace}/api/DATABASE_SSL_MODE"] == "require"  # ours not written
+    finally:
+        set_var(lab, "api", "DATABASE_SSL_MODE", None)
+
+
+def test_update_failing_on_second_instance_stops_and_rollback_restores(lab: LabSpec) -> None:
+    scenarios.apply(lab, "pg-4")
+    api2 = [h for h in lab.app_hosts() if h.service == "api"][1]
+    script = Path(api2.root) / "opt/services/api/update.sh"
+    os.chmod(script, 0o644)  # update.sh cannot run on the second instance
+    try:
+        r = cockpit(lab, "advance", "pg-5", "--service", "api", "--yes", "--reason", "fault test")
+        assert r.returncode == 1
+        assert "staging-api-02" in r.stdout and "the roll stopped" in r.stdout
+        assert "cockpit rollback pg-5 --service api" in r.stdout
+        m1 = json.loads((Path(lab.app_hosts()[0].root) / "var/lib/lab/api.meter.json").read_text())
+        assert m1["db"]["tls"] is True  # the first instance was restarted and moved
+    finally:
+        os.chmod(script, 0o755)
+    r = cockpit(lab, "rollback", "pg-5", "--service", "api", "--yes", "--reason", "restore after fault")
+    assert r.returncode == 0, r.stdout + r.stderr
+    m1 = json.loads((Path(lab.app_hosts()[0].root) / "var/lib/lab/api.meter.json").read_text())
+    assert m1["db"]["tls"] is False
+    assert f"/{lab.namespace}/api/DATABASE_SSL_MODE" not in rollout_params(lab)
+
+
+def test_ssh_cut_during_the_roll_then_rerun_converges(lab: LabSpec) -> None:
+    scenarios.apply(lab, "pg-4")
+    api2 = [h for h in lab.app_hosts() if h.service == "api"][1]
+    sshd.stop(lab, api2)  # the second instance is cut off
+    try:
+        r = cockpit(lab, "advance", "pg-5", "--service", "api", "--yes", "--reason", "ssh cut")
+        assert r.returncode == 1 and "staging-api-02" in r.stdout
+    finally:
+        sshd.start(lab, api2)
+        sshd.wait_ready(lab, api2)
+    r = cockpit(lab, "advance", "pg-5", "--service", "api", "--yes", "--reason", "rerun")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(none: already configured)" in r.stdout
+    restarts = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("restart ") and "update.sh" in ln]
+    assert len(restarts) == 1 and "staging-api-02" in restarts[0]  # only the one not yet moved
+    scenarios.apply(lab, "fresh")
+
+
+def test_cockpit_killed_mid_step(lab: LabSpec, tmp_path: Path) -> None:
+    scenarios.apply(lab, "pg-4")
+    inv = str(Path(lab.dir) / "inventory.toml")
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
+    p = subprocess.Popen([sys.executable, "-m", "tui.cli", "advance", "pg-5", "--service", "voice", "--yes",
+                          "--reason", "to be killed", "--inventory", inv], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert p.stdout is not None
+    for line in p.stdout:  # kill it once the first instance is done
+        if "instance-done" in line:
+            p.send_signal(signal.SIGKILL)
+            break
+    p.wait(timeout=60)
+    try:
+        lock = cockpit(lab, "lock")
+        assert "step pg-5" in lock.stdout and "free" not in lock.stdout
+        plan = cockpit(lab, "plan")
+        assert "staging-voice-01" in plan.stdout and "staging-voice-02" in plan.stdout  # instances differ
+        entries = [json.loads(x)["event"] for x in
+                   (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()]
+        assert "apply-start" in entries and "apply-done" not in entries
+        r = cockpit(lab, "advance", "pg-5", "--service", "voice", "--yes", "--reason", "after the kill")
+        assert r.returncode == 1 and "held by" in r.stderr
+        b = cockpit(lab, "lock", "--break", "--reason", "the previous run was killed")
+        assert b.returncode == 0 and "journaled" in b.stdout
+        r = cockpit(lab, "advance", "pg-5", "--service", "voice", "--yes", "--reason", "after the kill")
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        time.sleep(0)
+        scenarios.apply(lab, "fresh")
