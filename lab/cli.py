@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None, prog: str = "cockpit lab") -> int:
             print(f"lab up in {t['total']:.1f}s: {len(spec.hosts())} hosts on {spec.net}.0/24")
             print(f"  inventory:  {directory / 'inventory.toml'}")
             print(f"  ssh config: ssh -F {directory / 'ssh' / 'ssh_config'} {spec.app_hosts()[0].name}")
-            print(f"  AWS:        AWS_ENDPOINT_URL={spec.aws_endpoint} (any credentials)")
+            print(f"  AWS:        {spec.aws_endpoint} (moto); the operator's identity for it:")
+            print("              export AWS_ACCESS_KEY_ID=lab-operator AWS_SECRET_ACCESS_KEY=lab-operator "
+                  "AWS_EC2_METADATA_DISABLED=true")
             return 0
         if args.cmd == "down":
             left = control.down(directory)

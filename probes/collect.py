@@ -10,7 +10,7 @@ import base64
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -68,6 +68,9 @@ class Collector:
         self._redis: RedisSession | None = None
         self._redis_key: tuple[str, int, bool] | None = None
         self._ca_ctx: tuple[bytes, Any] | None = None
+        self._secrets_round: dict[str, Any] = {}  # service -> the round's secrets_under() task
+        self._telpro: dict[str, tuple[float, bool | None, CheckResult]] = {}
+        self.telpro_ttl = 15.0  # the image changes only with a deploy; no need to ask every second
 
     @property
     def aws(self) -> Aws:
@@ -126,6 +129,13 @@ class Collector:
         return self._bootstrap[host.name]
 
     # -------------------------------------------------------------------------- AWS side
+    def _service_secrets(self, service: str) -> Any:
+        """This round's merged secrets of one service, fetched once (config and cert checks share it)."""
+        if service not in self._secrets_round:
+            self._secrets_round[service] = asyncio.ensure_future(
+                self.aws.secrets_under(f"{self.env.namespace}/{service}/"))
+        return self._secrets_round[service]
+
     async def _credentials(self) -> tuple[Credentials | None, CheckResult]:
         c = self.env.credentials
         try:
@@ -154,7 +164,7 @@ class Collector:
         async def one(service: str) -> None:
             try:
                 if self.env.tls_secrets.layout == "json":
-                    data = await self.aws.secrets_under(f"{self.env.namespace}/{service}/")
+                    data = await self._service_secrets(service)
                     out[service] = tuple(data.get(k) for k in TLS_KEYS)
                 else:
                     vals: list[str | None] = []
@@ -307,7 +317,7 @@ class Collector:
             )
             for facts in (pg_facts, pb_facts, rd_facts):
                 if facts is not None:
-                    checks += list(facts.results)
+                    checks += [judge(c, val, pg_facts, pb_facts, rd_facts) for c in facts.results]
             if e2e is not None:
                 checks.append(_relabel(e2e, "e2e.query"))
         else:
@@ -370,19 +380,17 @@ class Collector:
         )
 
     async def _bound_ports(self, db: Host) -> set[int] | None:
-        """TCP ports bound on the DB host, from the host itself (`ss -Hltn`); None if unknown."""
-        r = await self.pool.run(db.name, "ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null")
-        if r.error or r.exit_status != 0:
-            return None
+        """TCP ports listening on the DB host, from the host itself: `/proc/net/tcp{,6}` over SFTP
+        (no shell, so no login-script cost); None if unknown."""
         ports: set[int] = set()
-        addr = db.address
-        for line in r.stdout.splitlines():
-            for field_ in line.split():
-                host, sep, port = field_.rpartition(":")
-                if sep and port.isdigit() and host.strip("[]") in (addr, "0.0.0.0", "*", "::", ""):
-                    ports.add(int(port))
-                    break
-        return ports
+        seen = False
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            data = await self.pool.read_file(db.name, name, 4 << 20)
+            if not isinstance(data, bytes):
+                continue
+            seen = True
+            ports |= listening_ports(data.decode("ascii", "replace"), db.address)
+        return ports if seen else None
 
     async def _decoded_files(self, db: Host, ca_pem: bytes | None, cert_pem: bytes | None,
                              key_pem: bytes | None) -> list[CheckResult]:
@@ -452,15 +460,8 @@ class Collector:
                 checks.append(_res("instance.ca_file", host.name, Verdict.FAIL,
                                    f"{ca_path} is not the internal CA in Secrets Manager — restart to re-decode"))
             if host.service == "telpro" and self.env.commands.telpro_ssl_check:
-                cmd = self.env.commands.telpro_ssl_check.replace("{root}", host.root.rstrip("/"))
-                r = await self.pool.run(host.name, cmd)
-                if r.error:
-                    checks.append(_res("telpro.ssl_build", host.name, Verdict.ERROR, r.error))
-                else:
-                    telpro = r.exit_status == 0
-                    checks.append(_ok("telpro.ssl_build", host.name, "image has hiredis_ssl") if telpro else
-                                  _res("telpro.ssl_build", host.name, Verdict.WARN,
-                                       "image lacks hiredis_ssl — ship the SSL build before flipping Redis TLS"))
+                telpro, res = await self._telpro_check(host)
+                checks.append(res)
             url = self.env.health_url(host)
             if url:
                 healthy, res = await self._health(host, url)
@@ -498,6 +499,21 @@ class Collector:
                              redis_tls=redis_tls, configured=dict(configured), drift=tuple(drift),
                              checks=tuple(checks))
 
+    async def _telpro_check(self, host: Host) -> tuple[bool | None, CheckResult]:
+        cached = self._telpro.get(host.name)
+        if cached is not None and time.monotonic() - cached[0] < self.telpro_ttl:
+            return cached[1], cached[2]
+        cmd = self.env.commands.telpro_ssl_check.replace("{root}", host.root.rstrip("/"))
+        r = await self.pool.run(host.name, cmd)
+        if r.error:
+            return None, _res("telpro.ssl_build", host.name, Verdict.ERROR, r.error)
+        has = r.exit_status == 0
+        res = (_ok("telpro.ssl_build", host.name, "image has hiredis_ssl") if has else
+               _res("telpro.ssl_build", host.name, Verdict.WARN,
+                    "image lacks hiredis_ssl — ship the SSL build before flipping Redis TLS"))
+        self._telpro[host.name] = (time.monotonic(), has, res)
+        return has, res
+
     async def _health(self, host: Host, url: str) -> tuple[bool | None, CheckResult]:
         """GET the health URL through a tunnel from that host (its own side of the network)."""
         from urllib.parse import urlsplit
@@ -532,6 +548,7 @@ class Collector:
                      "the runbook does not apply")
             return FleetSnapshot(env.name, taken, 0.0, True, {}, None, (), (), (c,))
         errors: list[CheckResult] = []
+        self._secrets_round = {}
         hosts = list(env.hosts)
         reach_results = await asyncio.gather(*(check_reachable(self.pool, h.name) for h in hosts))
         reachable = {h.name: r.verdict is Verdict.OK for h, r in zip(hosts, reach_results, strict=True)}
@@ -544,7 +561,8 @@ class Collector:
             manifest = await self._manifest(service, first) if first else {}
             boot = await self._bootstrap_env(first) if first else {}
             return service, await read_service_config(self.aws, env, service, role, manifest=manifest,
-                                                       bootstrap=boot)
+                                                       bootstrap=boot,
+                                                       secrets=self._service_secrets(service))
 
         try:
             aws_ok = True
@@ -594,6 +612,78 @@ async def probe_pg_tls_safe(ep: tuple[str, int], name: str, ca_pem: bytes | None
 
 async def _none() -> None:
     return None
+
+
+def judge(c: CheckResult, val: Callable[[str], str | None], pg: PostgresFacts | None, pb: PgBouncerFacts | None,
+          rd: RedisFacts | None) -> CheckResult:
+    """A DB-side fact judged against the configuration: plaintext where the configuration still
+    allows it is the rollout's state, not a problem; a live setting that differs from the
+    configured one is drift (configured, not restarted)."""
+    if c.verdict is Verdict.ERROR:
+        return c
+
+    def ok(summary: str) -> CheckResult:
+        return replace(c, verdict=Verdict.OK, summary=summary)
+
+    def drift(summary: str) -> CheckResult:
+        return replace(c, verdict=Verdict.WARN, summary=summary + " — configured, not restarted?")
+
+    if c.check == "postgres.ssl" and pg is not None and pg.ssl is not None:
+        want = val("POSTGRES_TLS_ENABLED") == "on"
+        live = "on" if pg.ssl else "off"
+        return ok(f"ssl = {live}, as configured") if pg.ssl == want else \
+            drift(f"ssl = {live} but POSTGRES_TLS_ENABLED={val('POSTGRES_TLS_ENABLED')}")
+    if c.check == "postgres.hba" and pg is not None and pg.hostssl_only is not None:
+        want = val("POSTGRES_FORCE_SSL") == "on"
+        if pg.hostssl_only == want:
+            return ok(c.summary + " (as configured)" if c.verdict is not Verdict.OK else c.summary)
+        return drift(f"pg_hba hostssl-only={'yes' if pg.hostssl_only else 'no'} but POSTGRES_FORCE_SSL="
+                     f"{val('POSTGRES_FORCE_SSL')}")
+    if c.check == "postgres.backends" and c.verdict is Verdict.WARN and val("POSTGRES_FORCE_SSL") != "on":
+        return ok(c.summary + " (allowed until POSTGRES_FORCE_SSL=on)")
+    if c.check == "pgbouncer.clients" and c.verdict is Verdict.WARN and \
+            val("PGBOUNCER_CLIENT_TLS_SSLMODE") not in ("require", "verify-ca", "verify-full"):
+        return ok(c.summary + " (allowed: client_tls_sslmode does not require TLS yet)")
+    if c.check == "pgbouncer.servers" and c.verdict is Verdict.WARN:
+        if val("PGBOUNCER_SERVER_TLS_SSLMODE") in ("require", "verify-ca", "verify-full"):
+            return drift(c.summary + f" while PGBOUNCER_SERVER_TLS_SSLMODE={val('PGBOUNCER_SERVER_TLS_SSLMODE')}")
+        return ok(c.summary + " (server_tls_sslmode does not require TLS yet)")
+    if c.check == "redis.listeners" and c.verdict is Verdict.WARN and rd is not None:
+        tls_on = val("REDIS_TLS_ENABLED") == "true"
+        if (rd.tls_port or 0) > 0 == tls_on or ((rd.tls_port or 0) == 0 and not tls_on):
+            return ok(c.summary + " (as configured)")
+    if c.check == "redis.clients" and c.verdict is Verdict.WARN and val("REDIS_FORCE_TLS") != "true":
+        return ok(c.summary + " (allowed until REDIS_FORCE_TLS=true)")
+    return c
+
+
+def listening_ports(proc_net_tcp: str, address: str) -> set[int]:
+    """Ports in LISTEN state (0A) bound to `address` or to any address, from /proc/net/tcp text."""
+    import ipaddress
+    import socket
+    import struct
+
+    want = {address}
+    out: set[int] = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) < 4 or parts[3] != "0A":
+            continue
+        hexaddr, _, hexport = parts[1].partition(":")
+        try:
+            if len(hexaddr) == 8:
+                ip = socket.inet_ntoa(struct.pack("<I", int(hexaddr, 16)))
+                anyaddr = ip == "0.0.0.0"
+            else:
+                raw = bytes.fromhex(hexaddr)
+                ip6 = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                ip = str(ip6.ipv4_mapped) if ip6.ipv4_mapped else str(ip6)
+                anyaddr = ip6 == ipaddress.IPv6Address("::")
+            if anyaddr or ip in want:
+                out.add(int(hexport, 16))
+        except ValueError:
+            continue
+    return out
 
 
 def _retarget(r: CheckResult, target: str) -> CheckResult:

@@ -8,7 +8,7 @@ KEY=VALUE file on each host instead of SSM.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -94,17 +94,20 @@ def resolve(
 async def read_service_config(
     aws: Aws, env: Environment, service: str, role: str, *, manifest: Mapping[str, Mapping[str, Any]],
     bootstrap: Mapping[str, str] | None = None, envfile: Mapping[str, str] | None = None,
+    secrets: Awaitable[dict[str, str]] | None = None,
 ) -> dict[str, ConfiguredValue]:
-    """Resolve one service's rollout variables; AWS failures become source "error" values."""
+    """Resolve one service's rollout variables; AWS failures become source "error" values.
+
+    `secrets`: the service's merged Secrets Manager keys when the caller already fetches them."""
     variables = rollout_vars(role)
     try:
         params = await aws.parameters_by_path(f"/{env.namespace}/{service}/")
-        secret_keys = await aws.secrets_under(f"{env.namespace}/{service}/")
+        secret_keys = await (secrets if secrets is not None else aws.secrets_under(f"{env.namespace}/{service}/"))
     except AwsError as exc:
         return {v: ConfiguredValue(None, "error:" + str(exc)) for v in variables}
     ssm = {k: (p.value, p.version) for k, p in params.items() if k in variables}
     if env.config_store.kind != "ssm":
         ssm = {}
-    secrets = {k: v for k, v in secret_keys.items() if k in variables}  # drop every other (secret) key at once
-    return resolve(variables, bootstrap=bootstrap or {}, ssm=ssm, secrets=secrets, manifest=manifest,
+    found = {k: v for k, v in secret_keys.items() if k in variables}  # drop every other (secret) key at once
+    return resolve(variables, bootstrap=bootstrap or {}, ssm=ssm, secrets=found, manifest=manifest,
                    envfile=envfile)

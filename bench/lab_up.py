@@ -1,0 +1,48 @@
+"""Time `lab up` for the default fleet and for 50 app instances (issue #2's goal: default ≤ 20 s).
+
+    .venv/bin/python bench/lab_up.py            # both sizes, on 127.0.60 / 127.0.61
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lab import control  # noqa: E402
+from lab.topology import LabSpec, parse_instances  # noqa: E402
+
+FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
+
+
+def one(net: str, instances: str) -> tuple[int, float, dict[str, float]]:
+    d = Path("/var/tmp") / f"cockpit-bench-{net.replace('.', '-')}"
+    if (d / "lab.json").exists():
+        control.down(d)
+    shutil.rmtree(d, ignore_errors=True)
+    spec = LabSpec(dir=str(d), net=net, instances=parse_instances(instances))
+    t0 = time.monotonic()
+    try:
+        phases = control.up(spec)
+        total = time.monotonic() - t0
+        t1 = time.monotonic()
+        control.up(spec)  # the second `up` finds everything running
+        phases["second_up"] = time.monotonic() - t1
+    finally:
+        left = control.down(d)
+        assert not left, left
+    return len(spec.app_hosts()), total, phases
+
+
+def main() -> None:
+    print(f"{'app instances':>13} {'lab up (s)':>10}  phases (cumulative s)")
+    for net, inst in (("127.0.60", ""), ("127.0.61", FIFTY)):
+        n, total, phases = one(net, inst)
+        print(f"{n:>13} {total:>10.1f}  " + ", ".join(f"{k}={v:.1f}" for k, v in phases.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""`cockpit status` at 50 app instances: cold and warm snapshots, peak memory, SSH connections,
+and the runbook's own verification commands on the same fleet for comparison (issue #3's goals:
+warm ≤ 1 s, cold ≤ 3 s, ≤ 150 MB, exactly one SSH connection per host).
+
+    .venv/bin/python bench/status.py [--keep]      # starts a 50-instance lab on 127.0.62
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab-operator")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+from lab import aws, control  # noqa: E402
+from lab.topology import LabSpec, parse_instances  # noqa: E402
+from probes.collect import Collector  # noqa: E402
+from probes.inventory import load_inventory  # noqa: E402
+from probes.ssh import SshPool  # noqa: E402
+
+FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
+NET = "127.0.62"
+
+
+async def measure(inv: Path) -> dict[str, float]:
+    env = load_inventory(inv).env(None)
+    c = Collector(env)
+    t = time.monotonic()
+    s = await c.snapshot()
+    cold = time.monotonic() - t
+    warm = []
+    for _ in range(10):
+        t = time.monotonic()
+        s = await c.snapshot()
+        warm.append(time.monotonic() - t)
+    conns = c.pool.connection_count()
+    await c.aclose()
+    return {"cold_s": cold, "warm_median_s": statistics.median(warm), "warm_max_s": max(warm),
+            "ssh_connections": conns, "hosts_plus_bastion": len(env.hosts) + 1,
+            "instances": len(s.instances), "verdict": s.verdict.value}  # type: ignore[dict-item]
+
+
+async def runbook_commands(inv: Path, spec: LabSpec) -> float:
+    """The runbook's four verification commands, as written, one host at a time over SSH."""
+    env = load_inventory(inv).env(None)
+    pw = aws.lab_secrets(spec)
+    db, dns, ca = spec.database, spec.db_dns_name, "/etc/ssl/internal/ca.crt"
+    pool = SshPool(env)
+    t = time.monotonic()
+    sock = f"{db.root}/run/postgresql"
+    r = await pool.run(db.name, f"PGPASSWORD={shlex.quote(pw['POSTGRES_PASSWORD'])} psql -h {sock} -U voiceai "
+                                f"-d voiceai -c \"SELECT ssl, version FROM pg_stat_ssl WHERE pid=pg_backend_pid();\"")
+    r2 = await pool.run(db.name, f"redis-cli -h {db.address} -p {spec.redis_tls_port} --tls --cacert "
+                                 f"{db.root}{ca} --insecure -a {shlex.quote(pw['REDIS_PASSWORD'])} ping")
+    for h in spec.app_hosts():
+        hca = f"{h.root}{ca}"
+        await pool.run(h.name, f"PGPASSWORD={shlex.quote(pw['POSTGRES_PASSWORD'])} psql "
+                               f"\"postgresql://voiceai@{dns}:{spec.pgbouncer_port}/voiceai?sslmode=verify-full"
+                               f"&sslrootcert={hca}&hostaddr={db.address}\" -c \"SELECT 1;\"")
+        await pool.run(h.name, f"redis-cli -h {db.address} --sni {dns} -p {spec.redis_tls_port} --tls "
+                               f"--cacert {hca} -a {shlex.quote(pw['REDIS_PASSWORD'])} ping")
+    took = time.monotonic() - t
+    await pool.aclose()
+    assert r.exit_status == 0 and r2.exit_status == 0, (r.stderr, r2.stderr)
+    return took
+
+
+def main() -> None:
+    d = Path("/var/tmp") / "cockpit-bench-status"
+    if (d / "lab.json").exists():
+        control.down(d)
+    shutil.rmtree(d, ignore_errors=True)
+    spec = LabSpec(dir=str(d), net=NET, instances=parse_instances(FIFTY))
+    control.up(spec)
+    from lab import scenarios
+
+    scenarios.apply(spec, "redis-1")  # TLS listeners up, so the runbook's commands can run
+    try:
+        inv = d / "inventory.toml"
+        res = asyncio.run(measure(inv))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        manual = asyncio.run(runbook_commands(inv, spec))
+        print(f"app instances:            {res['instances']}")
+        print(f"cold snapshot:            {res['cold_s']:.2f} s   (goal ≤ 3 s; SSH connects through the bastion)")
+        print(f"warm snapshot:            median {res['warm_median_s']:.2f} s, max {res['warm_max_s']:.2f} s"
+              "   (goal ≤ 1 s)")
+        print(f"peak memory (RSS):        {peak:.0f} MB   (goal ≤ 150 MB)")
+        print(f"SSH connections:          {res['ssh_connections']} for {res['hosts_plus_bastion']} hosts incl. "
+              "bastion (goal: exactly one each)")
+        print(f"runbook's manual checks:  {manual:.2f} s for the same fleet, one host at a time "
+              f"({manual / res['warm_median_s']:.0f}× a warm snapshot)")
+    finally:
+        if "--keep" not in sys.argv:
+            control.down(d)
+
+
+if __name__ == "__main__":
+    main()
