@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import control  # noqa: E402
-from lab.topology import LabSpec, parse_instances  # noqa: E402
+from lab import control
+from lab.topology import LabSpec, parse_instances
 
 FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
 

@@ -22,11 +22,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab-operator")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
-from lab import aws, control  # noqa: E402
-from lab.topology import LabSpec, parse_instances  # noqa: E402
-from probes.collect import Collector  # noqa: E402
-from probes.inventory import load_inventory  # noqa: E402
-from probes.ssh import SshPool  # noqa: E402
+from lab import aws, control
+from lab.topology import LabSpec, parse_instances
+from probes.collect import Collector
+from probes.inventory import load_inventory
+from probes.ssh import SshPool
 
 FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
 NET = "127.0.62"
