@@ -1,0 +1,312 @@
+"""Shared pieces of the TUI tests (no tests here): a fake feed, an engine test double that follows
+the plans engine's contract, lab-like snapshots from `tests/snapshots_factory.py`, and fixed
+recordings made from them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plans.gates import GateResult
+from plans.plan import default_plan
+from probes.model import CheckResult, Verdict
+from probes.snapshot import FleetSnapshot
+from tests import snapshots_factory as f
+from tui.app import CockpitApp, make_app
+from tui.feed import Observation
+from tui.recording import Recorder
+
+T0 = f.T0
+SERVICES = f.SERVICES
+# values standing in for the lab's passwords and key material: none may reach a recording
+LAB_SECRETS = ("Xq9-labPostgresPw-77Zk", "Rb3-labRedisPw-41Qm", "Pg4-labAdminPw-08Hv")
+FAKE_KEY_B64 = "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2UUlCQURBTkJna3Foa2lHOXcwQkFRRUZBQVND"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, t: float = T0 + 3) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def lab_like(snap: FleetSnapshot, *, cert_fail: bool = False) -> FleetSnapshot:
+    """`snap` with the database checks the real collector adds (handshakes, listeners, e2e)."""
+    db = snap.database
+    assert db is not None
+    target = f"{f.DB_HOST}"
+    pg = CheckResult("tls.postgres", f"{target}:5432",
+                     Verdict.OK if db.postgres_tls_verified else Verdict.OK,
+                     "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal" if db.postgres_ssl
+                     else "plaintext only: TLS not offered (POSTGRES_TLS_ENABLED is not on)",
+                     {"answer": "S" if db.postgres_ssl else "N", "tls_version": "TLSv1.3" if db.postgres_ssl else None,
+                      "fingerprint": "9f" * 32, "sans": ["DNS:staging-database-01.voiceai.internal"]}, 3.2)
+    if cert_fail:
+        pg = dataclasses.replace(pg, verdict=Verdict.FAIL,
+                                 summary="certificate does not cover staging-database-01.voiceai.internal (SAN)")
+    offered = db.pgbouncer_client_tls_sslmode not in (None, "disable")
+    pb = CheckResult("tls.pgbouncer", f"{target}:6432", Verdict.OK,
+                     "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal" if offered
+                     else "plaintext only: TLS not offered (client_tls_sslmode=disable)",
+                     {"answer": "S" if offered else "N"}, 1.4)
+    rp = CheckResult("listener.redis", f"{target}:6379", Verdict.OK,
+                     "Redis answered in plaintext" if db.redis_port else "plaintext listener dropped",
+                     {"listening": bool(db.redis_port)}, 0.8)
+    rt = CheckResult("tls.redis", f"{target}:6380", Verdict.OK,
+                     "TLSv1.3 ok" if db.redis_tls_port else "no TLS listener (REDIS_TLS_ENABLED is not true)",
+                     {"listening": bool(db.redis_tls_port)}, 1.5)
+    e2e = CheckResult("e2e.query", target, Verdict.OK if db.end_to_end_ok else Verdict.FAIL,
+                      "a query through PgBouncer answered in 4 ms" if db.end_to_end_ok else "no answer in 3 s", {}, 4.0)
+    checks = (pg, pb, rp, rt, e2e)
+    certs = snap.certs
+    return dataclasses.replace(snap, database=dataclasses.replace(db, checks=checks),
+                               checks=tuple(certs) + checks)
+
+
+def scenario(name: str, taken_at: float = T0) -> FleetSnapshot:
+    """Named fleet states for the screens: fresh, straggler, cert-fail, done."""
+    if name == "fresh":
+        return lab_like(f.fleet(pg=1, taken_at=taken_at))
+    if name == "ready-pg5":
+        return lab_like(f.fleet(pg=4, redis=1, taken_at=taken_at))
+    if name == "straggler":
+        return lab_like(f.fleet(pg=5, redis=1, running={"staging-voice-02": {"DATABASE_SSL_MODE": None}},
+                                taken_at=taken_at))
+    if name == "cert-fail":
+        return lab_like(f.fleet(pg=2, certs="bad-san", taken_at=taken_at), cert_fail=True)
+    if name == "done":
+        return lab_like(f.fleet(pg=7, redis=3, taken_at=taken_at))
+    raise KeyError(name)
+
+
+class FakeFeed:
+    """Observations from a list of snapshots (the last one repeats)."""
+
+    def __init__(self, snaps: Sequence[FleetSnapshot], *, lock: dict[str, Any] | None = None,
+                 journal: Sequence[dict[str, Any]] = ()) -> None:
+        self.snaps = list(snaps)
+        self.i = 0
+        self.lock = lock
+        self.journal = list(journal)
+
+    async def observe(self) -> Observation:
+        s = self.snaps[min(self.i, len(self.snaps) - 1)]
+        self.i += 1
+        return Observation(s, lock=self.lock, lock_known=True, journal=tuple(self.journal))
+
+
+# -- the engine test double (the contract in plans/engine.py) ------------------------------------
+
+
+@dataclass(frozen=True)
+class RestartTarget:
+    host: str
+    command: str
+    pre_restart: str = ""
+
+
+@dataclass(frozen=True)
+class Preview:
+    env: str
+    protected: bool
+    step: str
+    service: str | None
+    direction: str
+    title: str
+    change_lines: tuple[str, ...]
+    restarts: tuple[RestartTarget, ...]
+    gates: tuple[GateResult, ...]
+    blockers: tuple[str, ...] = ()
+
+    @property
+    def open(self) -> bool:
+        return all(g.open for g in self.gates) and not self.blockers
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env": self.env, "protected": self.protected, "step": self.step, "service": self.service,
+                "direction": self.direction, "title": self.title, "change_lines": list(self.change_lines),
+                "restarts": [dataclasses.asdict(r) for r in self.restarts],
+                "gates": [g.to_json() for g in self.gates], "blockers": list(self.blockers)}
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    kind: str
+    host: str | None
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    stage: str
+    reason: str
+    instances: tuple[Any, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "stage": self.stage, "reason": self.reason, "instances": list(self.instances)}
+
+
+@dataclass
+class LockInfo:
+    who: str
+    where: str
+    pid: int
+    step: str
+    since: float
+    token: str
+
+
+class LockError(Exception):
+    pass
+
+
+@dataclass
+class FakeEngine:
+    """Follows the Engine contract; records every call; outcomes and gates are set by the test."""
+
+    snaps: list[FleetSnapshot]
+    env: str = "staging"
+    protected: bool = False
+    gates_closed: bool = False
+    fail_apply: bool = False
+    lock_holder: str | None = None  # someone else holds the lock
+    secret_output: str = ""
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    held: bool = False
+
+    async def snapshot(self) -> FleetSnapshot:
+        return self.snaps[0]
+
+    def services_in_order(self) -> list[str]:
+        return list(SERVICES)
+
+    async def acquire_lock(self, step_id: str) -> LockInfo:
+        self.calls.append(("acquire_lock", step_id))
+        if self.lock_holder:
+            raise LockError(f"the fleet lock is held by {self.lock_holder} on bastion (pid 42), step pg-3, for 60s")
+        self.held = True
+        return LockInfo("tester", "here", 1, step_id, T0, "tok-1")
+
+    async def release_lock(self) -> None:
+        self.calls.append(("release_lock",))
+        self.held = False
+
+    async def preview(self, step_id: str, service: str | None = None, *, direction: str = "advance") -> Preview:
+        self.calls.append(("preview", step_id, service, direction))
+        assert self.held, "preview without the lock"
+        plan = default_plan()
+        step = plan.step(step_id)
+        hosts = f.INSTANCES.get(service or "", (f.DB_HOST,))
+        if direction == "rollback":
+            lines = tuple(f"/voiceai/{self.env}/{service or 'database'}/{c.var}: ({c.value} → "
+                          f"{'unset' if c.rollback is None else c.rollback})" for c in step.changes)
+        else:
+            lines = tuple(f"/voiceai/{self.env}/{service or 'database'}/{c.var}: (unset → {c.value})"
+                          for c in step.changes)
+        gates = tuple(
+            GateResult(g, "closed" if self.gates_closed else "open",
+                       "voice (staging-voice-02) still connects to PgBouncer in plaintext — flip voice first"
+                       if self.gates_closed else "PgBouncer offers verified TLS to clients", service)
+            for g in step.gates_for_target(service))
+        return Preview(self.env, self.protected, step_id, service, direction, step.title, lines,
+                       tuple(RestartTarget(h, f"/opt/services/{service or 'database'}/update.sh --restart-only --yes",
+                                           "drain.sh" if service == "voice" else "") for h in hosts), gates)
+
+    async def apply(self, preview: Preview, *, reason: str, force: bool = False, dry_run: bool = False,
+                    on_event: Callable[[EngineEvent], None] | None = None) -> Outcome:
+        self.calls.append(("apply", preview.step, preview.service, preview.direction, reason))
+        assert self.held, "apply without the lock"
+        emit = on_event or (lambda e: None)
+        emit(EngineEvent("write", None, preview.change_lines[0] if preview.change_lines else "(nothing)", T0 + 10))
+        for n, r in enumerate(preview.restarts):
+            emit(EngineEvent("restart", r.host, r.command, T0 + 11 + n))
+            emit(EngineEvent("output", r.host, f"restarting {r.host}… {self.secret_output}".strip(), T0 + 11 + n))
+            if self.fail_apply and n == len(preview.restarts) - 1:
+                emit(EngineEvent("error", r.host, "health check failed after restart", T0 + 12 + n))
+                return Outcome(False, "verify", f"{r.host} unhealthy after restart; the roll stopped")
+            emit(EngineEvent("instance-done", r.host, "healthy, connects over TLS", T0 + 12 + n))
+        emit(EngineEvent("done", None, "verified", T0 + 20))
+        return Outcome(True, "verified", "every instance connects over TLS")
+
+
+# -- apps and recordings ----------------------------------------------------------------------------
+
+
+def watch_app(snaps: Sequence[FleetSnapshot], *, clock: Callable[[], float] | None = None,
+              recorder: Recorder | None = None, protected: bool = False, env: str = "staging",
+              lock: dict[str, Any] | None = None, journal: Sequence[dict[str, Any]] = ()) -> CockpitApp:
+    return make_app("watch", env_name=env, protected=protected, services=SERVICES,
+                    feed=FakeFeed(snaps, lock=lock, journal=journal), clock=clock or Clock(),
+                    recorder=recorder, poll_interval=None)
+
+
+def drive_app(engine: FakeEngine, *, clock: Callable[[], float] | None = None, recorder: Recorder | None = None,
+              protected: bool = False, env: str = "staging") -> CockpitApp:
+    return make_app("drive", env_name=env, protected=protected, services=SERVICES,
+                    feed=FakeFeed(engine.snaps), engine=engine, clock=clock or Clock(), recorder=recorder,
+                    poll_interval=None)
+
+
+JOURNAL = (
+    {"v": 1, "ts": T0 - 600, "env": "staging", "who": "alice", "where": "bastion", "event": "apply",
+     "step": "pg-4", "ok": True, "reason": "change window 42"},
+)
+
+
+def make_recording(path: Path, *, full_every: float = 5.0) -> Path:
+    """A fixed recording: the fleet from fresh to a straggler, an action cycle with a failure and its
+    rollback, lock and journal records — what a drive session writes."""
+    clock = Clock(T0)
+    rec = Recorder(path, env="staging", mode="drive", protected=False, plan="internal-encryption",
+                   services=SERVICES, full_every=full_every, clock=clock, who="tester")
+    from tui.view import build_view, verdict_changes
+
+    plan = default_plan()
+    states = (["fresh"] * 3 + ["cert-fail"] * 3 + ["ready-pg5"] * 6 + ["straggler"] * 6 + ["ready-pg5"] * 4)
+    prev = None
+    base = {"step": "pg-5", "service": "api", "direction": "advance", "who": "tester"}
+    for n, name in enumerate(states):
+        clock.t = T0 + n * 2
+        snap = scenario(name, taken_at=clock.t)
+        view = build_view(plan, snap, SERVICES, now=clock.t)
+        r = rec.snapshot(snap, ts=clock.t)
+        changes = verdict_changes(prev, view)
+        if changes:
+            rec.record("verdict", ts=clock.t, seq=r["seq"], changes=changes)
+        prev = view
+        if n == 1:
+            rec.record("journal", entry=JOURNAL[0], backlog=True)
+            rec.record("lock", holder=None, known=True)
+        if n == 12:
+            rec.record("action", kind="lock", **base)
+            rec.record("lock", holder={"who": "tester", "where": "here", "step": "pg-5", "since": clock.t,
+                                       "token": "t"}, known=True)
+            rec.record("action", kind="preview", preview={"change_lines": [
+                "/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)"], "restarts": [
+                {"host": "staging-api-01"}, {"host": "staging-api-02"}], "gates": [
+                {"gate": "pgbouncer_offers_tls_and_ca_files", "status": "open", "reason": "ok"}]}, **base)
+            rec.record("action", kind="confirm", reason="change window 42: api first", **base)
+            rec.record("event", kind="restart", host="staging-api-01", text="update.sh --restart-only", at=clock.t)
+            rec.record("event", kind="output", host="staging-api-01",
+                       text=f"REDIS_PASSWORD={LAB_SECRETS[1]} postgresql://postgres:{LAB_SECRETS[0]}@db/x",
+                       at=clock.t)
+            rec.record("event", kind="error", host="staging-api-02", text="health check failed", at=clock.t)
+            rec.record("outcome", outcome={"ok": False, "stage": "verify", "reason": "staging-api-02 unhealthy"},
+                       reason="change window 42: api first", **base)
+            rec.record("action", kind="unlock", **base)
+        if n == 14:
+            rb = {**base, "direction": "rollback"}
+            rec.record("action", kind="confirm", reason="api-02 unhealthy: back", **rb)
+            rec.record("outcome", outcome={"ok": True, "stage": "verified", "reason": "rolled back"},
+                       reason="api-02 unhealthy: back", **rb)
+            rec.record("lock", holder=None, known=True)
+    rec.close()
+    return path
