@@ -51,6 +51,7 @@ class FleetLock:
         self.aws = aws
         self.name = lock_name(namespace)
         self.held: LockInfo | None = None
+        self._token: str | None = None
 
     async def current(self) -> LockInfo | None:
         ssm: Any = self.aws.ssm
@@ -83,11 +84,16 @@ class FleetLock:
     async def release(self) -> None:
         if self.held is None:
             return
+        self._token = self.held.token
         cur = await self.current()
-        if cur is not None and cur.token == self.held.token:
-            ssm: Any = self.aws.ssm
-            await asyncio.to_thread(ssm.delete_parameter, Name=self.name)
         self.held = None
+        if cur is not None and cur.token == (self._token or ""):
+            ssm: Any = self.aws.ssm
+            try:
+                await asyncio.to_thread(ssm.delete_parameter, Name=self.name)
+            except Exception as exc:
+                raise LockError(explain(exc, f"releasing the lock {self.name}") + " — it stays held; break it "
+                                "with `cockpit lock --break --reason …` once fixed") from None
 
     async def break_lock(self) -> LockInfo | None:
         """Remove whoever's lock (the caller journals it, with the reason)."""

@@ -35,6 +35,9 @@ def explain(exc: BaseException, what: str) -> str:
     if code in ("AccessDenied", "AccessDeniedException", "UnrecognizedClientException",
                 "InvalidSignatureException", "ExpiredTokenException"):
         return f"{what}: access denied by AWS ({code}) — check the identity's IAM policy for this namespace"
+    text = str(exc)
+    if code == "403" or "AccessDenied" in text or "not authorized to perform" in text:
+        return f"{what}: access denied by AWS — check the identity's IAM policy for this namespace"
     if code:
         return f"{what}: {code}: {err.get('Message', '')}"
     return f"{what}: {name}: {exc}"

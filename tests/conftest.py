@@ -17,6 +17,6 @@ from tests.labkit import running_lab
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabSpec]:
-    """The shared lab for tests that need the real fleet (default shape, net 127.0.20)."""
-    with running_lab("127.0.20") as spec:
+    """The shared lab for tests that need the real fleet (default shape, net $COCKPIT_TEST_NET or 127.0.20)."""
+    with running_lab(os.environ.get("COCKPIT_TEST_NET", "127.0.20")) as spec:
         yield spec

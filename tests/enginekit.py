@@ -31,8 +31,9 @@ def cockpit(spec: LabSpec, *args: str, timeout: float = 600,
                           timeout=timeout, check=False, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
 
 
-def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_dir: Path | None = None) -> T:
-    env = load_inventory(Path(spec.dir) / "inventory.toml").env(None)
+def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_dir: Path | None = None,
+                inventory: Path | None = None) -> T:
+    env = load_inventory(inventory or Path(spec.dir) / "inventory.toml").env(None)
 
     async def go() -> T:
         collector = Collector(env)

@@ -112,7 +112,7 @@ def test_drift_on_exactly_the_instances_not_restarted(lab: LabSpec) -> None:
 
 def test_unreachable_host_is_one_clear_state(lab: LabSpec, tmp_path: Path) -> None:
     text = (Path(lab.dir) / "inventory.toml").read_text()
-    text += ('\n[[environments.staging.hosts]]\nname = "staging-web-09"\naddress = "127.0.20.250"\n'
+    text += (f'\n[[environments.staging.hosts]]\nname = "staging-web-09"\naddress = "{lab.net}.250"\n'
              f'port = 2222\nuser = "root"\nservice = "web"\njump = true\nroot = "{lab.dir}/hosts/x"\n')
     inv = tmp_path / "inventory.toml"
     inv.write_text(text)
