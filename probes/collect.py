@@ -68,6 +68,7 @@ class Collector:
         self._redis: RedisSession | None = None
         self._redis_key: tuple[str, int, bool] | None = None
         self._ca_ctx: tuple[bytes, Any] | None = None
+        self._round_lock = asyncio.Lock()
         self._secrets_round: dict[str, Any] = {}  # service -> the round's secrets_under() task
         self._telpro: dict[str, tuple[float, bool | None, CheckResult]] = {}
         self.telpro_ttl = 15.0  # the image changes only with a deploy; no need to ask every second
@@ -539,6 +540,11 @@ class Collector:
 
     # -------------------------------------------------------------------------- the round
     async def snapshot(self) -> FleetSnapshot:
+        """One round; concurrent callers (a UI poll during an apply's verification) take turns."""
+        async with self._round_lock:
+            return await self._snapshot()
+
+    async def _snapshot(self) -> FleetSnapshot:
         t0 = time.monotonic()
         taken = time.time()
         env = self.env

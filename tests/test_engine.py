@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,20 +183,49 @@ def test_update_failing_on_second_instance_stops_and_rollback_restores(lab: LabS
     assert f"/{lab.namespace}/api/DATABASE_SSL_MODE" not in rollout_params(lab)
 
 
+def _kill_sshd_tree(lab: LabSpec, host_name: str) -> None:
+    """Stop a host's sshd and the per-connection sshd processes it forked: SSH to it is cut."""
+    from lab import procs
+
+    host = lab.host(host_name)
+    listener = procs.read_pid(sshd.pidfile(lab, host))
+    assert listener
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == listener:
+                    children.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    for pid in [listener, *children]:
+        procs.stop_pid(pid, sig=signal.SIGKILL, timeout=5)
+    sshd.pidfile(lab, host).unlink(missing_ok=True)
+
+
 def test_ssh_cut_during_the_roll_then_rerun_converges(lab: LabSpec) -> None:
     scenarios.apply(lab, "pg-4")
     api2 = [h for h in lab.app_hosts() if h.service == "api"][1]
-    sshd.stop(lab, api2)  # the second instance is cut off
+    inv = str(Path(lab.dir) / "inventory.toml")
+    p = subprocess.Popen([sys.executable, "-m", "tui.cli", "advance", "pg-5", "--service", "api", "--yes",
+                          "--reason", "ssh cut", "--inventory", inv], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert p.stdout is not None
+    out = []
     try:
-        r = cockpit(lab, "advance", "pg-5", "--service", "api", "--yes", "--reason", "ssh cut")
-        assert r.returncode == 1 and "staging-api-02" in r.stdout
+        for line in p.stdout:
+            out.append(line)
+            if "instance-done" in line and "staging-api-01" in line:
+                _kill_sshd_tree(lab, api2.name)  # cut while the roll is between the two instances
+        assert p.wait(timeout=300) == 1, "".join(out)
+        assert "staging-api-02" in "".join(out)
     finally:
         sshd.start(lab, api2)
         sshd.wait_ready(lab, api2)
     r = cockpit(lab, "advance", "pg-5", "--service", "api", "--yes", "--reason", "rerun")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "(none: already configured)" in r.stdout
-    restarts = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("restart ") and "update.sh" in ln]
+    assert "(none: already configured)" in r.stdout  # nothing half-written: the store holds the change
+    restarts = [ln for ln in r.stdout.splitlines() if re.match(r"\s+restart \d+\. ", ln)]  # the preview's list
     assert len(restarts) == 1 and "staging-api-02" in restarts[0]  # only the one not yet moved
     scenarios.apply(lab, "fresh")
 

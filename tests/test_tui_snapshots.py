@@ -93,7 +93,6 @@ def test_replay(snap_compare: Compare, tmp_path: Path, size: tuple[int, int]) ->
 
     async def seek(pilot: Pilot[Any]) -> None:
         pilot.app.main.goto(T0 + 26)  # type: ignore[attr-defined]
-        await pilot.press("4")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=prepared(then=seek))

@@ -42,7 +42,7 @@ def lab_like(snap: FleetSnapshot, *, cert_fail: bool = False) -> FleetSnapshot:
     assert db is not None
     target = f"{f.DB_HOST}"
     pg = CheckResult("tls.postgres", f"{target}:5432",
-                     Verdict.OK if db.postgres_tls_verified else Verdict.OK,
+                     Verdict.OK,
                      "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal" if db.postgres_ssl
                      else "plaintext only: TLS not offered (POSTGRES_TLS_ENABLED is not on)",
                      {"answer": "S" if db.postgres_ssl else "N", "tls_version": "TLSv1.3" if db.postgres_ssl else None,

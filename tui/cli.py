@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--key", type=Path, required=True)
     cp.add_argument("--dry-run", action="store_true")
     csub.add_parser("check", help="validate what is stored under every consuming service")
+    from tui.commands import add_tui_commands
+
+    add_tui_commands(sub)
     lk = sub.add_parser("lock", help="show the fleet lock, or break a stale one (--break --reason)")
     _common(lk)
     lk.add_argument("--break", dest="break_", action="store_true")
@@ -295,8 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         from lab.cli import main as lab_main
 
         return lab_main(argv[1:], prog="cockpit lab")
-    args = build_parser().parse_args(argv)
+    from tui.commands import TUI_COMMANDS, default_to_drive, run_tui_command
+
+    args = build_parser().parse_args(default_to_drive(argv))
     try:
+        if args.cmd in TUI_COMMANDS:
+            return run_tui_command(args)
         if args.cmd == "status":
             return asyncio.run(_status(args.inventory or default_inventory(), args.env, args.json))
         if args.cmd == "plan":

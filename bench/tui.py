@@ -1,0 +1,367 @@
+"""Benchmark the cockpit TUI with a synthetic 50-host fleet (no lab needed).
+
+    .venv/bin/python bench/tui.py [--cpu-seconds 30] [--write-docs]
+
+Measures: applying a new 50-host snapshot to the screen (view + record + tables + render), key-to-screen
+latency, CPU of the UI process at 1 snapshot/s, recording size for 8 h × 50 hosts (extrapolated from a
+measured hour at 1 snapshot/s, and checked on an 8-hour file made from that hour), and replay open + seek
+on that 8-hour file. Targets from issue 5. `--write-docs` puts the table into docs/benchmarks.md
+(section "TUI").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from plans.plan import default_plan  # noqa: E402
+from probes.model import CheckResult, Verdict  # noqa: E402
+from probes.snapshot import ConfiguredValue, Connection, DatabaseState, FleetSnapshot, InstanceState  # noqa: E402
+from tui.app import make_app  # noqa: E402
+from tui.feed import Observation  # noqa: E402
+from tui.recording import Recorder, Recording  # noqa: E402
+from tui.view import build_view  # noqa: E402
+
+T0 = 1_800_000_000.0
+SHAPE = {"api": 12, "web": 8, "voice": 14, "ops": 6, "telpro": 4, "media": 6}  # 50 app hosts
+SERVICES = tuple(SHAPE)
+DB = "prod-database-01"
+
+
+def _cv(v: str | None, src: str = "ssm", ver: int | None = 3) -> ConfiguredValue:
+    return ConfiguredValue(v, src, ver)
+
+
+def base_fleet() -> FleetSnapshot:
+    """A 50-host fleet half-way through the rollout (pg-5 under way), shaped like the collector's output."""
+    rnd = random.Random(1)
+    configured: dict[str, dict[str, ConfiguredValue]] = {
+        "database": {"POSTGRES_TLS_ENABLED": _cv("on"), "POSTGRES_FORCE_SSL": _cv("off", "default", None),
+                     "PGBOUNCER_SERVER_TLS_SSLMODE": _cv("verify-ca"), "PGBOUNCER_CLIENT_TLS_SSLMODE": _cv("allow"),
+                     "REDIS_TLS_ENABLED": _cv("true"), "REDIS_FORCE_TLS": _cv("false", "default", None)}}
+    instances: list[InstanceState] = []
+    conns: list[Connection] = [Connection("leg2", "pgbouncer", None, f"10.0.1.20:{40000 + i}", True,
+                                          "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=prime256v1") for i in range(12)]
+    for si, (svc, n) in enumerate(SHAPE.items()):
+        flipped = si < 3
+        cfg = {"DATABASE_SSL_MODE": _cv("verify-full" if flipped else None, "ssm" if flipped else "unset"),
+               "DATABASE_SSL_CA_FILE": _cv("/etc/ssl/internal/ca.crt", "default", None),
+               "REDIS_TLS_ENABLED": _cv("false", "default", None), "REDIS_TLS_CA_FILE": _cv("", "default", None)}
+        configured[svc] = cfg
+        for k in range(1, n + 1):
+            host = f"prod-{svc}-{k:02d}"
+            addr = f"10.0.{si + 2}.{10 + k}"
+            for c in range(2):
+                conns.append(Connection("leg1", svc, host, f"{addr}:{50000 + 10 * k + c}", flipped,
+                                        "TLSv1.3/TLS_AES_256_GCM_SHA384" if flipped else ""))
+            conns.append(Connection("redis", svc, host, f"{addr}:{51000 + k}", False, "laddr 10.0.1.20:6379"))
+            checks = (
+                CheckResult("ssh.reachable", host, Verdict.OK, "reachable (sftp stat /)", {"via": "bastion"},
+                            rnd.uniform(1, 9)),
+                CheckResult("instance.ca_file", host, Verdict.OK, "/etc/ssl/internal/ca.crt is the internal CA"),
+                CheckResult("instance.health", host, Verdict.OK, f"http://{addr}:8080/health: 200"),
+                CheckResult("config.sslmode", host, Verdict.WARN if not flipped else Verdict.OK,
+                            "DATABASE_SSL_MODE unset: the driver's default 'prefer' goes to unverified TLS"
+                            if not flipped else "DATABASE_SSL_MODE=verify-full"),
+            )
+            instances.append(InstanceState(host, svc, addr, True, True, None if svc != "telpro" else True, True,
+                                           flipped, False, configured=dict(cfg), checks=checks))
+    cert_ev = {"subject": "CN=prod-database-01.voiceai.internal", "issuer": "CN=VoiceAI Internal CA",
+               "sans": ["DNS:prod-database-01.voiceai.internal", "DNS:localhost", "IP:10.0.1.20"],
+               "not_before": "2026-01-01T00:00:00+00:00", "not_after": "2027-01-01T00:00:00+00:00",
+               "days_left": 200, "fingerprint": "9f" * 32}
+    db_checks = (
+        CheckResult("tls.postgres", f"{DB}:5432", Verdict.OK, "TLSv1.3 ok, certificate covers the DNS name",
+                    {"answer": "S", "tls_version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", **cert_ev}, 3.2),
+        CheckResult("tls.pgbouncer", f"{DB}:6432", Verdict.OK, "TLSv1.3 ok", {"answer": "S", **cert_ev}, 1.4),
+        CheckResult("listener.redis", f"{DB}:6379", Verdict.OK, "Redis answered", {"listening": True}, 0.8),
+        CheckResult("tls.redis", f"{DB}:6380", Verdict.OK, "TLSv1.3 ok", {"listening": True, **cert_ev}, 1.5),
+        CheckResult("e2e.query", DB, Verdict.OK, "a query through PgBouncer answered in 4 ms", {}, 4.0),
+        *(CheckResult("listener.bound", f"{DB}:{p}", Verdict.OK, f"listening on :{p}") for p in (5432, 6432, 6379,
+                                                                                                6380)),
+    )
+    certs = tuple(CheckResult(c, s, Verdict.OK, f"{c} ok", cert_ev if c == "certs.expiry" else {})
+                  for s in ("database", *SERVICES) for c in ("certs.present", "certs.decode", "certs.ca",
+                                                             "certs.chain", "certs.key_match", "certs.san",
+                                                             "certs.expiry"))
+    db = DatabaseState(DB, True, True, False, "allow", "verify-ca", 6379, 6380, True, True, True, True,
+                       "10.0.1.20:6380", tuple(conns), db_checks)
+    all_checks = (*(c for i in instances for c in i.checks[:1]), *certs, *db_checks,
+                  *(c for i in instances for c in i.checks[1:]))
+    return FleetSnapshot("production", T0, 850.0, False, configured, db, tuple(instances), certs, all_checks)
+
+
+class Churn:
+    """Successive snapshots as a live fleet gives them: timings every round, a reconnect now and then,
+    a health flap every few minutes, a service flipped every half hour."""
+
+    def __init__(self, base: FleetSnapshot, seed: int = 7) -> None:
+        self.snap = base
+        self.rnd = random.Random(seed)
+        self.n = 0
+
+    def next(self) -> FleetSnapshot:
+        s, rnd = self.snap, self.rnd
+        self.n += 1
+        t = T0 + self.n
+
+        def retime(c: CheckResult) -> CheckResult:
+            return dataclasses.replace(c, duration_ms=round(rnd.uniform(0.5, 9.0), 2)) if c.duration_ms else c
+
+        insts = list(s.instances)
+        db = s.database
+        assert db is not None
+        conns = list(db.connections)
+        if self.n % 20 == 0:  # an app reconnects: a new client port
+            i = rnd.randrange(len(conns))
+            c = conns[i]
+            host, _, port = c.addr.rpartition(":")
+            conns[i] = dataclasses.replace(c, addr=f"{host}:{int(port) + 1000}")
+        if self.n % 240 == 0:  # a health flap
+            i = rnd.randrange(len(insts))
+            inst = insts[i]
+            insts[i] = dataclasses.replace(inst, healthy=not inst.healthy)
+        checks = tuple(retime(c) for c in s.checks)
+        db = dataclasses.replace(db, connections=tuple(conns), checks=tuple(retime(c) for c in db.checks))
+        self.snap = dataclasses.replace(s, taken_at=t, duration_ms=round(rnd.uniform(400, 1200), 1),
+                                        instances=tuple(insts), database=db, checks=checks)
+        return self.snap
+
+
+class Feed:
+    def __init__(self, snaps: list[FleetSnapshot]) -> None:
+        self.snaps = snaps
+        self.i = 0
+
+    async def observe(self) -> Observation:
+        s = self.snaps[self.i % len(self.snaps)]
+        self.i += 1
+        return Observation(s, lock=None, lock_known=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, round(p / 100 * (len(v) - 1)))]
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+RENDERS: list[float] = []  # perf_counter() at the end of every screen update (compositor refresh)
+
+
+def _watch_renders() -> None:
+    """Record when each screen update finishes: that is when a change is on the screen."""
+    from textual.screen import Screen
+
+    original = Screen._compositor_refresh
+
+    def timed(self: Screen[Any]) -> None:
+        original(self)
+        RENDERS.append(time.perf_counter())
+
+    Screen._compositor_refresh = timed  # type: ignore[method-assign]
+
+
+def _shown_after(t0: float, t_end: float) -> float | None:
+    """ms from t0 to the last screen update that finished before t_end (None: none happened)."""
+    done = [t for t in RENDERS if t0 <= t <= t_end]
+    return (done[-1] - t0) * 1000 if done else None
+
+
+async def ui_figures(snaps: list[FleetSnapshot], tmp: Path) -> dict[str, Any]:
+    _watch_renders()
+    clock = [T0]
+    rec = Recorder(tmp / "ui.jsonl", env="production", mode="watch", services=SERVICES, clock=lambda: clock[0])
+    app = make_app("watch", env_name="production", protected=True, services=SERVICES, feed=Feed(snaps[:1]),
+                   recorder=rec, clock=lambda: clock[0], poll_interval=None)
+    apply_ms: list[float] = []
+    view_ms: list[float] = []
+    keys_ms: list[float] = []
+    per_key: dict[str, list[float]] = {}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        plan = app.config.plan
+        for s in snaps[1:41]:
+            clock[0] = s.taken_at
+            t0 = time.perf_counter()
+            build_view(plan, s, SERVICES, now=clock[0])
+            view_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            app.absorb(Observation(s, lock=None, lock_known=True))  # view + verdict changes + record + post
+            await pilot.pause()  # SnapshotArrived handled, tables reconciled, screen rendered
+            shown = _shown_after(t0, time.perf_counter())
+            if shown is not None:
+                apply_ms.append(shown)
+        sequence = ["down"] * 8 + ["up"] * 8 + ["2", "down", "down", "up", "4", "3", "1"] + ["down", "up"] * 4
+        for _ in range(4):
+            for key in sequence:
+                await pilot.pause()
+                t0 = time.perf_counter()
+                await pilot.press(key)
+                shown = _shown_after(t0, time.perf_counter())
+                if shown is not None:
+                    keys_ms.append(shown)
+                    per_key.setdefault(key, []).append(shown)
+    rec.close()
+    return {"apply_ms": apply_ms, "view_ms": view_ms, "keys_ms": keys_ms,
+            "per_key": {k: max(v) for k, v in per_key.items()}}
+
+
+async def cpu_figure(snaps: list[FleetSnapshot], tmp: Path, seconds: float) -> dict[str, float]:
+    rec = Recorder(tmp / "cpu.jsonl", env="production", mode="watch", services=SERVICES)
+    app = make_app("watch", env_name="production", protected=True, services=SERVICES, feed=Feed(snaps),
+                   recorder=rec, poll_interval=1.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        c0, w0, p0 = time.process_time(), time.monotonic(), app.polls
+        await asyncio.sleep(seconds)
+        c1, w1, p1 = time.process_time(), time.monotonic(), app.polls
+    rec.close()
+    return {"cpu_pct": (c1 - c0) / (w1 - w0) * 100, "polls_per_s": (p1 - p0) / (w1 - w0)}
+
+
+_PREFIX = re.compile(r'^\{"t":"([a-z-]+)","ts":([0-9.eE+-]+)(,"seq":([0-9]+))?')
+
+
+def recording_figures(tmp: Path) -> dict[str, Any]:
+    churn = Churn(base_fleet())
+    hour = tmp / "hour.jsonl"
+    clock = [T0]
+    rec = Recorder(hour, env="production", mode="watch", services=SERVICES, full_every=300.0,
+                   clock=lambda: clock[0])
+    t0 = time.perf_counter()
+    record_ms: list[float] = []
+    for _ in range(3600):
+        s = churn.next()
+        clock[0] = s.taken_at
+        a = time.perf_counter()
+        rec.snapshot(s, ts=s.taken_at)
+        record_ms.append((time.perf_counter() - a) * 1000)
+    rec.close()
+    hour_secs = time.perf_counter() - t0
+    hour_bytes = hour.stat().st_size
+    # 8 hours: the measured hour, shifted 8 times (each hour starts on a full frame)
+    lines = hour.read_text().splitlines()
+    header, body = lines[0], [ln for ln in lines[1:] if not ln.startswith('{"t":"end"')]
+    eight = tmp / "eight.jsonl"
+    with eight.open("w") as out:
+        out.write(header + "\n")
+        for h in range(8):
+            for ln in body:
+                m = _PREFIX.match(ln)
+                assert m is not None
+                ts = float(m.group(2)) + h * 3600
+                seq = f',"seq":{int(m.group(4)) + h * 3600}' if m.group(4) else ""
+                out.write(f'{{"t":"{m.group(1)}","ts":{ts}{seq}' + ln[m.end():] + "\n")
+    os.chmod(eight, 0o600)
+    eight_bytes = eight.stat().st_size
+    opens: list[float] = []
+    seeks: list[float] = []
+    rnd = random.Random(3)
+    plan = default_plan()
+    for _ in range(5):
+        t0 = time.perf_counter()
+        r = Recording.open(eight)
+        opens.append((time.perf_counter() - t0) * 1000)
+        for _ in range(6):
+            target = rnd.uniform(r.start, r.end)
+            t1 = time.perf_counter()
+            i = r.snap_index_at(target)
+            snap = r.snapshot(i)
+            build_view(plan, snap, SERVICES, now=target)
+            seeks.append((time.perf_counter() - t1) * 1000)
+            r._cache = None  # every seek cold
+            r._snap_cache.clear()
+        r.close()
+    return {"hour_bytes": hour_bytes, "eight_bytes": eight_bytes, "hour_secs": hour_secs, "record_ms": record_ms,
+            "open_ms": opens, "seek_ms": seeks, "snaps": 8 * 3600}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cpu-seconds", type=float, default=30.0)
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    base = base_fleet()
+    churn = Churn(base)
+    snaps = [base] + [churn.next() for _ in range(60)]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        ui = asyncio.run(ui_figures(snaps, tmp))
+        cpu = asyncio.run(cpu_figure(snaps, tmp, args.cpu_seconds))
+        recf = recording_figures(tmp)
+    mb = 1024 * 1024
+    rows = [
+        ("apply a new 50-host snapshot to the screen (median / p95 / max)",
+         f"{statistics.median(ui['apply_ms']):.1f} / {pct(ui['apply_ms'], 95):.1f} / {max(ui['apply_ms']):.1f} ms",
+         "≤ 50 ms"),
+        ("  of which building the view (plan position, gates, rows)",
+         f"{statistics.median(ui['view_ms']):.1f} ms median", ""),
+        ("key to screen (p50 / p95 / max, {} keys)".format(len(ui["keys_ms"])),
+         f"{pct(ui['keys_ms'], 50):.1f} / {pct(ui['keys_ms'], 95):.1f} / {max(ui['keys_ms']):.1f} ms", "≤ 100 ms p95"),
+        (f"CPU of the UI process at 1 snapshot/s ({args.cpu_seconds:.0f} s, {cpu['polls_per_s']:.2f} polls/s)",
+         f"{cpu['cpu_pct']:.1f} % of one core", "≤ 15 %"),
+        ("recording one hour (3600 snapshots × 50 hosts, full frame every 300 s)",
+         f"{recf['hour_bytes'] / mb:.2f} MB; {statistics.median(recf['record_ms']):.2f} ms per snapshot", ""),
+        ("recording 8 h × 50 hosts (extrapolated: 8 × the hour)", f"{8 * recf['hour_bytes'] / mb:.1f} MB", "≤ 100 MB"),
+        ("8-hour file made from that hour (28,800 snapshots)", f"{recf['eight_bytes'] / mb:.1f} MB", ""),
+        ("replay: open the 8-hour file (index every line; median / max)",
+         f"{statistics.median(recf['open_ms']):.0f} / {max(recf['open_ms']):.0f} ms", ""),
+        ("replay: seek to a random moment, cold (frame + diffs + view; p95 / max)",
+         f"{pct(recf['seek_ms'], 95):.0f} / {max(recf['seek_ms']):.0f} ms", ""),
+        ("replay: open + seek (max open + max seek)",
+         f"{max(recf['open_ms']) + max(recf['seek_ms']):.0f} ms", "≤ 500 ms"),
+    ]
+    print("slowest key to screen by key (ms):", {k: round(v, 1) for k, v in ui["per_key"].items()})
+    w = max(len(r[0]) for r in rows)
+    table = [f"| {'what':<{w}} | measured | target |", f"|{'-' * (w + 2)}|---|---|"]
+    table += [f"| {a:<{w}} | {b} | {c} |" for a, b, c in rows]
+    text = "\n".join(table)
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+    return 0
+
+
+def write_docs(table: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    import platform
+
+    section = (
+        "## TUI\n\n"
+        "`.venv/bin/python bench/tui.py --write-docs` — a synthetic 50-host fleet (6 services, 150 observed "
+        "connections, ~330 check results per snapshot) shaped like the collector's output, with a live fleet's "
+        "churn (every check's timing each round, a reconnect every 20 s, a health flap every 4 min). The UI runs "
+        "headless (`App.run_test`, 120×40) in watch mode with recording on; the probes' own CPU is not included "
+        "(see `bench/status.py` for that).\n\n"
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, textual 8.2.8.\n\n"
+        f"{table}\n")
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if "## TUI\n" in text:
+        start = text.index("## TUI\n")
+        nxt = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

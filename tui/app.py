@@ -1,0 +1,311 @@
+"""The cockpit app: `make_app(mode, ...)` builds it for drive, watch or replay; `cockpit` (tui/commands.py)
+and the tests both call it.
+
+The app holds no I/O of its own. In drive and watch a worker polls the feed (the next poll is
+scheduled when the last one finished), builds a frozen `FleetView`, records the snapshot and posts
+`SnapshotArrived`, which replaces a pending one so a burst collapses to the latest. In replay the
+timeline feeds the same screen from a recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from plans.plan import Plan, default_plan
+from tui.feed import EngineLike, Feed, Observation
+from tui.recording import Recorder, Recording
+from tui.view import MODES, FleetView, LogLine, Mode, build_view, log_lines, verdict_changes
+from tui.widgets.help import HelpScreen, help_text
+from tui.widgets.main import MainScreen
+
+JOURNAL_BACKLOG = 30  # journal entries shown from before the session started
+
+
+@dataclass(frozen=True)
+class CockpitConfig:
+    """Everything an app instance is built from (what `make_app` validated)."""
+
+    mode: Mode
+    env_name: str
+    protected: bool
+    plan: Plan
+    services: tuple[str, ...]  # the environment's app services in inventory order ("others" expanded)
+    feed: Feed | None = None
+    engine: EngineLike | None = None
+    recorder: Recorder | None = None
+    recording: Recording | None = None
+    clock: Callable[[], float] = field(default=time.time)
+    poll_interval: float | None = 1.0  # None: poll once, then only on request (tests, benchmarks)
+
+
+class CockpitApp(App[None]):
+    """Rollout Cockpit. Build it with `make_app`."""
+
+    CSS_PATH = "cockpit.tcss"
+    TITLE = "Rollout Cockpit"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+l", "poll_now", "Refresh now", id="refresh", show=False),
+    ]
+    HELP_SECTION = "Anywhere"
+
+    class SnapshotArrived(Message):
+        """A new snapshot and its view; a newer one replaces a pending one."""
+
+        def __init__(self, view: FleetView) -> None:
+            self.view = view
+            super().__init__()
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, CockpitApp.SnapshotArrived)
+
+    class LockObserved(Message):
+        def __init__(self, holder: dict[str, Any] | None, known: bool) -> None:
+            self.holder = holder
+            self.known = known
+            super().__init__()
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, CockpitApp.LockObserved)
+
+    class LinesArrived(Message):
+        """Event-log lines (never collapsed: each one is a fact)."""
+
+        def __init__(self, lines: Sequence[LogLine]) -> None:
+            self.lines = tuple(lines)
+            super().__init__()
+
+    def __init__(self, config: CockpitConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.clock = config.clock
+        self.recorder = config.recorder or Recorder(None, env=config.env_name, mode=config.mode,
+                                                    protected=config.protected, plan=config.plan.name,
+                                                    services=config.services, clock=config.clock)
+        self.main = self._build_main()
+        self.view: FleetView | None = None
+        self._journal_seen: set[tuple[Any, ...]] | None = None
+        self._lock_token: object = ()
+        self._poll_timer: Any = None
+        self.polls = 0
+        self.closers: list[Callable[[], Awaitable[None]]] = []  # awaited on quit (the collector's sessions)
+        self.sub_title = f"{config.env_name} · {config.mode.upper()}"
+
+    def _build_main(self) -> MainScreen:
+        mode = self.config.mode
+        if mode == "drive":
+            from tui.widgets.drive import DriveScreen
+
+            assert self.config.engine is not None
+            return DriveScreen(self.config.engine, self.recorder)
+        if mode == "replay":
+            from tui.widgets.replaying import ReplayScreen
+
+            assert self.config.recording is not None
+            return ReplayScreen(self.config.recording)
+        return MainScreen()
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.main
+
+    def on_mount(self) -> None:
+        if self.config.mode != "replay":
+            self._poll()
+        self.set_interval(1.0, self.main.refresh_header)
+
+    # -- polling ----------------------------------------------------------------------------------------
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def _poll(self) -> None:
+        feed = self.config.feed
+        if feed is None:
+            return
+        try:
+            obs = await feed.observe()
+            self.absorb(obs)
+        finally:
+            self.polls += 1
+            if self.config.poll_interval is not None and self.is_running:
+                self._poll_timer = self.set_timer(self.config.poll_interval, self._poll)
+
+    async def action_quit(self) -> None:
+        for close in self.closers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(close(), 5.0)
+        self.exit()
+
+    def action_poll_now(self) -> None:
+        if self.config.mode == "replay":
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._poll()
+
+    def absorb(self, obs: Observation) -> None:
+        """Turn one poll round into records, a view and messages (the worker calls this)."""
+        lines: list[LogLine] = []
+        rec = self.recorder
+        if obs.snapshot is not None:
+            now = self.clock()
+            view = build_view(self.config.plan, obs.snapshot, self.config.services, now=now)
+            changes = verdict_changes(self.view, view)
+            snap_rec = rec.snapshot(obs.snapshot, ts=now)
+            if changes:
+                lines += log_lines(rec.record("verdict", ts=now, seq=snap_rec.get("seq"), changes=changes))
+            self.view = view
+            self.post_message(self.SnapshotArrived(view))
+        elif obs.error:
+            lines += log_lines(rec.record("note", text=f"snapshot failed: {obs.error}", level="error"))
+        token = (obs.lock_known, (obs.lock or {}).get("token"), (obs.lock or {}).get("step"))
+        if token != self._lock_token and (obs.lock_known or obs.lock_error):
+            self._lock_token = token
+            lines += log_lines(rec.record("lock", holder=obs.lock, known=obs.lock_known, error=obs.lock_error))
+        if obs.lock_known or obs.lock_error:
+            self.post_message(self.LockObserved(obs.lock, obs.lock_known))
+        if obs.journal is not None:
+            lines += self._journal(obs.journal)
+        if lines:
+            self.post_message(self.LinesArrived(lines))
+
+    def _journal(self, entries: Sequence[dict[str, Any]]) -> list[LogLine]:
+        def key(e: dict[str, Any]) -> tuple[Any, ...]:
+            return (e.get("ts"), e.get("who"), e.get("event"), e.get("step"), e.get("service"))
+
+        lines: list[LogLine] = []
+        first = self._journal_seen is None
+        seen = self._journal_seen if self._journal_seen is not None else set()
+        fresh = [e for e in entries if key(e) not in seen]
+        if first:
+            fresh = fresh[-JOURNAL_BACKLOG:]
+        for e in fresh:
+            lines += log_lines(self.recorder.record("journal", entry=e, backlog=first))
+        seen.update(key(e) for e in entries)
+        self._journal_seen = seen
+        return lines
+
+    @on(SnapshotArrived)
+    def _snapshot_arrived(self, message: SnapshotArrived) -> None:
+        self.main.show_view(message.view)
+
+    @on(LockObserved)
+    def _lock_observed(self, message: LockObserved) -> None:
+        mine = self.config.mode == "drive" and self.main_holds_lock(message.holder)
+        self.main.show_lock(message.holder, message.known, mine)
+
+    @on(LinesArrived)
+    def _lines_arrived(self, message: LinesArrived) -> None:
+        self.main.append_log(message.lines)
+
+    def main_holds_lock(self, holder: dict[str, Any] | None) -> bool:
+        token = getattr(self.main, "lock_token", None)
+        return bool(holder and token and holder.get("token") == token)
+
+    def log_record(self, record: dict[str, Any]) -> None:
+        """Show an already-written record in the event log (drive actions use this)."""
+        self.main.append_log(log_lines(record))
+
+    # -- errors in one place --------------------------------------------------------------------------
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            err = event.worker.error
+            text = f"{event.worker.name or 'a task'} failed: {type(err).__name__}: {err}"
+            self.log_record(self.recorder.record("note", text=text, level="error"))
+            self.notify(text, severity="error", timeout=10)
+
+    # -- help and the palette ----------------------------------------------------------------------------
+    def key_sections(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
+        sections = self.main.key_sections()
+        rows = [(b.key_display or b.key, b.description, b.id or "") for b in self.BINDINGS if isinstance(b, Binding)]
+        if self.config.mode == "replay":
+            rows = [r for r in rows if r[2] != "refresh"]
+        rows += [("ctrl+p", "Command palette", "palette"), ("tab / shift+tab", "Next / previous panel", ""),
+                 ("enter", "Open the highlighted row", ""), ("escape", "Close a dialog", "")]
+        sections.append((self.HELP_SECTION, rows))
+        return sections
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(help_text(self.config.mode, self.key_sections())))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for section, rows in self.main.key_sections():
+            for keys, what, bid in rows:
+                action = self._action_for(bid)
+                if action is None:
+                    continue
+                yield SystemCommand(f"{what} [{keys}]", f"{section}: {what} (key {keys})",
+                                    self._palette_runner(action))
+        yield SystemCommand("Help [?]", "Every key and action of this mode", self.action_help)
+        if self.config.mode != "replay":
+            yield SystemCommand("Refresh now [ctrl+l]", "Poll the fleet now", self.action_poll_now)
+        yield from self.main.palette_commands()
+
+    def _action_for(self, binding_id: str) -> str | None:
+        for klass in type(self.main).__mro__:
+            for b in getattr(klass, "BINDINGS", ()) or ():
+                if isinstance(b, Binding) and b.id == binding_id and binding_id:
+                    return b.action
+        return None
+
+    def _palette_runner(self, action: str) -> Callable[[], Any]:
+        async def run() -> None:
+            name = action.split("(", 1)[0]
+            allowed = self.main.check_action(name, ())
+            if allowed is not True:
+                why = self.main.why_disabled(name)
+                self.notify(f"not available now{': ' + why if why else ''}", severity="warning")
+                return
+            await self.main.run_action(action)
+
+        return run
+
+
+def make_app(mode: Mode, *, plan: Plan | None = None, env_name: str | None = None, protected: bool | None = None,
+             services: Sequence[str] | None = None, feed: Feed | None = None, engine: EngineLike | None = None,
+             recorder: Recorder | None = None, recording: Recording | None = None,
+             clock: Callable[[], float] = time.time, poll_interval: float | None = 1.0) -> CockpitApp:
+    """Build the cockpit for `mode`.
+
+    drive: `engine` (the plans engine) and `feed` (snapshots via the engine, the lock, the journal).
+    watch: `feed` only; passing an engine is refused: watch is built without write actions.
+    replay: `recording` only; env, protection and services come from its header.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+    plan = plan or default_plan()
+    if mode == "replay":
+        if recording is None:
+            raise ValueError("replay needs a recording")
+        if feed is not None or engine is not None or recorder is not None:
+            raise ValueError("replay reads a recording only: no feed, engine or recorder")
+        h = recording.header
+        env_name = env_name or str(h.get("env", "?"))
+        protected = bool(h.get("protected")) if protected is None else protected
+        services = services if services is not None else tuple(h.get("services", ()))
+    else:
+        if feed is None:
+            raise ValueError(f"{mode} needs a feed")
+        if mode == "watch" and engine is not None:
+            raise ValueError("watch mode is read-only: it is built without an engine")
+        if mode == "drive" and engine is None:
+            raise ValueError("drive mode needs the engine")
+        if env_name is None or services is None:
+            raise ValueError(f"{mode} needs env_name and services")
+    return CockpitApp(CockpitConfig(
+        mode=mode, env_name=env_name or "?", protected=bool(protected), plan=plan, services=tuple(services or ()),
+        feed=feed, engine=engine, recorder=recorder, recording=recording, clock=clock, poll_interval=poll_interval))

@@ -1,0 +1,418 @@
+"""What the screens show, computed from one `FleetSnapshot`: frozen rows keyed for in-place updates.
+
+Pure (no textual, no I/O): the poll worker builds a `FleetView` per snapshot, the widgets only
+reconcile rows by key. The same functions turn recording records into event-log lines, so a
+live session and its replay show the same words.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from plans.gates import GATES, GateResult, evaluate, rollback_blockers
+from plans.plan import Plan, Step
+from plans.position import InstancePosition, Position, State, derive_position, next_action_in
+from probes.model import CheckResult, Verdict
+from probes.snapshot import FleetSnapshot, InstanceState
+
+Mode = Literal["drive", "watch", "replay"]
+MODES: Final[tuple[Mode, ...]] = ("drive", "watch", "replay")
+GateSummary = Literal["open", "closed", "unknown", "-"]
+
+VERDICT_WORD: Final[Mapping[Verdict, str]] = {
+    Verdict.OK: "ok", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERR?",
+}
+STATE_WORD: Final[Mapping[str, str]] = {
+    "pending": "pending", "configured": "configured", "live": "live", "verified": "verified",
+    "failed": "FAILED", "unknown": "unknown?",
+}
+
+
+def clock_text(ts: float) -> str:
+    """HH:MM:SS (UTC) of an epoch time."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
+
+
+def age_text(seconds: float) -> str:
+    """'3s ago', '2m ago', '1h05m ago'."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s ago"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s ago" if s < 600 else f"{s // 60}m ago"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m ago"
+
+
+# --------------------------------------------------------------------------------------------
+# rows
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One target of one step: a row of the plan table (key "pg-5:api", or "pg-2")."""
+
+    key: str
+    step: str
+    service: str | None  # what the engine's preview takes: the service of a per-service step, else None
+    target: str  # "api", "database", "fleet"
+    track: str
+    title: str
+    state: State
+    gates: GateSummary
+    is_next: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDetail:
+    key: str
+    step: str
+    service: str | None
+    target: str
+    title: str
+    summary: str  # "DATABASE_SSL_MODE=verify-full"
+    state: State
+    detail: str
+    gates: tuple[GateResult, ...]
+    instances: tuple[InstancePosition, ...]
+    dangers: tuple[str, ...]
+    optional: bool
+
+    @property
+    def gates_open(self) -> bool:
+        return all(g.open for g in self.gates)
+
+    @property
+    def blocking(self) -> tuple[GateResult, ...]:
+        return tuple(g for g in self.gates if not g.open)
+
+
+@dataclass(frozen=True, slots=True)
+class LegRow:
+    key: str
+    label: str
+    listener: str
+    handshake: str  # verdict word, or "-"
+    verdict: Verdict | None
+    tls: str  # count, or "-"
+    plain: str
+    summary: str  # the handshake check's summary (detail screens)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    key: str  # host
+    service: str
+    db: str  # "verify-full → TLS"
+    redis: str  # "true → TLS"
+    ca: str
+    health: str
+    drift: str
+    verdict: Verdict
+    reachable: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """Everything the main screen shows for one snapshot."""
+
+    snapshot: FleetSnapshot
+    now: float
+    rows: tuple[PlanRow, ...]
+    details: Mapping[str, TargetDetail]
+    legs: tuple[LegRow, ...]
+    instances: tuple[InstanceRow, ...]
+    next_key: str | None
+    next_text: str
+    dangers: tuple[str, ...]
+    marks: Mapping[str, tuple[str, str]] = field(repr=False)  # what verdict changes compare: key -> (value, text)
+
+    def detail(self, key: str | None) -> TargetDetail | None:
+        return self.details.get(key) if key else None
+
+
+# --------------------------------------------------------------------------------------------
+# building
+
+
+def row_key(step: Step, service: str | None) -> str:
+    return f"{step.id}:{service}" if step.per_service and service else step.id
+
+
+def _gates(step: Step, service: str | None, snap: FleetSnapshot, now: float) -> tuple[GateResult, ...]:
+    out: list[GateResult] = []
+    for g in step.gates_for_target(service):
+        spec = GATES.get(g)
+        if spec is None:
+            out.append(GateResult(g, "unknown", f"unknown gate {g!r} (a newer plan?)", service))
+            continue
+        if spec.per_service and not service:
+            continue
+        out.append(evaluate(g, snap, service=service if spec.per_service else None, now=now))
+    return tuple(out)
+
+
+def _summary(gates: Sequence[GateResult]) -> GateSummary:
+    if not gates:
+        return "-"
+    if any(g.status == "closed" for g in gates):
+        return "closed"
+    if any(g.status == "unknown" for g in gates):
+        return "unknown"
+    return "open"
+
+
+def _word(c: CheckResult | None) -> tuple[str, Verdict | None, str]:
+    if c is None:
+        return "-", None, "not measured"
+    return VERDICT_WORD[c.verdict], c.verdict, c.summary
+
+
+def _onoff(v: bool | None, yes: str = "on", no: str = "off") -> str:
+    return "?" if v is None else (yes if v else no)
+
+
+def _legs(s: FleetSnapshot) -> tuple[LegRow, ...]:
+    db = s.database
+    if s.managed_database:
+        return (LegRow("managed", "managed database", "-", "-", None, "-", "-", "the runbook does not apply"),)
+
+    def counts(leg: str) -> tuple[str, str]:
+        if db is None:
+            return "?", "?"
+        conns = s.connections(leg)
+        tls = sum(1 for c in conns if c.tls)
+        return str(tls), str(len(conns) - tls)
+
+    rows: list[LegRow] = []
+    w, v, summ = _word(s.check("tls.pgbouncer"))
+    mode = db.pgbouncer_client_tls_sslmode if db else None
+    t, p = counts("leg1")
+    rows.append(LegRow("leg1", "Leg 1 app→PgBouncer", mode or "?", w, v, t, p, summ))
+    w, v, summ = _word(s.check("tls.postgres"))
+    t, p = counts("leg2")
+    listener = "?" if db is None else f"ssl {_onoff(db.postgres_ssl)}·{db.pgbouncer_server_tls_sslmode or '?'}"
+    rows.append(LegRow("leg2", "Leg 2 PgBouncer→PG", listener, w, v, t, p, summ))
+    if db is not None and s.connections("postgres"):
+        t, p = counts("postgres")
+        hba = "hostssl" if db.pg_hba_hostssl_only else ("host" if db.pg_hba_hostssl_only is False else "?")
+        rows.append(LegRow("direct", "PG direct (bypass)", hba, w, v, t, p, summ))
+    w, v, summ = _word(s.check("listener.redis"))
+    rconns = s.connections("redis") if db else ()
+    plain = str(sum(1 for c in rconns if not c.tls)) if db else "?"
+    tls = str(sum(1 for c in rconns if c.tls)) if db else "?"
+    port = "?" if db is None or db.redis_port is None else ("dropped" if db.redis_port == 0 else f":{db.redis_port}")
+    rows.append(LegRow("redis-plain", "Redis plaintext", port, w, v, "-", plain, summ))
+    w, v, summ = _word(s.check("tls.redis"))
+    tport = "?" if db is None or db.redis_tls_port is None else ("off" if db.redis_tls_port == 0
+                                                                  else f":{db.redis_tls_port}")
+    rows.append(LegRow("redis-tls", "Redis TLS", tport, w, v, tls, "-", summ))
+    e2e = s.check("e2e.query")
+    if e2e is not None:
+        w, v, summ = _word(e2e)
+    elif db is not None and db.end_to_end_ok is not None:
+        w, v = ("ok", Verdict.OK) if db.end_to_end_ok else ("FAIL", Verdict.FAIL)
+        summ = "a query through PgBouncer answered" if db.end_to_end_ok else "a query through PgBouncer failed"
+    else:
+        w, v, summ = "-", None, "not measured"
+    rows.append(LegRow("e2e", "End to end query", "-", w, v, "-", "-", summ))
+    return tuple(rows)
+
+
+def _cfg(s: FleetSnapshot, i: InstanceState, var: str) -> str:
+    cv = i.configured.get(var) or s.configured.get(i.service, {}).get(var)
+    if cv is None or cv.source.startswith("error"):
+        return "?"
+    return cv.value if cv.value else "(unset)"
+
+
+def _instances(s: FleetSnapshot) -> tuple[InstanceRow, ...]:
+    out: list[InstanceRow] = []
+    for i in s.instances:
+        if i.reachable is False:
+            health = "UNREACH"
+        elif i.healthy is None:
+            health = "-"
+        else:
+            health = "ok" if i.healthy else "DOWN"
+        db_obs = "-" if i.db_tls is None else ("TLS" if i.db_tls else "plain")
+        redis_obs = "-" if i.redis_tls is None else ("TLS" if i.redis_tls else "plain")
+        out.append(InstanceRow(
+            key=i.host, service=i.service,
+            db=f"{_cfg(s, i, 'DATABASE_SSL_MODE')} → {db_obs}",
+            redis=f"{_cfg(s, i, 'REDIS_TLS_ENABLED')} → {redis_obs}",
+            ca=_onoff(i.ca_file_ok, "ok", "BAD"), health=health,
+            drift="; ".join(i.drift) if i.drift else "-", verdict=i.verdict, reachable=i.reachable))
+    return tuple(out)
+
+
+def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str], *, now: float | None = None,
+               position: Position | None = None) -> FleetView:
+    """The main screen's content for `snap`, with gates evaluated as of `now`."""
+    now = time.time() if now is None else now
+    pos = position or derive_position(plan, snap, services_in_order)
+    nxt = None if snap.managed_database else next_action_in(pos)
+    next_key = row_key(nxt[0], nxt[1]) if nxt else None
+    rows: list[PlanRow] = []
+    details: dict[str, TargetDetail] = {}
+    marks: dict[str, tuple[str, str]] = {"fleet": (snap.verdict.value, f"fleet verdict {snap.verdict.value}")}
+    dangers_by: dict[str, list[str]] = {}
+    for d in pos.dangers:
+        step = plan.step(d.step)
+        dangers_by.setdefault(row_key(step, d.service), []).append(d.message)
+    for sp in pos.steps:
+        step = sp.step
+        for t in sp.targets:
+            service = t.service if step.per_service else None
+            key = row_key(step, service)
+            target = t.service if step.per_service and t.service else ("fleet" if step.scope == "fleet"
+                                                                        else plan.database_service)
+            gates = _gates(step, service, snap, now)
+            rows.append(PlanRow(key, step.id, service, target, step.track, step.title, t.state,
+                                _summary(gates), key == next_key))
+            details[key] = TargetDetail(key, step.id, service, target, step.title, step.summary, t.state, t.detail,
+                                        gates, t.instances, tuple(dangers_by.get(key, ())), step.optional)
+            label = f"{step.id} {target}" if step.per_service else step.id
+            marks[f"step {key}"] = (t.state, f"{label}: {t.state}")
+    for c in snap.checks:
+        marks.setdefault(f"check {c.check} {c.target}", (c.verdict.value, f"{c.check} on {c.target}: {c.summary}"))
+    if nxt is None:
+        next_text = ("the runbook does not apply (managed database)" if snap.managed_database
+                     else "every step is verified")
+    else:
+        d = details[next_key] if next_key else None
+        who = f" for {nxt[1]}" if nxt[0].per_service and nxt[1] else ""
+        next_text = f"next: {nxt[0].id}{who} — {nxt[0].title}" + (f" ({d.state})" if d else "")
+    return FleetView(snap, now, tuple(rows), details, _legs(snap), _instances(snap), next_key, next_text,
+                     tuple(d.message for d in pos.dangers), marks)
+
+
+def blockers_for_rollback(plan: Plan, snap: FleetSnapshot, detail: TargetDetail) -> list[str]:
+    """Why rolling `detail`'s target back is unsafe now ([]: safe); "nothing to roll back" when pending."""
+    step = plan.step(detail.step)
+    if detail.state == "pending":
+        return [f"{detail.step} is not applied{' for ' + detail.target if step.per_service else ''}: "
+                "nothing to roll back"]
+    try:
+        return rollback_blockers(plan, step, detail.service, snap)
+    except ValueError as exc:
+        return [str(exc)]
+
+
+# --------------------------------------------------------------------------------------------
+# changes between two views, and event-log lines
+
+
+def verdict_changes(old: FleetView | None, new: FleetView) -> list[dict[str, Any]]:
+    """What changed between two views: step states, check verdicts, the fleet verdict.
+
+    The first view has no predecessor: nothing is reported (the screen shows the state itself).
+    """
+    if old is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for key, (value, text) in new.marks.items():
+        before = old.marks.get(key)
+        if before is None or before[0] != value:
+            out.append({"what": key, "from": before[0] if before else None, "to": value, "text": text})
+    for key, (value, text) in old.marks.items():
+        if key not in new.marks:
+            out.append({"what": key, "from": value, "to": None, "text": text + " (gone)"})
+    return out
+
+
+Level = Literal["info", "ok", "warn", "error", "action"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    ts: float
+    kind: str
+    text: str
+    level: Level = "info"
+
+
+_BAD = {"fail", "failed", "error", "unknown"}
+
+
+def _change_level(change: Mapping[str, Any]) -> Level:
+    to = str(change.get("to"))
+    if to in ("fail", "failed"):
+        return "error"
+    if to in ("warn", "error", "unknown"):
+        return "warn"
+    if to in ("ok", "verified"):
+        return "ok"
+    return "info"
+
+
+def log_lines(rec: Mapping[str, Any]) -> list[LogLine]:
+    """Event-log lines for one recording record (the same in drive, watch and replay)."""
+    t = rec.get("t")
+    ts = float(rec.get("ts", 0.0))
+    if t == "verdict":
+        out = []
+        for c in rec.get("changes", ()):
+            what = str(c.get("what", ""))
+            frm = c.get("from")
+            to = c.get("to")
+            if what.startswith("step "):
+                text = f"{str(c.get('text', '')).split(':')[0]}: {frm} → {to}"
+            elif what == "fleet":
+                text = f"fleet verdict: {frm} → {to}"
+            else:
+                text = f"{frm} → {to}: {c.get('text', '')}"
+            out.append(LogLine(ts, "verdict", text, _change_level(c)))
+        return out
+    if t == "journal":
+        e = rec.get("entry", {})
+        parts = [str(e.get("who", "?")), str(e.get("event", "?"))]
+        for k in ("step", "service", "direction"):
+            if e.get(k):
+                parts.append(str(e[k]))
+        if e.get("ok") is not None:
+            parts.append("ok" if e.get("ok") else "FAILED")
+        if e.get("reason"):
+            parts.append(f"— {e['reason']}")
+        level: Level = "error" if e.get("ok") is False else "info"
+        return [LogLine(float(e.get("ts", ts)), "journal", " ".join(parts), level)]
+    if t == "lock":
+        h = rec.get("holder")
+        if not h:
+            return [LogLine(ts, "lock", "the fleet lock is free")]
+        return [LogLine(ts, "lock", f"lock held by {h.get('who', '?')} on {h.get('where', '?')} "
+                                    f"(step {h.get('step', '?')})", "warn")]
+    if t == "action":
+        kind = rec.get("kind", "?")
+        what = f"{rec.get('step', '')}{' ' + str(rec['service']) if rec.get('service') else ''}"
+        direction = rec.get("direction", "advance")
+        texts = {
+            "lock": f"lock taken for {what}",
+            "lock-refused": f"lock refused: {rec.get('error', '')}",
+            "preview": f"preview {direction} {what}",
+            "confirm": f"{rec.get('who', '?')} confirmed {direction} {what} — {rec.get('reason', '')}",
+            "cancel": f"cancelled {direction} {what}",
+            "unlock": "lock released",
+            "error": f"{direction} {what} stopped: {rec.get('error', '')}",
+        }
+        lvl: Level = "error" if kind in ("lock-refused", "error") else "action"
+        return [LogLine(ts, "action", texts.get(str(kind), f"{kind} {what}"), lvl)]
+    if t == "event":
+        kind = str(rec.get("kind", ""))
+        host = rec.get("host")
+        text = f"{host}: {rec.get('text', '')}" if host else str(rec.get("text", ""))
+        lv: Level = "error" if kind == "error" else ("ok" if kind in ("instance-done", "done") else "info")
+        return [LogLine(ts, kind or "event", text, lv)]
+    if t == "outcome":
+        o = rec.get("outcome", {})
+        ok = bool(o.get("ok"))
+        what = f"{rec.get('step', '')}{' ' + str(rec['service']) if rec.get('service') else ''}"
+        text = (f"{rec.get('direction', 'advance')} {what}: " + ("done" if ok else
+                f"FAILED at {o.get('stage', '?')}: {o.get('reason', '')}"))
+        return [LogLine(ts, "outcome", text, "ok" if ok else "error")]
+    if t == "note":
+        return [LogLine(ts, "note", str(rec.get("text", "")), rec.get("level", "warn"))]
+    return []

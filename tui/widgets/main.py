@@ -1,0 +1,278 @@
+"""The main screen, read-only: header, plan, legs, step detail, instances, events.
+
+Watch mode uses it as it is; drive and replay subclass it to add their own keys. It holds no
+I/O: the app (or the replay timeline) hands it frozen views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from tui.view import FleetView, LogLine, TargetDetail
+from tui.widgets.detail import DetailScreen, database_text, instance_text, step_text
+from tui.widgets.eventlog import EventLog
+from tui.widgets.header import CockpitHeader, HeaderInfo
+from tui.widgets.tables import InstanceTable, LegsTable, PlanTable
+
+if TYPE_CHECKING:
+    from tui.app import CockpitApp
+
+NARROW = 110  # below this many columns, the legs move from the side panel to their tab
+
+
+class MainScreen(Screen[None]):
+    """Everything the cockpit shows, for any mode."""
+
+    MODE = "watch"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "detail", "Detail", id="detail"),
+        Binding("1", "focus_plan", "Plan", id="focus-plan", show=False),
+        Binding("2", "show_tab('tab-instances')", "Instances", id="focus-instances", show=False),
+        Binding("3", "show_tab('tab-legs')", "Legs", id="focus-legs", show=False),
+        Binding("4", "show_tab('tab-events')", "Events", id="focus-events", show=False),
+    ]
+    HELP_SECTION = "Look"
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.view: FleetView | None = None
+        self.selected: str | None = None
+        self.lock: dict[str, object] | None = None
+        self.lock_known = False
+        self.lock_mine = False
+        self.applied_views = 0
+        self._ready = False
+        self._pending: FleetView | None = None
+        self._pending_lines: list[LogLine] = []
+        self._shown_detail: tuple[TargetDetail | None, str] | None = None
+
+    @property
+    def cockpit(self) -> CockpitApp:
+        from tui.app import CockpitApp
+
+        app = self.app
+        assert isinstance(app, CockpitApp)
+        return app
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield CockpitHeader(id="header")
+        with Horizontal(id="upper"):
+            yield PlanTable(id="plan")
+            with Vertical(id="side"):
+                yield LegsTable(id="legs-side")
+                with VerticalScroll(id="step-scroll"):
+                    yield Static(step_text(None), id="step-detail")
+        with TabbedContent(id="lower", initial="tab-instances"):
+            with TabPane("Instances", id="tab-instances"):
+                yield InstanceTable(id="instances")
+            with TabPane("Legs", id="tab-legs"):
+                yield LegsTable(id="legs")
+            with TabPane("Events", id="tab-events"):
+                yield EventLog(id="events")
+        yield from self.compose_extra()
+        yield Footer()
+
+    def compose_extra(self) -> ComposeResult:
+        """Mode-specific widgets above the footer (the replay timeline)."""
+        yield from ()
+
+    def on_mount(self) -> None:
+        self._ready = True
+        self.query_one("#plan", PlanTable).focus()
+        self._narrow(self.app.size.width)
+        if self._pending is not None:
+            self.show_view(self._pending)
+            self._pending = None
+        if self._pending_lines:
+            self.append_log(self._pending_lines)
+            self._pending_lines = []
+        self.refresh_header()
+
+    @on(Resize)
+    def _resized(self, event: Resize) -> None:
+        self._narrow(event.size.width)
+
+    def _narrow(self, width: int) -> None:
+        self.set_class(width < NARROW, "-narrow")
+
+    # -- data comes down --------------------------------------------------------------------------------
+    def show_view(self, view: FleetView) -> int:
+        """Show a new snapshot's view: tables reconciled in place; returns the cells changed."""
+        if not self._ready:
+            self._pending = view
+            return 0
+        first = self.view is None
+        self.view = view
+        changed = self.query_one("#plan", PlanTable).show(view.rows)
+        changed += self.query_one("#legs", LegsTable).show(view.legs)
+        changed += self.query_one("#legs-side", LegsTable).show(view.legs)
+        changed += self.query_one("#instances", InstanceTable).show(view.instances)
+        if first and view.next_key:
+            self.query_one("#plan", PlanTable).highlight(view.next_key)
+            self.selected = view.next_key
+        elif first and view.rows:
+            self.selected = view.rows[0].key
+        self.show_detail()
+        self.refresh_header()
+        self.bindings_may_have_changed()
+        self.applied_views += 1
+        return changed
+
+    def bindings_may_have_changed(self) -> None:
+        """Refresh the footer only when a mode's enabled actions depend on the data (drive)."""
+
+    def show_lock(self, holder: dict[str, object] | None, known: bool, mine: bool = False) -> None:
+        self.lock, self.lock_known, self.lock_mine = holder, known, mine
+        self.refresh_header()
+
+    def append_log(self, lines: Sequence[LogLine]) -> None:
+        if not self._ready:
+            self._pending_lines.extend(lines)
+        elif lines:
+            self.query_one("#events", EventLog).append(lines)
+
+    def reset_log(self, lines: Sequence[LogLine]) -> None:
+        self.query_one("#events", EventLog).reset(lines)
+
+    def now(self) -> float:
+        return self.cockpit.clock()
+
+    def header_info(self) -> HeaderInfo:
+        cfg = self.cockpit.config
+        v = self.view
+        return HeaderInfo(
+            env=cfg.env_name, protected=cfg.protected, mode=self.MODE,
+            taken_at=v.snapshot.taken_at if v else None, now=self.now(),
+            verdict=v.snapshot.verdict.value if v else None, lock=self.lock, lock_known=self.lock_known,
+            lock_mine=self.lock_mine,
+            next_text=(v.next_text + (f"  ·  ⚠ {len(v.dangers)} out of order" if v.dangers else "")) if v
+            else "waiting for the first snapshot…",
+            replay_text=self.replay_text())
+
+    def replay_text(self) -> str:
+        return ""
+
+    def refresh_header(self) -> None:
+        if not self._ready or not self.is_attached:
+            return
+        with contextlib.suppress(NoMatches):  # the app is shutting down
+            self.query_one("#header", CockpitHeader).show(self.header_info())
+
+    # -- the highlighted target ----------------------------------------------------------------------
+    @property
+    def detail(self) -> TargetDetail | None:
+        return self.view.detail(self.selected) if self.view else None
+
+    def action_hint(self, detail: TargetDetail) -> str:
+        """A line under the step detail saying what may be done with it (drive mode)."""
+        return ""
+
+    def show_detail(self) -> None:
+        d = self.detail
+        hint = self.action_hint(d) if d else ""
+        if (d, hint) == self._shown_detail:
+            return
+        self._shown_detail = (d, hint)
+        self.query_one("#step-detail", Static).update(step_text(d, action_hint=hint))
+
+    @on(PlanTable.TargetHighlighted)
+    def _highlighted(self, message: PlanTable.TargetHighlighted) -> None:
+        self.selected = message.key
+        self.show_detail()
+        self.bindings_may_have_changed()
+
+    @on(PlanTable.TargetChosen)
+    def _chosen(self, message: PlanTable.TargetChosen) -> None:
+        self.selected = message.key
+        self._open_step_detail()
+
+    @on(InstanceTable.HostChosen)
+    def _host_chosen(self, message: InstanceTable.HostChosen) -> None:
+        self.open_host(message.host)
+
+    @on(LegsTable.LegChosen)
+    def _leg_chosen(self, message: LegsTable.LegChosen) -> None:
+        self.open_database()
+
+    # -- detail on demand ----------------------------------------------------------------------------
+    def open_host(self, host: str) -> None:
+        if self.view is None:
+            return
+        inst = next((i for i in self.view.snapshot.instances if i.host == host), None)
+        if inst is None:
+            self.notify(f"{host} is not in the current snapshot", severity="warning")
+            return
+        self.app.push_screen(DetailScreen(f"{host} — detail", instance_text(self.view.snapshot, inst)))
+
+    def open_database(self) -> None:
+        if self.view is None:
+            return
+        db = self.view.snapshot.database
+        name = db.host if db else "database"
+        self.app.push_screen(DetailScreen(f"{name} — Postgres, PgBouncer, Redis", database_text(self.view.snapshot)))
+
+    def _open_step_detail(self) -> None:
+        d = self.detail
+        if d is not None:
+            self.app.push_screen(DetailScreen(f"{d.step} {d.target} — {d.title}",
+                                              step_text(d, action_hint=self.action_hint(d))))
+
+    def action_detail(self) -> None:
+        focused: Widget | None = self.focused
+        if isinstance(focused, InstanceTable):
+            host = focused.highlighted_key
+            if host:
+                self.open_host(host)
+        elif isinstance(focused, LegsTable):
+            self.open_database()
+        else:
+            self._open_step_detail()
+
+    def action_focus_plan(self) -> None:
+        self.query_one("#plan", PlanTable).focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        tabs = self.query_one("#lower", TabbedContent)
+        tabs.active = tab
+        target = {"tab-instances": "#instances", "tab-legs": "#legs", "tab-events": "#events"}.get(tab)
+        if target:
+            self.query_one(target).focus()
+
+    # -- keys, for the help screen and the palette -------------------------------------------------------
+    @classmethod
+    def key_sections(cls) -> list[tuple[str, list[tuple[str, str, str]]]]:
+        """(section, [(keys, description, id)]) for this screen's class chain, most specific first."""
+        out: list[tuple[str, list[tuple[str, str, str]]]] = []
+        seen: set[str] = set()
+        for klass in cls.__mro__:
+            if not (isinstance(klass, type) and issubclass(klass, MainScreen)):
+                continue
+            rows: list[tuple[str, str, str]] = []
+            for b in klass.__dict__.get("BINDINGS", ()):
+                if isinstance(b, Binding) and b.action not in seen:
+                    seen.add(b.action)
+                    rows.append((b.key_display or b.key, b.description, b.id or ""))
+            if rows:
+                out.append((str(klass.__dict__.get("HELP_SECTION", klass.__name__)), rows))
+        return out
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """Extra command-palette entries of this mode (drive: one per target and direction)."""
+        yield from ()
+
+    def why_disabled(self, action: str) -> str:
+        """Why `action` cannot run now ("" when it can, or when there is nothing to say)."""
+        return ""

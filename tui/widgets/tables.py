@@ -1,0 +1,199 @@
+"""Keyed tables: plan targets, legs, instances. Rows are reconciled in place by key, changed cells only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
+
+from tui.view import STATE_WORD, VERDICT_WORD, InstanceRow, LegRow, PlanRow
+from tui.widgets.style import GATE_STYLE, STATE_STYLE, VERDICT_STYLE, styled, verdict_text
+
+Cells = tuple[Text | str, ...]
+
+
+class KeyedTable(DataTable[Text | str]):
+    """A DataTable whose rows are set as (key, cells): only changed cells are touched."""
+
+    COLUMNS: ClassVar[tuple[tuple[str, str, int | None], ...]] = ()  # (key, label, width)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False, show_cursor=True)
+        self._cells: dict[str, Cells] = {}
+        self._order: list[str] = []
+
+    def on_mount(self) -> None:
+        for key, label, width in self.COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    def reconcile(self, rows: Sequence[tuple[str, Cells]]) -> int:
+        """Make the table show `rows`, in order; returns how many cells changed.
+
+        Existing rows are updated cell by cell; rows come and go in place. Only when a new row
+        lands between existing ones (rare: a host joins mid-list) is the table rebuilt.
+        """
+        wanted = [k for k, _ in rows]
+        wanted_set = set(wanted)
+        kept = [k for k in self._order if k in wanted_set]
+        cursor_key = self.highlighted_key
+        changed = 0
+        with self.app.batch_update():
+            if kept + [k for k in wanted if k not in self._cells] != wanted:
+                self.clear()
+                self._cells.clear()
+                for key, cells in rows:
+                    self.add_row(*cells, key=key)
+                    self._cells[key] = cells
+                    changed += len(cells)
+            else:
+                cols = [c[0] for c in self.COLUMNS]
+                for key in [k for k in self._order if k not in wanted_set]:
+                    self.remove_row(key)
+                    del self._cells[key]
+                    changed += 1
+                for key, cells in rows:
+                    old = self._cells.get(key)
+                    if old is None:
+                        self.add_row(*cells, key=key)
+                        changed += len(cells)
+                    elif old != cells:
+                        for col, a, b in zip(cols, old, cells, strict=True):
+                            if a != b:
+                                try:
+                                    self.update_cell(key, col, b)
+                                except CellDoesNotExist:
+                                    continue
+                                changed += 1
+                    self._cells[key] = cells
+            self._order = wanted
+            if cursor_key is not None and cursor_key in wanted_set and self.highlighted_key != cursor_key:
+                self.move_cursor(row=self.get_row_index(cursor_key), animate=False, scroll=False)
+        return changed
+
+    @property
+    def highlighted_key(self) -> str | None:
+        if not self.row_count or self.cursor_row < 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except CellDoesNotExist:
+            return None
+        return key.value
+
+    def highlight(self, key: str) -> None:
+        if key in self._cells:
+            self.move_cursor(row=self.get_row_index(key), animate=False)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class PlanTable(KeyedTable):
+    """Every target of every step: its state, its gates, the next one marked ▶."""
+
+    COLUMNS = (("step", "Step", 9), ("target", "Target", 8), ("state", "State", 10), ("gates", "Gates", 7))
+
+    class TargetHighlighted(Message):
+        """The operator moved to a target (key "pg-5:api", or "pg-2")."""
+
+        def __init__(self, key: str | None) -> None:
+            self.key = key
+            super().__init__()
+
+    class TargetChosen(Message):
+        """The operator pressed Enter on a target."""
+
+        def __init__(self, key: str) -> None:
+            self.key = key
+            super().__init__()
+
+    def show(self, rows: Sequence[PlanRow]) -> int:
+        return self.reconcile([(r.key, _plan_cells(r)) for r in rows])
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.post_message(self.TargetHighlighted(event.row_key.value))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.post_message(self.TargetChosen(event.row_key.value))
+
+
+def _plan_cells(r: PlanRow) -> Cells:
+    step = Text("▶ " if r.is_next else "  ", style="bold" if r.is_next else "")
+    step.append(r.step, style="bold" if r.is_next else "")
+    return (step, styled(r.target, ""), styled(STATE_WORD.get(r.state, r.state), STATE_STYLE.get(r.state)),
+            styled(r.gates, GATE_STYLE.get(r.gates)))
+
+
+class LegsTable(KeyedTable):
+    """Leg 1, Leg 2, Redis plaintext and TLS: listener, handshake verdict, TLS vs plaintext connections."""
+
+    COLUMNS = (("leg", "Leg", 19), ("listener", "Listener", 16), ("handshake", "Hshake", 6), ("tls", "TLS", 4),
+               ("plain", "Plain", 5))
+
+    class LegChosen(Message):
+        def __init__(self, key: str) -> None:
+            self.key = key
+            super().__init__()
+
+    def show(self, rows: Sequence[LegRow]) -> int:
+        return self.reconcile([(r.key, _leg_cells(r)) for r in rows])
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.post_message(self.LegChosen(event.row_key.value))
+
+
+def _leg_cells(r: LegRow) -> Cells:
+    plain_style = "yellow" if r.plain not in ("0", "-", "?") else ""
+    return (styled(r.label, "bold"), styled(r.listener, ""), verdict_text(r.handshake, r.verdict),
+            styled(r.tls, ""), styled(r.plain, plain_style))
+
+
+class InstanceTable(KeyedTable):
+    """Every app instance: configured → observed for Postgres and Redis, CA file, health, drift."""
+
+    COLUMNS = (("host", "Instance", 18), ("service", "Svc", 6), ("db", "DB mode → seen", 19),
+               ("redis", "Redis TLS → seen", 16), ("ca", "CA", 3), ("health", "Health", 7), ("v", "Chk", 4),
+               ("drift", "Drift", None))
+
+    class HostChosen(Message):
+        def __init__(self, host: str) -> None:
+            self.host = host
+            super().__init__()
+
+    def show(self, rows: Sequence[InstanceRow]) -> int:
+        return self.reconcile([(r.key, _instance_cells(r)) for r in rows])
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.post_message(self.HostChosen(event.row_key.value))
+
+
+def _instance_cells(r: InstanceRow) -> Cells:
+    drift_style = "yellow" if r.drift != "-" else "dim"
+    health_style = {"ok": "green", "DOWN": "bold red", "UNREACH": "bold red"}.get(r.health, "dim")
+    return (styled(r.key, "bold" if r.reachable is not False else "bold red"), styled(r.service, ""),
+            styled(r.db, "yellow" if "plain" in r.db and "verify" in r.db else ""),
+            styled(r.redis, "yellow" if r.redis.startswith("true → plain") else ""),
+            styled(r.ca, "bold red" if r.ca == "BAD" else ""), styled(r.health, health_style),
+            styled(VERDICT_WORD[r.verdict], VERDICT_STYLE[r.verdict]), styled(r.drift, drift_style))
