@@ -145,7 +145,7 @@ def write_inventory(spec: LabSpec) -> Path:
         "connect_timeout = 10.0",
         "command_timeout = 90.0",
         "max_channels = 6",
-        "max_connects_in_flight = 8",
+        "max_connects_in_flight = 24",  # global pacing; MaxStartups applies per target sshd
         "",
         f"[environments.{spec.environment}.bastion]",
         f'address = "{spec.bastion.address}"',

@@ -288,10 +288,12 @@ class Engine:
             try:
                 receipt = await self.store.write(c)
             except StoreError as exc:
+                self.collector.invalidate()
                 await self.journal.write("apply-done", step=preview.step, service=preview.service, ok=False,
                                          stage="write", reason=str(exc))
                 return done(False, "write", f"{exc}", [])
             emit("write", None, f"{c.describe(self.env)}  [{receipt}]")
+        self.collector.invalidate()  # the next snapshot reads the store as it is now
         step = self.plan.step(preview.step)
         results: list[InstanceOutcome] = []
         for r in preview.restarts:

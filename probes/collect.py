@@ -43,6 +43,18 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+DEFAULT_CA = "/etc/ssl/internal/ca.crt"
+
+
+@dataclass(frozen=True)
+class HostIO:
+    """What an instance's own reads returned this round (None: not read, host unreachable)."""
+
+    ca: Any  # bytes, or the SshError
+    telpro: tuple[bool | None, CheckResult] | None
+    health: tuple[bool | None, CheckResult] | None
+
+
 @dataclass(frozen=True)
 class Credentials:
     pg_user: str
@@ -56,7 +68,7 @@ class Collector:
     """Collects snapshots of one environment; keep one per cockpit session and `aclose()` it."""
 
     def __init__(self, env: Environment, *, pool: SshPool | None = None, aws: Aws | None = None,
-                 timeout: float = 3.0) -> None:
+                 timeout: float = 3.0, config_ttl: float = 3.0) -> None:
         self.env = env
         self.pool = pool or SshPool(env)
         self._aws = aws
@@ -69,7 +81,11 @@ class Collector:
         self._redis_key: tuple[str, int, bool] | None = None
         self._ca_ctx: tuple[bytes, Any] | None = None
         self._round_lock = asyncio.Lock()
+        self._files: dict[tuple[str, str], tuple[tuple[int, float], bytes]] = {}
+        self.config_ttl = config_ttl  # seconds a round may reuse the config store's answers
+        self._config_cache: dict[str, tuple[float, Any]] = {}
         self._secrets_round: dict[str, Any] = {}  # service -> the round's secrets_under() task
+        self._secrets_at = float("-inf")
         self._telpro: dict[str, tuple[float, bool | None, CheckResult]] = {}
         self.telpro_ttl = 15.0  # the image changes only with a deploy; no need to ask every second
 
@@ -437,16 +453,34 @@ class Collector:
         return out
 
     # -------------------------------------------------------------------------- instances
+    async def _host_io(self, host: Host, reach: Awaitable[CheckResult]) -> HostIO:
+        """An instance's own reads, started as soon as its connection is up (they need nothing else)."""
+        r = await reach
+        if r.verdict is not Verdict.OK:
+            return HostIO(None, None, None)
+
+        async def nothing() -> None:
+            return None
+
+        url = self.env.health_url(host)
+        ca, telpro, health = await asyncio.gather(
+            self._read_cached(host.name, self.env.host_path(host, DEFAULT_CA)),
+            self._telpro_check(host) if host.service == "telpro" and self.env.commands.telpro_ssl_check
+            else nothing(),
+            self._health(host, url) if url else nothing())
+        return HostIO(ca, telpro, health)
+
     async def _instance(self, host: Host, reachable: bool | None, configured: Mapping[str, ConfiguredValue],
-                        ca_pem: bytes | None, conns: tuple[Connection, ...]) -> InstanceState:
+                        ca_pem: bytes | None, conns: tuple[Connection, ...], io: HostIO) -> InstanceState:
         checks: list[CheckResult] = []
         ca_ok: bool | None = None
         telpro: bool | None = None
         healthy: bool | None = None
         if reachable:
             ca_var = configured.get("DATABASE_SSL_CA_FILE")
-            ca_path = (ca_var.value if ca_var and ca_var.value else "/etc/ssl/internal/ca.crt")
-            data = await self.pool.read_file(host.name, self.env.host_path(host, ca_path), 1 << 16)
+            ca_path = (ca_var.value if ca_var and ca_var.value else DEFAULT_CA)
+            data = io.ca if ca_path == DEFAULT_CA else \
+                await self._read_cached(host.name, self.env.host_path(host, ca_path))
             if not isinstance(data, bytes):
                 ca_ok = False
                 checks.append(_res("instance.ca_file", host.name, Verdict.FAIL, f"{ca_path} missing: {data}"))
@@ -460,12 +494,11 @@ class Collector:
                 ca_ok = False
                 checks.append(_res("instance.ca_file", host.name, Verdict.FAIL,
                                    f"{ca_path} is not the internal CA in Secrets Manager — restart to re-decode"))
-            if host.service == "telpro" and self.env.commands.telpro_ssl_check:
-                telpro, res = await self._telpro_check(host)
+            if io.telpro is not None:
+                telpro, res = io.telpro
                 checks.append(res)
-            url = self.env.health_url(host)
-            if url:
-                healthy, res = await self._health(host, url)
+            if io.health is not None:
+                healthy, res = io.health
                 checks.append(res)
 
         mine = [c for c in conns if c.instance == host.name]
@@ -499,6 +532,26 @@ class Collector:
                              ca_file_ok=ca_ok, telpro_ssl=telpro, healthy=healthy, db_tls=db_tls,
                              redis_tls=redis_tls, configured=dict(configured), drift=tuple(drift),
                              checks=tuple(checks))
+
+    async def _read_cached(self, host_name: str, path: str) -> bytes | Any:
+        """A small file's bytes, re-read only when its size or mtime changed (one stat per round)."""
+        st = await self.pool.stat(host_name, path)
+        if not isinstance(st, FileStat):
+            self._files.pop((host_name, path), None)
+            return st
+        key = (host_name, path)
+        cached = self._files.get(key)
+        if cached is not None and cached[0] == (st.size, st.mtime):
+            return cached[1]
+        data = await self.pool.read_file(host_name, path, 1 << 16)
+        if isinstance(data, bytes):
+            self._files[key] = ((st.size, st.mtime), data)
+        return data
+
+    def invalidate(self) -> None:
+        """Forget cached configuration (the engine calls this right after it writes the config store)."""
+        self._config_cache.clear()
+        self._secrets_round = {}
 
     async def _telpro_check(self, host: Host) -> tuple[bool | None, CheckResult]:
         cached = self._telpro.get(host.name)
@@ -554,21 +607,34 @@ class Collector:
                      "the runbook does not apply")
             return FleetSnapshot(env.name, taken, 0.0, True, {}, None, (), (), (c,))
         errors: list[CheckResult] = []
-        self._secrets_round = {}
+        now_m = time.monotonic()
+        if now_m - self._secrets_at > self.config_ttl:
+            self._secrets_round = {}
+            self._config_cache.clear()
+            self._secrets_at = now_m
         hosts = list(env.hosts)
-        reach_results = await asyncio.gather(*(check_reachable(self.pool, h.name) for h in hosts))
+        reach_tasks = [asyncio.ensure_future(check_reachable(self.pool, h.name, round_trip=False)) for h in hosts]
+        app_hosts = [h for h in hosts if env.service(h.service).role != "database"]
+        io_tasks = {h.name: asyncio.ensure_future(self._host_io(h, t)) for h, t in zip(hosts, reach_tasks, strict=True)
+                    if h in app_hosts}
+        reach_results = await asyncio.gather(*reach_tasks)
         reachable = {h.name: r.verdict is Verdict.OK for h, r in zip(hosts, reach_results, strict=True)}
         services = env.service_names
         consumers = list(services)
 
         async def svc_config(service: str) -> tuple[str, dict[str, ConfiguredValue]]:
+            cached = self._config_cache.get(service)
+            if cached is not None:
+                return service, dict(cached[1])
             role = env.service(service).role
             first = next((h for h in env.hosts_for(service) if reachable.get(h.name)), None)
             manifest = await self._manifest(service, first) if first else {}
             boot = await self._bootstrap_env(first) if first else {}
-            return service, await read_service_config(self.aws, env, service, role, manifest=manifest,
-                                                       bootstrap=boot,
-                                                       secrets=self._service_secrets(service))
+            values = await read_service_config(self.aws, env, service, role, manifest=manifest, bootstrap=boot,
+                                               secrets=self._service_secrets(service))
+            if not any(v.source.startswith("error") for v in values.values()):
+                self._config_cache[service] = (time.monotonic(), values)
+            return service, values
 
         try:
             aws_ok = True
@@ -595,10 +661,11 @@ class Collector:
                            configured.get(db_service, {})),
             "db.collect", env.database_host.name, errors)
         conns = dbstate.connections if dbstate else ()
-        app_hosts = [h for h in hosts if env.service(h.service).role != "database"]
+        ios = dict(zip(io_tasks, await asyncio.gather(*io_tasks.values(), return_exceptions=True), strict=True))
         inst = await asyncio.gather(*(
             self._guard(self._instance(h, reachable.get(h.name), configured.get(h.service, {}),
-                                       _decode(material.get(h.service, (None,))[0]) or ca_pem, conns),
+                                       _decode(material.get(h.service, (None,))[0]) or ca_pem, conns,
+                                       _io(ios.get(h.name))),
                         "instance.collect", h.name, errors)
             for h in app_hosts))
         instances = tuple(i for i in inst if i is not None)
@@ -614,6 +681,14 @@ async def probe_pg_tls_safe(ep: tuple[str, int], name: str, ca_pem: bytes | None
                             label: str) -> CheckResult:
     return await tls.probe_pg_tls(ep[0], ep[1], server_name=name, ca_pem=ca_pem, expected_cert_fingerprint=fp,
                                   timeout=t, label=label)
+
+
+def _io(result: Any) -> HostIO:
+    if isinstance(result, HostIO):
+        return result
+    if isinstance(result, BaseException):  # a bug in a read: reported by the instance as unknowns
+        return HostIO(f"internal error: {type(result).__name__}: {result}", None, None)
+    return HostIO(None, None, None)
 
 
 async def _none() -> None:

@@ -995,8 +995,11 @@ async def _pump(reader: _Reader, writer: _Writer, both: tuple[_Writer, _Writer])
 # the check
 
 
-async def check_reachable(pool: SshPool, host_name: str) -> CheckResult:
+async def check_reachable(pool: SshPool, host_name: str, *, round_trip: bool = True) -> CheckResult:
     """ssh.reachable: the host answers over its shared connection (an SFTP stat of "/").
+
+    With `round_trip=False` a connection that is already up counts as reachable without a
+    request (the caller's own reads on it prove it; asyncssh keepalives notice a dead peer).
 
     FAIL when the host itself cannot be reached or refuses us (unreachable, timeout, host key,
     authentication); ERROR when it could not be measured (bastion down, local configuration).
@@ -1022,6 +1025,10 @@ async def check_reachable(pool: SshPool, host_name: str) -> CheckResult:
             evidence["reused"] = reused
             if not reused and (ms := pool.connect_ms(host_name)) is not None:
                 evidence["connect_ms"] = round(ms, 1)
+            if reused and not round_trip:
+                return CheckResult(check, host_name, Verdict.OK,
+                                   "reachable" + (" through the bastion" if host is not None and host.jump else ""),
+                                   evidence, _ms(t0))
             r0 = time.perf_counter()
             st = await pool.stat(host_name, "/")
             if isinstance(st, SshError):

@@ -171,32 +171,32 @@ class FleetJournalReader:
         return out
 
 
-def _live(args: argparse.Namespace) -> int:
+def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_path: Path | None = None,
+                   recordings: Path | None = None, poll_interval: float = 1.0,
+                   full_every: float | None = None) -> tuple[Any, Any, Path]:
+    """The app `cockpit drive|watch` runs: (app, recorder, recording path). Tests build it the same way.
+
+    Watch gets the Collector, a journal reader and a read-only lock view — nothing that can write."""
     from probes.collect import Collector
     from probes.inventory import load_inventory
     from tui.app import make_app
-    from tui.cli import default_inventory
     from tui.feed import LiveFeed, ReadOnlyLock
-    from tui.recording import DEFAULT_FULL_EVERY, Recorder, prune, recording_path, recordings_dir
+    from tui.recording import DEFAULT_FULL_EVERY, Recorder, recording_path, recordings_dir
 
-    inv = load_inventory(args.inventory or default_inventory())
-    env = inv.env(args.env)
-    plan = _plan(args.plan)
-    directory = args.recordings_dir or recordings_dir()
+    inv = load_inventory(inventory)
+    env = inv.env(env_name)
+    plan = _plan(plan_path)
+    directory = recordings or recordings_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    prune(directory, max_files=args.keep_recordings if args.keep_recordings is not None else
-          _env_int("COCKPIT_RECORDINGS_MAX_FILES", 200),
-          max_age_days=args.keep_days if args.keep_days is not None else
-          _env_float("COCKPIT_RECORDINGS_MAX_AGE_DAYS", 90.0))
     collector = Collector(env)
     services = [s for s in env.service_names if env.service(s).role == "app"]
     path = recording_path(directory, env.name, time.time())
-    recorder = Recorder(path, env=env.name, mode=args.cmd, protected=env.protected, plan=plan.name,
-                        services=services, full_every=args.full_frame_every or DEFAULT_FULL_EVERY)
+    recorder = Recorder(path, env=env.name, mode=mode, protected=env.protected, plan=plan.name,
+                        services=services, full_every=full_every or DEFAULT_FULL_EVERY)
     from plans.lock import FleetLock
 
     lock = FleetLock(collector.aws, env.namespace)
-    if args.cmd == "drive":
+    if mode == "drive":
         from plans.engine import Engine  # type: ignore[import-not-found,unused-ignore]
         from plans.journal import Journal
 
@@ -205,12 +205,28 @@ def _live(args: argparse.Namespace) -> int:
         services = list(engine.services_in_order())
         feed = LiveFeed(engine, journal=journal, lock=ReadOnlyLock(lock))
         app = make_app("drive", plan=plan, env_name=env.name, protected=env.protected, services=services,
-                       feed=feed, engine=engine, recorder=recorder, poll_interval=args.poll_interval)
+                       feed=feed, engine=engine, recorder=recorder, poll_interval=poll_interval)
     else:
         feed = LiveFeed(collector, journal=FleetJournalReader(env, collector.pool), lock=ReadOnlyLock(lock))
         app = make_app("watch", plan=plan, env_name=env.name, protected=env.protected, services=services,
-                       feed=feed, recorder=recorder, poll_interval=args.poll_interval)
+                       feed=feed, recorder=recorder, poll_interval=poll_interval)
     app.closers.append(collector.aclose)
+    return app, recorder, path
+
+
+def _live(args: argparse.Namespace) -> int:
+    from tui.cli import default_inventory
+    from tui.recording import prune, recordings_dir
+
+    directory = args.recordings_dir or recordings_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prune(directory, max_files=args.keep_recordings if args.keep_recordings is not None else
+          _env_int("COCKPIT_RECORDINGS_MAX_FILES", 200),
+          max_age_days=args.keep_days if args.keep_days is not None else
+          _env_float("COCKPIT_RECORDINGS_MAX_AGE_DAYS", 90.0))
+    app, recorder, path = build_live_app(args.cmd, args.inventory or default_inventory(), args.env,
+                                         plan_path=args.plan, recordings=directory,
+                                         poll_interval=args.poll_interval, full_every=args.full_frame_every)
     try:
         app.run()
     finally:

@@ -1,0 +1,175 @@
+"""The TUI against the real lab: drive a step to verified, a failure's rollback, and watch mode
+changing nothing while another process drives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, Input
+
+from lab import aws, scenarios
+from lab.topology import LabSpec
+from tests.enginekit import REPO
+from tui.commands import build_live_app
+
+pytestmark = pytest.mark.lab
+
+
+async def wait_for(pilot: Pilot[Any], cond: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    """Real servers take wall time: let the app run in short steps until `cond()` holds."""
+    for _ in range(int(seconds / 0.2)):
+        if cond():
+            return
+        await pilot.pause(0.2)
+    raise AssertionError(f"never happened within {seconds}s: {what}")
+
+
+def snap(app: Any) -> Any:
+    view = getattr(app.main, "view", None)
+    return view.snapshot if view is not None else None
+
+
+def meter(spec: LabSpec, host_name: str, proc: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((Path(spec.host(host_name).root) / f"var/lib/lab/{proc}.meter.json")
+                                      .read_text())
+    return data
+
+
+async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
+    from tui.widgets.confirm import ConfirmScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation screen", 60)
+    confirm = app.screen
+    assert app.focused is confirm.query_one("#cancel")  # Enter never confirms by default
+    confirm.query_one("#reason", Input).value = reason
+    await pilot.pause()
+    assert not confirm.query_one("#confirm", Button).disabled, confirm.query_one("#why-disabled").render()
+    confirm.query_one("#confirm", Button).press()
+    return confirm
+
+
+async def test_drive_advances_a_service_and_sees_it_verified(lab: LabSpec, tmp_path: Path) -> None:
+    from tui.widgets.progress import ProgressScreen
+
+    scenarios.apply(lab, "pg-4")  # next: pg-5 for api
+    app, recorder, path = build_live_app("drive", Path(lab.dir) / "inventory.toml", None,
+                                         recordings=tmp_path, poll_interval=0.5)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: snap(app) is not None, "the first snapshot", 60)
+            await pilot.press("n")
+            await confirm_with_reason(pilot, "tui lab test")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+                           "the outcome", 180)
+            progress = app.screen
+            assert progress.outcome.ok, progress.outcome.reason
+            assert progress.statuses == {"staging-api-01": "done", "staging-api-02": "done"}
+    finally:
+        recorder.close()
+    for h in ("staging-api-01", "staging-api-02"):
+        assert meter(lab, h, "api")["db"]["tls"] is True
+    text = path.read_text()
+    assert '"kind": "confirm"' in text or '"kind":"confirm"' in text
+    for secret in aws.lab_secrets(lab).values():
+        assert secret not in text
+    scenarios.apply(lab, "fresh")
+
+
+async def test_a_failing_step_offers_its_rollback_and_rolls_back(lab: LabSpec, tmp_path: Path) -> None:
+    from tui.widgets.progress import ProgressScreen
+
+    scenarios.apply(lab, "pg-4")
+    api2 = lab.host("staging-api-02")
+    script = Path(api2.root) / "opt/services/api/update.sh"
+    os.chmod(script, 0o644)  # update.sh cannot run on the second instance
+    app, recorder, _ = build_live_app("drive", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
+                                      poll_interval=0.5)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: snap(app) is not None, "the first snapshot", 60)
+            await pilot.press("n")
+            await confirm_with_reason(pilot, "tui failure test")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+                           "the outcome", 180)
+            progress = app.screen
+            assert not progress.outcome.ok and progress.statuses["staging-api-02"] == "FAILED"
+            os.chmod(script, 0o755)
+            rollback = progress.query_one("#rollback", Button)
+            assert not rollback.has_class("-hidden")
+            await wait_for(pilot, lambda: not app.main.busy, "the lock released", 30)
+            rollback.press()
+            await confirm_with_reason(pilot, "restore api-01")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None
+                           and app.screen.preview.direction == "rollback", "the rollback's outcome", 180)
+            assert app.screen.outcome.ok, app.screen.outcome.reason
+    finally:
+        os.chmod(script, 0o755)
+        recorder.close()
+    assert meter(lab, "staging-api-01", "api")["db"]["tls"] is False
+    scenarios.apply(lab, "fresh")
+
+
+def _fleet_writes(spec: LabSpec) -> dict[str, Any]:
+    """Every trace a write leaves: SSM parameter versions (lock included), secrets' versions, and
+    update.sh's backups on every host."""
+    ssm, sm = aws.client(spec, "ssm"), aws.client(spec, "secretsmanager")
+    params = {p["Name"]: p["Version"] for p in ssm.describe_parameters(MaxResults=50).get("Parameters", [])}
+    token = None
+    while True:
+        page = ssm.describe_parameters(MaxResults=50, **({"NextToken": token} if token else {}))
+        params.update({p["Name"]: p["Version"] for p in page["Parameters"]})
+        token = page.get("NextToken")
+        if not token:
+            break
+    secrets = {s["Name"]: sorted(s.get("SecretVersionsToStages", {})) for s in sm.list_secrets()["SecretList"]}
+    backups = {h.name: sorted(p.name for p in (Path(h.root) / "opt/services/.backup").glob("*"))
+               for h in [spec.database, *spec.app_hosts()]}
+    lock_history = [json.loads(v["Value"]).get("pid") for v in
+                    ssm.get_parameter_history(Name=f"/{spec.namespace}/cockpit/lock")["Parameters"]] \
+        if f"/{spec.namespace}/cockpit/lock" in params else []
+    return {"params": params, "secrets": secrets, "backups": backups, "lock_pids": lock_history}
+
+
+async def test_watch_changes_nothing_while_another_process_drives(lab: LabSpec, tmp_path: Path) -> None:
+    scenarios.apply(lab, "fresh")
+    before = _fleet_writes(lab)
+    app, recorder, path = build_live_app("watch", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
+                                         poll_interval=0.3)
+    assert not hasattr(app, "engine") or getattr(app, "engine", None) is None
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: snap(app) is not None, "the first snapshot", 60)
+            watched_alone = _fleet_writes(lab)
+            assert watched_alone == before  # watching alone wrote nothing anywhere
+            driver = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tui.cli", "advance", "pg-2", "--yes", "--reason", "driven elsewhere",
+                "--inventory", str(Path(lab.dir) / "inventory.toml"), cwd=REPO,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            waiter = asyncio.ensure_future(driver.communicate())
+            await wait_for(pilot, waiter.done, "the other process's advance", 180)
+            out = waiter.result()[0].decode()
+            assert driver.returncode == 0, out
+            await wait_for(pilot, lambda: snap(app) is not None and snap(app).database is not None
+                           and snap(app).database.postgres_ssl is True, "the watch sees pg-2 live", 60)
+    finally:
+        recorder.close()
+    after = _fleet_writes(lab)
+    # every change is the driver's: one parameter, its lock, one restart of the database
+    changed = {k for k in after["params"] if after["params"][k] != before["params"].get(k)}
+    assert changed <= {f"/{lab.namespace}/database/POSTGRES_TLS_ENABLED", f"/{lab.namespace}/cockpit/lock"}
+    assert after["secrets"] == before["secrets"]
+    new_backups = {h: set(after["backups"][h]) - set(before["backups"][h]) for h in after["backups"]}
+    assert {h for h, b in new_backups.items() if b} == {lab.database.name}
+    assert all(pid != os.getpid() for pid in after["lock_pids"])  # the watcher never took the lock
+    assert "driven elsewhere" in path.read_text()  # the watcher saw the journal grow
+    scenarios.apply(lab, "fresh")
