@@ -248,7 +248,7 @@ def variant(kind: str, base: Material, dns_name: str) -> Material:
     - "good": a rotation: new key and cert for `dns_name` from the same CA.
     - "bad-san": same key, cert's SAN is only "wrong.invalid" (no `dns_name`, no IPs).
     - "expired": same key, cert valid from 30 days ago until yesterday.
-    - "expiring-soon": same key, cert expires in 10 days.
+    - "expiring-soon": same key, cert expires in 10 days less an hour ("9 days left").
     - "wrong-ca": cert/key unchanged; ca_pem (and ca_key_pem) replaced by an unrelated CA with the
       same subject name, so only the signature tells them apart (a regenerated CA).
     - "key-mismatch": cert unchanged; key_pem replaced by a fresh unrelated key.
@@ -272,7 +272,8 @@ def variant(kind: str, base: Material, dns_name: str) -> Material:
     if kind == "expired":
         return issue([dns_name], ips, not_before=now - timedelta(days=30), not_after=now - timedelta(days=1))
     if kind == "expiring-soon":
-        return issue([dns_name], ips, not_after=now + timedelta(days=10))
+        # an hour short of 10 days, so "9 days left" holds however long after issue it is checked
+        return issue([dns_name], ips, not_after=now + timedelta(days=10) - timedelta(hours=1))
     if kind == "wrong-ca":
         base_ca = x509.load_pem_x509_certificate(base.ca_pem)
         cns = base_ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
