@@ -48,7 +48,8 @@ async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
     from tui.widgets.confirm import ConfirmScreen
 
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation screen", 60)
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None,
+                   "the confirmation screen, focused", 60)
     confirm = app.screen
     assert app.focused is confirm.query_one("#cancel")  # Enter never confirms by default
     confirm.query_one("#reason", Input).value = reason

@@ -206,6 +206,7 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
         feed = LiveFeed(engine, journal=journal, lock=ReadOnlyLock(lock))
         app = make_app("drive", plan=plan, env_name=env.name, protected=env.protected, services=services,
                        feed=feed, engine=engine, recorder=recorder, poll_interval=poll_interval)
+        app.closers.append(engine.release_lock)  # leaving the cockpit never leaves the fleet locked
     else:
         feed = LiveFeed(collector, journal=FleetJournalReader(env, collector.pool), lock=ReadOnlyLock(lock))
         app = make_app("watch", plan=plan, env_name=env.name, protected=env.protected, services=services,

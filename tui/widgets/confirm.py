@@ -64,6 +64,9 @@ class ConfirmScreen(ModalScreen[ConfirmResult | None]):
     """Returns a `ConfirmResult`, or None when cancelled."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="cancel-confirm")]
+    # Cancel has the focus whenever the screen becomes active (also when pushed as another screen is
+    # dismissed): Enter never confirms by default
+    AUTO_FOCUS = "#cancel"
 
     def __init__(self, preview: PreviewLike, *, env_name: str, protected: bool) -> None:
         super().__init__(classes="-protected" if protected else "")
