@@ -82,6 +82,7 @@ class Collector:
         self._ca_ctx: tuple[bytes, Any] | None = None
         self._round_lock = asyncio.Lock()
         self._files: dict[tuple[str, str], tuple[tuple[int, float], bytes]] = {}
+        self._bound: tuple[float, Any] | None = None
         self.config_ttl = config_ttl  # seconds a round may reuse the config store's answers
         self._config_cache: dict[str, tuple[float, Any]] = {}
         self._secrets_round: dict[str, Any] = {}  # service -> the round's secrets_under() task
@@ -146,6 +147,14 @@ class Collector:
         return self._bootstrap[host.name]
 
     # -------------------------------------------------------------------------- AWS side
+    def _service_params(self, service: str) -> Any:
+        """This round's SSM parameters of one service, fetched once (started at the round's start)."""
+        key = "params:" + service
+        if key not in self._secrets_round:
+            self._secrets_round[key] = asyncio.ensure_future(
+                self.aws.parameters_by_path(f"/{self.env.namespace}/{service}/"))
+        return self._secrets_round[key]
+
     def _service_secrets(self, service: str) -> Any:
         """This round's merged secrets of one service, fetched once (config and cert checks share it)."""
         if service not in self._secrets_round:
@@ -396,7 +405,15 @@ class Collector:
                                     else ()),
         )
 
-    async def _bound_ports(self, db: Host) -> set[int] | None:
+    def _bound_ports(self, db: Host) -> Any:
+        """The bound-ports read, shared by a round and reused for `config_ttl` seconds (listeners
+        change only when a service restarts, and the engine invalidates after it writes)."""
+        now = time.monotonic()
+        if self._bound is None or now - self._bound[0] > self.config_ttl:
+            self._bound = (now, asyncio.ensure_future(self._read_bound_ports(db)))
+        return self._bound[1]
+
+    async def _read_bound_ports(self, db: Host) -> set[int] | None:
         """TCP ports listening on the DB host, from the host itself: `/proc/net/tcp{,6}` over SFTP
         (no shell, so no login-script cost); None if unknown."""
         ports: set[int] = set()
@@ -552,6 +569,7 @@ class Collector:
         """Forget cached configuration (the engine calls this right after it writes the config store)."""
         self._config_cache.clear()
         self._secrets_round = {}
+        self._bound = None
 
     async def _telpro_check(self, host: Host) -> tuple[bool | None, CheckResult]:
         cached = self._telpro.get(host.name)
@@ -617,10 +635,29 @@ class Collector:
         app_hosts = [h for h in hosts if env.service(h.service).role != "database"]
         io_tasks = {h.name: asyncio.ensure_future(self._host_io(h, t)) for h, t in zip(hosts, reach_tasks, strict=True)
                     if h in app_hosts}
+        aws_early: Any = None
+        try:
+            self.aws  # noqa: B018 - builds the clients, may raise AwsError
+            # AWS needs nothing from SSH: start its reads now, alongside the connects
+            for svc in env.service_names:
+                if svc not in self._config_cache:
+                    self._service_params(svc)
+                self._service_secrets(svc)
+            aws_early = asyncio.ensure_future(asyncio.gather(self._credentials(),
+                                                             self._tls_material(list(env.service_names))))
+        except AwsError:
+            pass
+        db_host = env.database_host
+        db_reach = reach_tasks[hosts.index(db_host)]
+
+        async def early_ports() -> None:  # the DB host's own reads need nothing else: start them now
+            if (await db_reach).verdict is Verdict.OK:
+                await self._bound_ports(db_host)
+
+        early = asyncio.ensure_future(early_ports())
         reach_results = await asyncio.gather(*reach_tasks)
         reachable = {h.name: r.verdict is Verdict.OK for h, r in zip(hosts, reach_results, strict=True)}
         services = env.service_names
-        consumers = list(services)
 
         async def svc_config(service: str) -> tuple[str, dict[str, ConfiguredValue]]:
             cached = self._config_cache.get(service)
@@ -631,7 +668,8 @@ class Collector:
             manifest = await self._manifest(service, first) if first else {}
             boot = await self._bootstrap_env(first) if first else {}
             values = await read_service_config(self.aws, env, service, role, manifest=manifest, bootstrap=boot,
-                                               secrets=self._service_secrets(service))
+                                               secrets=self._service_secrets(service),
+                                               params=self._service_params(service))
             if not any(v.source.startswith("error") for v in values.values()):
                 self._config_cache[service] = (time.monotonic(), values)
             return service, values
@@ -643,10 +681,9 @@ class Collector:
             aws_ok = False
             errors.append(_res("aws.setup", env.name, Verdict.ERROR, str(exc)))
 
-        if aws_ok:
-            (creds, cred_check), (material, mat_errors), configs = await asyncio.gather(
-                self._credentials(), self._tls_material(consumers),
-                asyncio.gather(*(svc_config(s) for s in services)))
+        if aws_ok and aws_early is not None:
+            ((creds, cred_check), (material, mat_errors)), configs = await asyncio.gather(
+                aws_early, asyncio.gather(*(svc_config(s) for s in services)))
             errors += [cred_check, *mat_errors]
             configured = dict(configs)
         else:
@@ -660,6 +697,7 @@ class Collector:
             self._database(creds, ca_pem, cert_pem, key_pem, reachable.get(env.database_host.name), addr_map,
                            configured.get(db_service, {})),
             "db.collect", env.database_host.name, errors)
+        await early
         conns = dbstate.connections if dbstate else ()
         ios = dict(zip(io_tasks, await asyncio.gather(*io_tasks.values(), return_exceptions=True), strict=True))
         inst = await asyncio.gather(*(

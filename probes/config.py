@@ -94,18 +94,18 @@ def resolve(
 async def read_service_config(
     aws: Aws, env: Environment, service: str, role: str, *, manifest: Mapping[str, Mapping[str, Any]],
     bootstrap: Mapping[str, str] | None = None, envfile: Mapping[str, str] | None = None,
-    secrets: Awaitable[dict[str, str]] | None = None,
+    secrets: Awaitable[dict[str, str]] | None = None, params: Awaitable[dict[str, Any]] | None = None,
 ) -> dict[str, ConfiguredValue]:
     """Resolve one service's rollout variables; AWS failures become source "error" values.
 
     `secrets`: the service's merged Secrets Manager keys when the caller already fetches them."""
     variables = rollout_vars(role)
     try:
-        params = await aws.parameters_by_path(f"/{env.namespace}/{service}/")
+        found_params = await (params if params is not None else aws.parameters_by_path(f"/{env.namespace}/{service}/"))
         secret_keys = await (secrets if secrets is not None else aws.secrets_under(f"{env.namespace}/{service}/"))
     except AwsError as exc:
         return {v: ConfiguredValue(None, "error:" + str(exc)) for v in variables}
-    ssm = {k: (p.value, p.version) for k, p in params.items() if k in variables}
+    ssm = {k: (p.value, p.version) for k, p in found_params.items() if k in variables}
     if env.config_store.kind != "ssm":
         ssm = {}
     found = {k: v for k, v in secret_keys.items() if k in variables}  # drop every other (secret) key at once
