@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shlex
 import socket
 import time
 from pathlib import Path
@@ -51,11 +50,9 @@ class Journal:
             os.close(fd)
         if self.pool is not None and not self.env.managed_database:
             db = self.env.database_host
-            path = self.env.host_path(db, FLEET_PATH)
-            cmd = f"mkdir -p {shlex.quote(os.path.dirname(path))} && cat >> {shlex.quote(path)}"
-            r = await self.pool.run(db.name, cmd, input=line + "\n")
-            if not r.ok:
-                entry["fleet_journal_error"] = r.error or r.stderr.strip()
+            err = await self.pool.append_file(db.name, self.env.host_path(db, FLEET_PATH), (line + "\n").encode())
+            if err is not None:
+                entry["fleet_journal_error"] = str(err)
         return entry
 
     async def read_fleet(self, limit: int = 500) -> list[dict[str, Any]]:

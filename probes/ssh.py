@@ -452,6 +452,22 @@ class SshPool:
 
         return await self._sftp_call(host_name, f"reading {path}", path, read, timeout)
 
+    async def append_file(
+        self, host_name: str, path: str, data: bytes, *, mode: int = 0o640, timeout: float | None = None  # noqa: ASYNC109 - enforced inside
+    ) -> SshError | None:
+        """Append `data` to `path` over SFTP (O_APPEND; created with `mode`, parent dirs made) — no
+        remote shell, so no login-script cost. One write call, so a line is never interleaved."""
+
+        async def do(sftp: asyncssh.SFTPClient) -> None:
+            parent = posixpath.dirname(path)
+            if parent and not await sftp.exists(parent):
+                await sftp.makedirs(parent, exist_ok=True)
+            async with sftp.open(path, "ab", attrs=asyncssh.SFTPAttrs(permissions=mode)) as f:
+                await f.write(data)
+
+        result = await self._sftp_call(host_name, f"appending to {path}", path, do, timeout)
+        return result if isinstance(result, SshError) else None
+
     async def stat(
         self,
         host_name: str,
