@@ -1,12 +1,13 @@
 """Benchmark the cockpit TUI with a synthetic 50-host fleet (no lab needed).
 
-    .venv/bin/python bench/tui.py [--cpu-seconds 30] [--write-docs]
+    .venv/bin/python bench/tui.py [--runs 5] [--cpu-seconds 30] [--write-docs]
 
 Measures: applying a new 50-host snapshot to the screen (view + record + tables + render), key-to-screen
 latency, CPU of the UI process at 1 snapshot/s, recording size for 8 h × 50 hosts (extrapolated from a
 measured hour at 1 snapshot/s, and checked on an 8-hour file made from that hour), and replay open + seek
-on that 8-hour file. Targets from issue 5. `--write-docs` puts the table into docs/benchmarks.md
-(section "TUI").
+on that 8-hour file. Targets from issue 5. The screen figures are timings on a shared machine: `--runs N`
+measures them N times (a fresh app each time) and reports the median of each figure over the runs; the
+load average is printed with them. `--write-docs` puts the table into docs/benchmarks.md (section "TUI").
 """
 
 from __future__ import annotations
@@ -167,12 +168,15 @@ def _watch_renders() -> None:
     """Record when each screen update finishes: that is when a change is on the screen."""
     from textual.screen import Screen
 
+    if getattr(Screen._compositor_refresh, "_bench_timed", False):
+        return  # already watched (an earlier run)
     original = Screen._compositor_refresh
 
     def timed(self: Screen[Any]) -> None:
         original(self)
         RENDERS.append(time.perf_counter())
 
+    timed._bench_timed = True  # type: ignore[attr-defined]
     Screen._compositor_refresh = timed  # type: ignore[method-assign]
 
 
@@ -293,28 +297,56 @@ def recording_figures(tmp: Path) -> dict[str, Any]:
             "open_ms": opens, "seek_ms": seeks, "snaps": 8 * 3600}
 
 
+def screen_stats(ui: dict[str, Any]) -> dict[str, float]:
+    """The screen figures of one run."""
+    a, k = ui["apply_ms"], ui["keys_ms"]
+    return {"apply_med": statistics.median(a), "apply_p95": pct(a, 95), "apply_max": max(a),
+            "view_med": statistics.median(ui["view_ms"]), "keys_p50": pct(k, 50), "keys_p95": pct(k, 95),
+            "keys_max": max(k), "keys_n": len(k)}
+
+
+def load_text() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f} (1 min) / {five:.2f} (5 min)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1, help="measure the screen figures this many times (median)")
     ap.add_argument("--cpu-seconds", type=float, default=30.0)
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     base = base_fleet()
     churn = Churn(base)
     snaps = [base] + [churn.next() for _ in range(60)]
+    load_before = load_text()
+    runs: list[dict[str, float]] = []
+    per_key: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        ui = asyncio.run(ui_figures(snaps, tmp))
+        for n in range(max(1, args.runs)):
+            run_dir = tmp / f"ui-{n + 1}"  # each run records to its own file
+            run_dir.mkdir()
+            ui = asyncio.run(ui_figures(snaps, run_dir))
+            runs.append(screen_stats(ui))
+            for key, ms in ui["per_key"].items():
+                per_key[key] = max(per_key.get(key, 0.0), ms)
+            r = runs[-1]
+            print(f"run {n + 1}: apply {r['apply_med']:.1f} / {r['apply_p95']:.1f} / {r['apply_max']:.1f} ms, "
+                  f"keys {r['keys_p50']:.1f} / {r['keys_p95']:.1f} / {r['keys_max']:.1f} ms, load {load_text()}")
         cpu = asyncio.run(cpu_figure(snaps, tmp, args.cpu_seconds))
         recf = recording_figures(tmp)
+    load_after = load_text()
+    ui_med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+    of_runs = f", median of {len(runs)} runs" if len(runs) > 1 else ""
     mb = 1024 * 1024
     rows = [
-        ("apply a new 50-host snapshot to the screen (median / p95 / max)",
-         f"{statistics.median(ui['apply_ms']):.1f} / {pct(ui['apply_ms'], 95):.1f} / {max(ui['apply_ms']):.1f} ms",
-         "≤ 50 ms"),
+        (f"apply a new 50-host snapshot to the screen (median / p95 / max{of_runs})",
+         f"{ui_med['apply_med']:.1f} / {ui_med['apply_p95']:.1f} / {ui_med['apply_max']:.1f} ms", "≤ 50 ms"),
         ("  of which building the view (plan position, gates, rows)",
-         f"{statistics.median(ui['view_ms']):.1f} ms median", ""),
-        ("key to screen (p50 / p95 / max, {} keys)".format(len(ui["keys_ms"])),
-         f"{pct(ui['keys_ms'], 50):.1f} / {pct(ui['keys_ms'], 95):.1f} / {max(ui['keys_ms']):.1f} ms", "≤ 100 ms p95"),
+         f"{ui_med['view_med']:.1f} ms median", ""),
+        (f"key to screen (p50 / p95 / max, {ui_med['keys_n']:.0f} keys{of_runs})",
+         f"{ui_med['keys_p50']:.1f} / {ui_med['keys_p95']:.1f} / {ui_med['keys_max']:.1f} ms", "≤ 100 ms p95"),
         (f"CPU of the UI process at 1 snapshot/s ({args.cpu_seconds:.0f} s, {cpu['polls_per_s']:.2f} polls/s)",
          f"{cpu['cpu_pct']:.1f} % of one core", "≤ 15 %"),
         ("recording one hour (3600 snapshots × 50 hosts, full frame every 300 s)",
@@ -328,29 +360,33 @@ def main() -> int:
         ("replay: open + seek (max open + max seek)",
          f"{max(recf['open_ms']) + max(recf['seek_ms']):.0f} ms", "≤ 500 ms"),
     ]
-    print("slowest key to screen by key (ms):", {k: round(v, 1) for k, v in ui["per_key"].items()})
+    print("slowest key to screen by key, over all runs (ms):", {k: round(v, 1) for k, v in per_key.items()})
+    print(f"load average: {load_before} before, {load_after} after ({os.cpu_count()} cores)")
     w = max(len(r[0]) for r in rows)
     table = [f"| {'what':<{w}} | measured | target |", f"|{'-' * (w + 2)}|---|---|"]
     table += [f"| {a:<{w}} | {b} | {c} |" for a, b, c in rows]
     text = "\n".join(table)
     print(text)
     if args.write_docs:
-        write_docs(text)
+        options = (f" --runs {len(runs)}" if len(runs) > 1 else "") + \
+            (f" --cpu-seconds {args.cpu_seconds:g}" if args.cpu_seconds != 30.0 else "")
+        write_docs(text, options=options, load=f"{load_before} before the run, {load_after} after")
     return 0
 
 
-def write_docs(table: str) -> None:
+def write_docs(table: str, *, options: str, load: str) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     import platform
 
     section = (
         "## TUI\n\n"
-        "`.venv/bin/python bench/tui.py --write-docs` — a synthetic 50-host fleet (6 services, 150 observed "
+        f"`.venv/bin/python bench/tui.py{options} --write-docs` — a synthetic 50-host fleet (6 services, 150 observed "
         "connections, ~330 check results per snapshot) shaped like the collector's output, with a live fleet's "
         "churn (every check's timing each round, a reconnect every 20 s, a health flap every 4 min). The UI runs "
         "headless (`App.run_test`, 120×40) in watch mode with recording on; the probes' own CPU is not included "
         "(see `bench/status.py` for that).\n\n"
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, textual 8.2.8.\n\n"
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, textual 8.2.8; load average {load} "
+        "(the screen timings are wall-clock times: they grow when other work shares the cores).\n\n"
         f"{table}\n")
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if "## TUI\n" in text:

@@ -6,4 +6,4 @@ bash scripts/setup.sh
 .venv/bin/cockpit lab up "$@"
 inv="$(.venv/bin/python -c 'from lab.topology import default_lab_dir; print(default_lab_dir() / "inventory.toml")')"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-lab-operator}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-lab-operator}" AWS_EC2_METADATA_DISABLED=true
-exec .venv/bin/cockpit status --inventory "$inv"
+exec .venv/bin/cockpit drive --inventory "$inv"

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from tui.view import LogLine, clock_text
+from tui.widgets.scrolling import SteadyScrollbars
 from tui.widgets.style import LEVEL_STYLE
 
 MAX_LINES = 1000
@@ -20,7 +21,7 @@ def line_text(line: LogLine) -> Text:
     return t
 
 
-class EventLog(RichLog):
+class EventLog(SteadyScrollbars, RichLog):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, auto_scroll=True)
         self.count = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
@@ -34,6 +35,11 @@ class HeaderInfo:
 class CockpitHeader(Widget):
     """Two lines: badges (env, mode, lock, freshness, verdict) and the next step."""
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._last: HeaderInfo | None = None
+        self._texts: dict[str, str] = {}  # selector → the text shown
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="badges"):
             yield Static("", id="env", classes="badge")
@@ -43,13 +49,17 @@ class CockpitHeader(Widget):
             yield Static("", id="verdict", classes="badge")
         yield Static("", id="next-line")
 
-    _last: HeaderInfo | None = None
-
     def _put(self, selector: str, text: str) -> Static:
+        """Show `text` in one line; the screen is laid out again only when its width changes.
+
+        Every line here is one row high, and the badges are as wide as their text: a text of the
+        same width (the clock ticking, "3s ago" → "4s ago") only needs a repaint.
+        """
         w = self.query_one(selector, Static)
-        if getattr(w, "_cockpit_text", None) != text:
-            w._cockpit_text = text  # type: ignore[attr-defined]
-            w.update(text)
+        old = self._texts.get(selector)
+        if old != text:
+            self._texts[selector] = text
+            w.update(text, layout=old is None or cell_len(old) != cell_len(text))
         return w
 
     def _flag(self, w: Widget, on: bool, name: str) -> None:
@@ -57,7 +67,7 @@ class CockpitHeader(Widget):
             w.set_class(on, name)
 
     def show(self, info: HeaderInfo) -> None:
-        """Show `info`; only what changed is touched (each update costs a layout pass)."""
+        """Show `info`; only what changed is touched (a repaint; a layout pass when a width changes)."""
         if info == self._last:
             return
         self._last = info

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -18,11 +19,12 @@ from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from tui.view import FleetView, LogLine, TargetDetail
 from tui.widgets.detail import DetailScreen, database_text, instance_text, step_text
 from tui.widgets.eventlog import EventLog
+from tui.widgets.footer import CockpitFooter
 from tui.widgets.header import CockpitHeader, HeaderInfo
 from tui.widgets.tables import InstanceTable, LegsTable, PlanTable
 
@@ -30,6 +32,21 @@ if TYPE_CHECKING:
     from tui.app import CockpitApp
 
 NARROW = 110  # below this many columns, the legs move from the side panel to their tab
+
+
+class StepDetail(Static):
+    """The highlighted step's gates and reasons (fixed width: the side panel's)."""
+
+    def show(self, text: Text) -> None:
+        """Show `text`; the screen is laid out again only when the number of lines changes.
+
+        `Static.update` lays the whole screen out by default, and a layout costs two frames (the
+        tables' scrollbars are repainted after every layout). Same height: a repaint is enough.
+        """
+        self.update(text, layout=False)
+        width, height = self.size
+        if not width or self.get_content_height(self.size, self.size, width) != height:
+            self.refresh(layout=True)
 
 
 class MainScreen(Screen[None]):
@@ -74,7 +91,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="side"):
                 yield LegsTable(id="legs-side")
                 with VerticalScroll(id="step-scroll"):
-                    yield Static(step_text(None), id="step-detail")
+                    yield StepDetail(step_text(None), id="step-detail")
         with TabbedContent(id="lower", initial="tab-instances"):
             with TabPane("Instances", id="tab-instances"):
                 yield InstanceTable(id="instances")
@@ -83,7 +100,7 @@ class MainScreen(Screen[None]):
             with TabPane("Events", id="tab-events"):
                 yield EventLog(id="events")
         yield from self.compose_extra()
-        yield Footer()
+        yield CockpitFooter()
 
     def compose_extra(self) -> ComposeResult:
         """Mode-specific widgets above the footer (the replay timeline)."""
@@ -91,7 +108,9 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._ready = True
-        self.query_one("#plan", PlanTable).focus()
+        plan = self.query_one("#plan", PlanTable)
+        plan.focus()
+        self.watch(plan, "cursor_coordinate", self._plan_cursor_moved, init=False)
         self._narrow(self.app.size.width)
         if self._pending is not None:
             self.show_view(self._pending)
@@ -186,11 +205,25 @@ class MainScreen(Screen[None]):
         if (d, hint) == self._shown_detail:
             return
         self._shown_detail = (d, hint)
-        self.query_one("#step-detail", Static).update(step_text(d, action_hint=hint))
+        self.query_one("#step-detail", StepDetail).show(step_text(d, action_hint=hint))
+
+    def _plan_cursor_moved(self) -> None:
+        """Follow the plan's cursor at once, so its row and the side panel change in one frame.
+
+        `PlanTable.TargetHighlighted` reaches the screen after the table has repainted its cursor
+        (a frame on its own); it still comes, and then finds the panel up to date.
+        """
+        self._follow_plan_cursor()
 
     @on(PlanTable.TargetHighlighted)
     def _highlighted(self, message: PlanTable.TargetHighlighted) -> None:
-        self.selected = message.key
+        self._follow_plan_cursor()
+
+    def _follow_plan_cursor(self) -> None:
+        key = self.query_one("#plan", PlanTable).highlighted_key
+        if key is None:
+            return
+        self.selected = key
         self.show_detail()
         self.bindings_may_have_changed()
 

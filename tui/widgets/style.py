@@ -6,9 +6,15 @@ carries its meaning in words ("FAILED", "WARN"), so nothing depends on colour (N
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Final
 
-from rich.text import Text
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions
+from rich.control import strip_control_codes
+from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
 
 from probes.model import Verdict
 
@@ -24,9 +30,55 @@ LEVEL_STYLE: Final = {"info": "", "ok": "green", "warn": "yellow", "error": "bol
 GATE_MARK: Final = {"open": "✔", "closed": "✘", "unknown": "?"}
 
 
-def styled(text: str, style: str | None) -> Text:
-    return Text(text, style=style or "", no_wrap=True, overflow="ellipsis")
+class Cell:
+    """One table cell: a line of text in one style, cut with an ellipsis when it is too wide.
+
+    It renders what `Text(text, style=style, no_wrap=True, overflow="ellipsis")` renders (control
+    codes stripped the same way), at about a third of the cost: a table repaints every visible cell
+    when it gains or loses focus (both tables on screen: ~180 cells) and when a cell changes.
+    Like `Text`, `str()` is the text, and `==` compares the text only (`Text.__eq__` ignores the
+    base style), so the tables update exactly the cells they updated before.
+    """
+
+    __slots__ = ("style", "text")
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.text = strip_control_codes(text)
+        self.style = style
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Cell({self.text!r}, {self.style!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and self.text == other.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        style = console.get_style(self.style, default=Style.null()) if self.style else None
+        width = options.max_width
+        for n, line in enumerate(self.text.split("\n")):
+            if n:
+                yield Segment.line()
+            if "\t" in line:
+                line = line.expandtabs(console.tab_size)
+            if cell_len(line) > width:
+                line = set_cell_size(line, width - 1) + "…"
+            yield Segment(line, style)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        lines = self.text.splitlines()  # as `Text.__rich_measure__` (tabs not expanded)
+        width = max(cell_len(line) for line in lines) if lines else 0
+        return Measurement(width, width)
 
 
-def verdict_text(word: str, verdict: Verdict | None) -> Text:
+def styled(text: str, style: str | None) -> Cell:
+    return Cell(text, style or "")
+
+
+def verdict_text(word: str, verdict: Verdict | None) -> Cell:
     return styled(word, VERDICT_STYLE.get(verdict, "dim") if verdict is not None else "dim")

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from tui.view import STATE_WORD, VERDICT_WORD, InstanceRow, LegRow, PlanRow
-from tui.widgets.style import GATE_STYLE, STATE_STYLE, VERDICT_STYLE, styled, verdict_text
+from tui.widgets.scrolling import SteadyScrollbars
+from tui.widgets.style import GATE_STYLE, STATE_STYLE, VERDICT_STYLE, Cell, styled, verdict_text
 
-Cells = tuple[Text | str, ...]
+Cells = tuple[Cell, ...]
 
 
-class KeyedTable(DataTable[Text | str]):
+class KeyedTable(SteadyScrollbars, DataTable[Cell]):
     """A DataTable whose rows are set as (key, cells): only changed cells are touched."""
 
     COLUMNS: ClassVar[tuple[tuple[str, str, int | None], ...]] = ()  # (key, label, width)
@@ -130,8 +130,7 @@ class PlanTable(KeyedTable):
 
 
 def _plan_cells(r: PlanRow) -> Cells:
-    step = Text("▶ " if r.is_next else "  ", style="bold" if r.is_next else "")
-    step.append(r.step, style="bold" if r.is_next else "")
+    step = styled(f"▶ {r.step}", "bold") if r.is_next else styled(f"  {r.step}", "")
     return (step, styled(r.target, ""), styled(STATE_WORD.get(r.state, r.state), STATE_STYLE.get(r.state)),
             styled(r.gates, GATE_STYLE.get(r.gates)))
 
