@@ -44,10 +44,7 @@ from tests.dbservers import (
     APP_USER,
     DEFAULT_HBA,
     DNS_NAME,
-    PG_BIN,
-    PGBOUNCER,
     REDIS_PASSWORD,
-    REDIS_SERVER,
     SUPERUSER,
     SUPERUSER_PASSWORD,
     DbLab,
@@ -59,10 +56,6 @@ from tests.dbservers import (
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(
-        not all(os.path.exists(p) for p in (PG_BIN / "postgres", PGBOUNCER, REDIS_SERVER)),
-        reason="postgres 15, pgbouncer and redis-server must be installed",
-    ),
     pytest.mark.skipif(os.geteuid() != 0, reason="starts servers as the postgres user"),
 ]
 

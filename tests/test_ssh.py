@@ -23,7 +23,7 @@ import asyncssh
 import pytest
 
 from lab import control, pki, procs, sshd
-from lab.topology import LabError, LabSpec
+from lab.topology import LabSpec
 from probes.inventory import Environment, Host, load_inventory
 from probes.model import Verdict
 from probes.ssh import CommandResult, FileStat, SshError, SshErrorKind, SshPool, check_reachable
@@ -45,10 +45,7 @@ DB = "staging-database-01"
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LabSpec]:
     spec = LabSpec(dir=str(LAB_DIR), net=NET, instances={"api": 2, "web": 1})
-    try:
-        control.check_binaries()
-    except LabError as e:
-        pytest.skip(str(e))
+    control.check_binaries()  # a missing server package fails here with its name: never skipped
     try:
         control.up(spec)
     except BaseException:
