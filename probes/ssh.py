@@ -569,6 +569,9 @@ class SshPool:
         return fwd.last_error if fwd is not None else None
 
     async def _serve_forward(self, fwd: _Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closed:  # accepted while the pool was closing: nothing may outlive aclose()
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             fwd.tasks.add(task)
