@@ -14,18 +14,20 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets._tabs import Tab, Underline
 
 from tui.view import FleetView, LogLine, TargetDetail
 from tui.widgets.detail import DetailScreen, database_text, instance_text, step_text
 from tui.widgets.eventlog import EventLog
 from tui.widgets.footer import CockpitFooter
 from tui.widgets.header import CockpitHeader, HeaderInfo
+from tui.widgets.scrolling import LaidOutOnce, SteadyVerticalScroll
 from tui.widgets.tables import InstanceTable, LegsTable, PlanTable
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 NARROW = 110  # below this many columns, the legs move from the side panel to their tab
 
 
-class StepDetail(Static):
+class StepDetail(LaidOutOnce, Static):
     """The highlighted step's gates and reasons (fixed width: the side panel's)."""
 
     def show(self, text: Text) -> None:
@@ -90,7 +92,7 @@ class MainScreen(Screen[None]):
             yield PlanTable(id="plan")
             with Vertical(id="side"):
                 yield LegsTable(id="legs-side")
-                with VerticalScroll(id="step-scroll"):
+                with SteadyVerticalScroll(id="step-scroll"):
                     yield StepDetail(step_text(None), id="step-detail")
         with TabbedContent(id="lower", initial="tab-instances"):
             with TabPane("Instances", id="tab-instances"):
@@ -280,6 +282,7 @@ class MainScreen(Screen[None]):
     def action_show_tab(self, tab: str) -> None:
         tabs = self.query_one("#lower", TabbedContent)
         tabs.active = tab
+        _underline_now(tabs)
         target = {"tab-instances": "#instances", "tab-legs": "#legs", "tab-events": "#events"}.get(tab)
         if target:
             self.query_one(target).focus()
@@ -309,3 +312,21 @@ class MainScreen(Screen[None]):
     def why_disabled(self, action: str) -> str:
         """Why `action` cannot run now ("" when it can, or when there is nothing to say)."""
         return ""
+
+
+def _underline_now(tabs: TabbedContent) -> None:
+    """Put the tab bar's underline under the active tab in the frame that shows the tab.
+
+    Textual moves it after the next refresh (a frame of its own, a screen update after the key).
+    Tabs keep their places when the active one changes, so their regions are already known; when
+    Textual moves the underline later it sets the same values, which repaints nothing. Uses
+    Textual's private `_tabs` module (textual is pinned exactly).
+    """
+    try:
+        underline = tabs.query_one(Underline)
+        active = tabs.query_one("#tabs-list > Tab.-active", Tab)
+    except NoMatches:
+        return
+    start, end = active.virtual_region.shrink(active.styles.gutter).column_span
+    underline.highlight_start = start
+    underline.highlight_end = end

@@ -36,8 +36,8 @@ class Cell:
     It renders what `Text(text, style=style, no_wrap=True, overflow="ellipsis")` renders (control
     codes stripped the same way), at about a third of the cost: a table repaints every visible cell
     when it gains or loses focus (both tables on screen: ~180 cells) and when a cell changes.
-    Like `Text`, `str()` is the text, and `==` compares the text only (`Text.__eq__` ignores the
-    base style), so the tables update exactly the cells they updated before.
+    Like `Text`, `str()` is the text; `==` compares text and style, so a cell whose colour alone
+    changed (a state word that keeps its text) is repainted too.
     """
 
     __slots__ = ("style", "text")
@@ -53,10 +53,10 @@ class Cell:
         return f"Cell({self.text!r}, {self.style!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Cell) and self.text == other.text
+        return isinstance(other, Cell) and self.text == other.text and self.style == other.style
 
     def __hash__(self) -> int:
-        return hash(self.text)
+        return hash((self.text, self.style))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
         style = console.get_style(self.style, default=Style.null()) if self.style else None

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.widget import PseudoClasses, Widget
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
@@ -30,6 +31,34 @@ class KeyedTable(SteadyScrollbars, DataTable[Cell]):
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False, show_cursor=True)
         self._cells: dict[str, Cells] = {}
         self._order: list[str] = []
+        self._look: tuple[object, ...] | None = None
+
+    # -- focus without a repaint of every cell ---------------------------------------------
+    # A table looks the same focused or not (cockpit.tcss: the panel's border says which one has
+    # focus). Textual's DataTable drops every rendered line when its styles are re-applied, which
+    # focus does, and keys its line caches on the focus state: one key then re-rendered every
+    # visible cell of two tables. Here the caches are kept when the table's look did not change.
+
+    def get_pseudo_class_state(self) -> PseudoClasses:
+        state = super().get_pseudo_class_state()
+        return PseudoClasses(enabled=state.enabled, hover=state.hover, focus=False)
+
+    def _current_look(self) -> tuple[object, ...]:
+        return (self.rich_style, self.background_colors,
+                *(self.get_component_rich_style(name, partial=False) for name in sorted(self.COMPONENT_CLASSES)))
+
+    def notify_style_update(self) -> None:
+        Widget.notify_style_update(self)  # the widget's own style caches (cheap)
+        try:
+            look: tuple[object, ...] | None = self._current_look()
+        except KeyError:  # component styles not set up yet (the first styling)
+            look = None
+        if look is not None and look == self._look:
+            self._styles_cache.clear()  # the border may have changed: repaint it, lines come from the cache
+            self.refresh()
+            return
+        self._look = look
+        super().notify_style_update()
 
     def on_mount(self) -> None:
         for key, label, width in self.COLUMNS:
