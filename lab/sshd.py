@@ -80,8 +80,14 @@ def write_client_files(spec: LabSpec) -> None:
     (d / "ssh_config").write_text("\n".join(cfg))
 
 
+def home_dir(spec: LabSpec) -> Path:
+    """HOME for commands run over the lab's SSH (an empty directory: no login scripts)."""
+    return ssh_dir(spec) / "home"
+
+
 def sshd_config(spec: LabSpec, host: LabHost) -> Path:
     d = ssh_dir(spec)
+    home_dir(spec).mkdir(parents=True, exist_ok=True)
     path = d / "sshd" / f"{host.name}.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([
@@ -100,6 +106,10 @@ def sshd_config(spec: LabSpec, host: LabHost) -> Path:
         "PrintMotd no",
         "PrintLastLog no",
         "Subsystem sftp internal-sftp",
+        # Sessions get a home of the lab's own: Debian's bash sources ~/.bashrc for every command
+        # run over SSH, and the machine's root .bashrc (pyenv init here: ~0.2 s of CPU) is not
+        # what a platform host runs. The working directory stays root's home.
+        f"SetEnv HOME={home_dir(spec)}",
         "LogLevel ERROR",
         "",
     ]))

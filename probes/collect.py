@@ -419,7 +419,7 @@ class Collector:
         ports: set[int] = set()
         seen = False
         for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-            data = await self.pool.read_file(db.name, name, 4 << 20)
+            data = await self.pool.read_head(db.name, name, 4 << 20, past_listeners)
             if not isinstance(data, bytes):
                 continue
             seen = True
@@ -655,16 +655,23 @@ class Collector:
                 await self._bound_ports(db_host)
 
         early = asyncio.ensure_future(early_ports())
-        reach_results = await asyncio.gather(*reach_tasks)
-        reachable = {h.name: r.verdict is Verdict.OK for h, r in zip(hosts, reach_results, strict=True)}
+        reach_of = {h.name: t for h, t in zip(hosts, reach_tasks, strict=True)}
         services = env.service_names
+
+        async def first_reachable(service: str) -> Host | None:
+            """The service's first host that is reachable, as soon as it is known (not after every
+            host of the fleet has connected)."""
+            for h in env.hosts_for(service):
+                if (await reach_of[h.name]).verdict is Verdict.OK:
+                    return h
+            return None
 
         async def svc_config(service: str) -> tuple[str, dict[str, ConfiguredValue]]:
             cached = self._config_cache.get(service)
             if cached is not None:
                 return service, dict(cached[1])
             role = env.service(service).role
-            first = next((h for h in env.hosts_for(service) if reachable.get(h.name)), None)
+            first = await first_reachable(service)
             manifest = await self._manifest(service, first) if first else {}
             boot = await self._bootstrap_env(first) if first else {}
             values = await read_service_config(self.aws, env, service, role, manifest=manifest, bootstrap=boot,
@@ -694,10 +701,12 @@ class Collector:
         ca_pem, cert_pem, key_pem = (_decode(ca_b64), _decode(cert_b64), _decode(key_b64))
         addr_map = {h.address: h for h in hosts}
         dbstate = await self._guard(
-            self._database(creds, ca_pem, cert_pem, key_pem, reachable.get(env.database_host.name), addr_map,
+            self._database(creds, ca_pem, cert_pem, key_pem, (await db_reach).verdict is Verdict.OK, addr_map,
                            configured.get(db_service, {})),
             "db.collect", env.database_host.name, errors)
         await early
+        reach_results = await asyncio.gather(*reach_tasks)
+        reachable = {h.name: r.verdict is Verdict.OK for h, r in zip(hosts, reach_results, strict=True)}
         conns = dbstate.connections if dbstate else ()
         ios = dict(zip(io_tasks, await asyncio.gather(*io_tasks.values(), return_exceptions=True), strict=True))
         inst = await asyncio.gather(*(
@@ -774,6 +783,19 @@ def judge(c: CheckResult, val: Callable[[str], str | None], pg: PostgresFacts | 
     if c.check == "redis.clients" and c.verdict is Verdict.WARN and val("REDIS_FORCE_TLS") != "true":
         return ok(c.summary + " (allowed until REDIS_FORCE_TLS=true)")
     return c
+
+
+def past_listeners(proc_net_tcp: bytes) -> bool:
+    """Whether this start of /proc/net/tcp{,6} holds a complete line for a socket that is not
+    listening. The kernel lists the listening sockets first (its iterator walks the listening hash
+    before the established one), so from there on nothing listens: a DB host with thousands of
+    client connections is read for its few dozen listeners, not its whole socket table."""
+    end = proc_net_tcp.rfind(b"\n")
+    for line in proc_net_tcp[:end].split(b"\n")[1:]:
+        parts = line.split()
+        if len(parts) >= 4 and parts[3] != b"0A":
+            return True
+    return False
 
 
 def listening_ports(proc_net_tcp: str, address: str) -> set[int]:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar, cast
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from probes.inventory import Environment, Host
 from probes.model import CheckResult, Verdict
@@ -63,6 +64,12 @@ BACKOFF_CAP: Final = 5.0
 KEEPALIVE_INTERVAL: Final = 15.0  # detects a silently dead peer in ~45 s
 KEEPALIVE_COUNT_MAX: Final = 3
 CLOSE_TIMEOUT: Final = 5.0
+# AES-GCM first: asyncssh does it in one `cryptography` call per packet, where its ChaCha20-Poly1305
+# (OpenSSH's first choice) builds two cipher contexts per packet — most of the CPU of a cold round
+# through the bastion (every byte to a host is encrypted twice). The rest of asyncssh's list stays,
+# for servers without AES-GCM.
+_GCM: Final = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+ENCRYPTION_ALGS: Final = [*_GCM, *(a.decode() for a in get_default_encryption_algs() if a.decode() not in _GCM)]
 LOCALHOST: Final = "127.0.0.1"
 _BASTION: Final = "(bastion)"  # the bastion's key among targets; never a valid host name
 _PUMP_CHUNK: Final = 65536
@@ -452,6 +459,39 @@ class SshPool:
 
         return await self._sftp_call(host_name, f"reading {path}", path, read, timeout)
 
+    async def read_head(
+        self,
+        host_name: str,
+        path: str,
+        max_bytes: int,
+        enough: Callable[[bytes], bool],
+        *,
+        chunk: int = 16384,
+        timeout: float | None = None,  # noqa: ASYNC109 - enforced with asyncio.timeout inside
+    ) -> bytes | SshError:
+        """The start of a file over SFTP, read one chunk after another until `enough(data)` holds,
+        the file ends, or `max_bytes` (then `too-large`).
+
+        For generated files (`/proc`): they report no size, and `read_file`'s parallel reads at
+        growing offsets make the kernel generate the file again for every chunk; here each chunk
+        continues the previous one, and reading stops as soon as the caller has what it needs.
+        """
+
+        async def read(sftp: asyncssh.SFTPClient) -> bytes | SshError:
+            data = bytearray()
+            async with sftp.open(path, "rb") as f:
+                while len(data) <= max_bytes:
+                    block = cast(bytes, await f.read(chunk, len(data)))
+                    if not block:
+                        return bytes(data)
+                    data += block
+                    if enough(bytes(data)):
+                        return bytes(data)
+            return SshError(host_name, SshErrorKind.TOO_LARGE,
+                            f"{path} on {host_name} is more than the {max_bytes} bytes allowed")
+
+        return await self._sftp_call(host_name, f"reading {path}", path, read, timeout)
+
     async def append_file(
         self, host_name: str, path: str, data: bytes, *, mode: int = 0o640, timeout: float | None = None  # noqa: ASYNC109 - enforced inside
     ) -> SshError | None:
@@ -674,6 +714,7 @@ class SshPool:
             "config": [str(ssh.config)] if ssh.config is not None and ssh.config.is_file() else None,
             "keepalive_interval": KEEPALIVE_INTERVAL,
             "keepalive_count_max": KEEPALIVE_COUNT_MAX,
+            "encryption_algs": ENCRYPTION_ALGS,
         }
         if ssh.identity_files:  # plus the agent's keys (SSH_AUTH_SOCK), which asyncssh tries first
             kwargs["client_keys"] = [str(p) for p in ssh.identity_files]

@@ -101,9 +101,11 @@ def med(values: list[float]) -> float:
 async def test_command_through_bastion(pool: SshPool, env: Environment) -> None:
     host = env.host(API)
     assert host.jump
-    r = await pool.run(API, "echo $SSH_CONNECTION; id -un")
+    r = await pool.run(API, "echo $HOME; echo $SSH_CONNECTION; id -un")
     assert r.error is None and r.exit_status == 0, r
-    server_addr, server_port = r.stdout.split()[2:4]
+    # the lab's sshd gives sessions a home of its own: no machine login scripts run per command
+    assert r.stdout.split()[0] == str(Path(env.ssh.known_hosts).parent / "home")
+    server_addr, server_port = r.stdout.split()[3:5]
     assert (server_addr, int(server_port)) == (host.address, host.port)  # it is the app host's sshd
     assert r.stdout.split()[-1] == "root"
     assert pool.connected(API)
@@ -207,6 +209,32 @@ async def test_sftp_read_stat_and_atomic_write(pool: SshPool, lab: LabSpec) -> N
         times.append((time.perf_counter() - t0) * 1000)
     print(f"\nSFTP stat over the held session: median {med(times)} ms")
     assert pool.connection_count() == 2
+
+
+async def test_read_head_stops_when_the_caller_has_enough(pool: SshPool, lab: LabSpec) -> None:
+    """The start of a file, chunk after chunk: reading stops at what the caller needs; the real
+    /proc/net/tcp of the host is read only up to its first socket that does not listen."""
+    from probes.collect import listening_ports, past_listeners
+
+    directory = Path(lab.host(API).root) / "etc" / "cockpit-test-head"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    big = directory / "big.txt"
+    big.write_bytes(b"a" * 20000 + b"STOP" + b"b" * 200000)
+    head = await pool.read_head(API, str(big), 1 << 20, lambda d: b"STOP" in d, chunk=8192)
+    assert isinstance(head, bytes) and b"STOP" in head and len(head) == 3 * 8192  # three chunks, not 220 kB
+    whole = await pool.read_head(API, str(big), 1 << 20, lambda d: False)
+    assert whole == big.read_bytes()
+    too_large = await pool.read_head(API, str(big), 1000, lambda d: False, chunk=512)
+    assert isinstance(too_large, SshError) and too_large.kind is SshErrorKind.TOO_LARGE
+    missing = await pool.read_head(API, str(directory / "nope"), 100, lambda d: False)
+    assert isinstance(missing, SshError) and missing.kind is SshErrorKind.NO_SUCH_FILE
+
+    full = Path("/proc/net/tcp").read_text()
+    tcp = await pool.read_head(API, "/proc/net/tcp", 4 << 20, past_listeners, chunk=4096)
+    assert isinstance(tcp, bytes) and past_listeners(tcp) or len(tcp) >= len(full) - 4096
+    # every port listening on the API host's address is in the head that was read
+    assert listening_ports(tcp.decode(), lab.host(API).address) == listening_ports(full, lab.host(API).address)
 
 
 # --------------------------------------------------------------------------------------------
