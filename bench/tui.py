@@ -391,8 +391,10 @@ def write_docs(table: str, *, options: str, load: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if "## TUI\n" in text:
         start = text.index("## TUI\n")
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+        # the generated part ends at the next section or at the section's own "###" notes (kept)
+        ends = [i for i in (text.find("\n## ", start + 1), text.find("\n### ", start + 1)) if i >= 0]
+        nxt = min(ends) if ends else -1
+        text = text[:start] + section + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from plans.gates import GATES, GateResult, evaluate, rollback_blockers
+from plans.gates import GATES, GateResult, env_order_gate, evaluate, rollback_blockers
 from plans.journal import Journal
 from plans.lock import FleetLock, LockError, LockInfo
 from plans.plan import Plan, Step
@@ -133,10 +133,15 @@ def _tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+PREVIOUS_ENV_TTL = 30.0  # seconds a snapshot of the environment before this one is reused by previews
+
+
 class Engine:
     def __init__(self, env: Environment, plan: Plan, collector: Collector, *, store: ConfigStore | None = None,
                  journal: Journal | None = None, lock: FleetLock | None = None,
-                 poll_interval: float = 0.25) -> None:
+                 poll_interval: float = 0.25, previous_env: Environment | None = None) -> None:
+        """`previous_env`: the environment `env.after` names (from the same inventory), whose
+        position the cross-environment gate reads; None with `env.after` set leaves that gate unknown."""
         from plans.store import make_store
 
         self.env = env
@@ -146,7 +151,9 @@ class Engine:
         self.journal = journal or Journal(env, collector.pool)
         self.lock = lock or FleetLock(collector.aws, env.namespace)
         self.poll_interval = poll_interval
+        self.previous_env = previous_env
         self._last: FleetSnapshot | None = None
+        self._previous: tuple[float, Position | None] | None = None
 
     # -------------------------------------------------------------------------- reading
     async def snapshot(self) -> FleetSnapshot:
@@ -158,6 +165,27 @@ class Engine:
 
     def position(self, snap: FleetSnapshot) -> Position:
         return derive_position(self.plan, snap, self.services_in_order())
+
+    async def previous_position(self) -> Position | None:
+        """Where the rollout stands in the environment before this one (`after`), read from that
+        fleet (a snapshot of its own, reused for PREVIOUS_ENV_TTL); None when it cannot be read."""
+        prev = self.previous_env
+        if prev is None or not self.env.after or prev.name != self.env.after:
+            return None
+        now = time.monotonic()
+        if self._previous is not None and now - self._previous[0] < PREVIOUS_ENV_TTL:
+            return self._previous[1]
+        collector = Collector(prev)
+        try:
+            snap = await collector.snapshot()
+            pos: Position | None = derive_position(self.plan, snap, prev.services_in_order(
+                [*self.plan.services, "others"]))
+        except Exception:
+            pos = None
+        finally:
+            await collector.aclose()
+        self._previous = (now, pos)
+        return pos
 
     # -------------------------------------------------------------------------- the lock
     async def acquire_lock(self, step_id: str) -> LockInfo:
@@ -200,7 +228,11 @@ class Engine:
         return hosts
 
     async def preview(self, step_id: str, service: str | None = None, *, direction: str = "advance",
-                      snapshot: FleetSnapshot | None = None) -> Preview:
+                      snapshot: FleetSnapshot | None = None, env_order_override: str | None = None) -> Preview:
+        """What advancing (or rolling back) `step_id` for `service` would do, with its gates.
+
+        `env_order_override`: a person's reason to advance before the environment this one comes
+        after (`after` in the inventory) has the step verified; it is quoted in the gate's reason."""
         try:
             step = self.plan.step(step_id)
         except KeyError:
@@ -240,6 +272,10 @@ class Engine:
             for g in step.gates_for_target(service if step.per_service else None):
                 spec = GATES.get(g)
                 gates.append(evaluate(g, snap, service=svc if (spec and spec.per_service) else None, now=now))
+            if self.env.after:
+                gates.append(env_order_gate(step, self.env, await self.previous_position(),
+                                            service=service if step.per_service else None,
+                                            override=env_order_override))
         else:
             blockers = rollback_blockers(self.plan, step, service if step.per_service else None, snap)
         return Preview(

@@ -265,3 +265,46 @@ def test_cockpit_killed_mid_step(lab: LabSpec, tmp_path: Path) -> None:
     finally:
         time.sleep(0)
         scenarios.apply(lab, "fresh")
+
+
+def _two_environments(lab: LabSpec, dest: Path) -> Path:
+    """The lab's inventory with a second environment, `production`, that comes after `staging`
+    (the same fleet under both names: what staging has verified, production's gate reads)."""
+    text = (Path(lab.dir) / "inventory.toml").read_text()
+    head, sep, envs = text.partition("[environments.staging]")
+    prod = (sep + envs).replace("[environments.staging", "[environments.production").replace(
+        'after = ""', 'after = "staging"', 1)
+    dest.write_text(head + sep + envs + "\n" + prod)
+    return dest
+
+
+def test_a_step_waits_for_the_environment_before(lab: LabSpec, tmp_path: Path) -> None:
+    """Across environments: production may not take a step staging has not verified, unless
+    overridden with a reason; a step staging verified is open."""
+    inv = _two_environments(lab, tmp_path / "inventory.toml")
+    scenarios.apply(lab, "pg-4")  # staging: pg-4 verified, pg-5 for api pending
+    try:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "tui.cli", *args, "--inventory", str(inv)],
+                                  capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+                                  stdin=subprocess.DEVNULL)
+
+        blocked = run("advance", "pg-5", "--service", "api", "--env", "production", "--dry-run")
+        assert blocked.returncode == 0, blocked.stdout + blocked.stderr
+        gate = [ln for ln in blocked.stdout.splitlines() if "env_order" in ln]
+        assert gate and "[ closed]" in gate[0] and "pg-5 is not verified in staging" in gate[0], blocked.stdout
+        refused = run("advance", "pg-5", "--service", "api", "--env", "production", "--yes", "--reason", "go")
+        assert refused.returncode == 1 and "env_order" in refused.stderr, refused.stdout + refused.stderr
+        overridden = run("advance", "pg-5", "--service", "api", "--env", "production", "--dry-run",
+                         "--override-env-order", "staging is down for maintenance")
+        gate = [ln for ln in overridden.stdout.splitlines() if "env_order" in ln]
+        assert gate and "[   open]" in gate[0] and "overridden: staging is down for maintenance" in gate[0]
+        done_there = run("advance", "pg-4", "--env", "production", "--dry-run")
+        gate = [ln for ln in done_there.stdout.splitlines() if "env_order" in ln]
+        assert gate and "[   open]" in gate[0] and "pg-4 is verified in staging" in gate[0], done_there.stdout
+        first = run("advance", "pg-5", "--service", "api", "--env", "staging", "--dry-run")
+        assert "env_order" not in first.stdout  # staging comes first: no such gate
+        plan = run("plan", "--env", "production")
+        assert plan.returncode == 0 and "env_order" in plan.stdout, plan.stdout + plan.stderr
+    finally:
+        scenarios.apply(lab, "fresh")

@@ -368,6 +368,49 @@ async def test_wrong_client_key(env: Environment, tmp_path: Path) -> None:
         assert pool.connection_count() == 0
 
 
+def _start_agent(sock: Path, key: Path) -> subprocess.Popen[bytes]:
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    subprocess.run(["ssh-add", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(sock)}, check=True,
+                   capture_output=True, timeout=10)
+    return agent
+
+
+async def test_keys_from_the_agent_are_used(env: Environment, lab: LabSpec, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """No identity file in the inventory: the agent's key logs in (and without the agent, nothing does)."""
+    agent = _start_agent(tmp_path / "agent.sock", sshd.client_key(lab))
+    try:
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+        async with SshPool(with_ssh(env, identity_files=(), config=None)) as pool:
+            r = await pool.run(API, "true")
+            assert r.ok, r
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        async with SshPool(with_ssh(env, identity_files=(), config=None)) as pool:
+            refused = await pool.run(API, "true")
+            assert refused.error_kind is SshErrorKind.BASTION, refused
+    finally:
+        agent.terminate()
+        agent.wait(5)
+
+
+async def test_ssh_config_is_honoured(env: Environment, lab: LabSpec, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key comes from the ssh config's IdentityFile for the hosts' addresses, as ssh would use it."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host {NET}.*\n  IdentityFile {sshd.client_key(lab)}\n  User root\n")
+    async with SshPool(with_ssh(env, identity_files=(), config=config)) as pool:
+        r = await pool.run(API, "id -un")
+        assert r.ok and r.stdout.strip() == "root", r
+    async with SshPool(with_ssh(env, identity_files=(), config=None)) as pool:  # the same without it
+        assert (await pool.run(API, "true")).error_kind is SshErrorKind.BASTION
+
+
 async def test_missing_identity_file_and_unknown_host(env: Environment, tmp_path: Path) -> None:
     pool = SshPool(with_ssh(env, identity_files=(tmp_path / "absent",)))  # construction never raises
     try:

@@ -13,11 +13,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
+from tests.engine_double import FakeEngine
 from tests.test_tui_support import (
     JOURNAL,
     LAB_SECRETS,
     Clock,
-    FakeEngine,
     drive_app,
     scenario,
     watch_app,

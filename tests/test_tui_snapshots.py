@@ -12,7 +12,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.test_tui_support import T0, FakeEngine, drive_app, make_recording, scenario, watch_app
+from tests.engine_double import FakeEngine
+from tests.test_tui_support import T0, drive_app, make_recording, scenario, watch_app
 from tui.app import make_app
 from tui.recording import Recording
 from tui.widgets.confirm import ConfirmScreen

@@ -1,16 +1,14 @@
-"""Shared pieces of the TUI tests (no tests here): a fake feed, an engine test double that follows
-the plans engine's contract, lab-like snapshots from `tests/snapshots_factory.py`, and fixed
+"""Shared pieces of the TUI tests (no tests here): a fake feed (the engine test double is in
+tests/engine_double.py), lab-like snapshots from `tests/snapshots_factory.py`, and fixed
 recordings made from them."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plans.gates import GateResult
 from plans.plan import default_plan
 from probes.model import CheckResult, Verdict
 from probes.snapshot import FleetSnapshot
@@ -101,142 +99,6 @@ class FakeFeed:
         return Observation(s, lock=self.lock, lock_known=True, journal=tuple(self.journal))
 
 
-# -- the engine test double (the contract in plans/engine.py) ------------------------------------
-
-
-@dataclass(frozen=True)
-class RestartTarget:
-    host: str
-    command: str
-    pre_restart: str = ""
-
-
-@dataclass(frozen=True)
-class Preview:
-    env: str
-    protected: bool
-    step: str
-    service: str | None
-    direction: str
-    title: str
-    change_lines: tuple[str, ...]
-    restarts: tuple[RestartTarget, ...]
-    gates: tuple[GateResult, ...]
-    blockers: tuple[str, ...] = ()
-
-    @property
-    def open(self) -> bool:
-        return all(g.open for g in self.gates) and not self.blockers
-
-    def to_json(self) -> dict[str, Any]:
-        return {"env": self.env, "protected": self.protected, "step": self.step, "service": self.service,
-                "direction": self.direction, "title": self.title, "change_lines": list(self.change_lines),
-                "restarts": [dataclasses.asdict(r) for r in self.restarts],
-                "gates": [g.to_json() for g in self.gates], "blockers": list(self.blockers)}
-
-
-@dataclass(frozen=True)
-class EngineEvent:
-    kind: str
-    host: str | None
-    text: str
-    ts: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    stage: str
-    reason: str
-    instances: tuple[Any, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "stage": self.stage, "reason": self.reason, "instances": list(self.instances)}
-
-
-@dataclass
-class LockInfo:
-    who: str
-    where: str
-    pid: int
-    step: str
-    since: float
-    token: str
-
-
-class LockError(Exception):
-    pass
-
-
-@dataclass
-class FakeEngine:
-    """Follows the Engine contract; records every call; outcomes and gates are set by the test."""
-
-    snaps: list[FleetSnapshot]
-    env: str = "staging"
-    protected: bool = False
-    gates_closed: bool = False
-    fail_apply: bool = False
-    lock_holder: str | None = None  # someone else holds the lock
-    secret_output: str = ""
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
-    held: bool = False
-
-    async def snapshot(self) -> FleetSnapshot:
-        return self.snaps[0]
-
-    def services_in_order(self) -> list[str]:
-        return list(SERVICES)
-
-    async def acquire_lock(self, step_id: str) -> LockInfo:
-        self.calls.append(("acquire_lock", step_id))
-        if self.lock_holder:
-            raise LockError(f"the fleet lock is held by {self.lock_holder} on bastion (pid 42), step pg-3, for 60s")
-        self.held = True
-        return LockInfo("tester", "here", 1, step_id, T0, "tok-1")
-
-    async def release_lock(self) -> None:
-        self.calls.append(("release_lock",))
-        self.held = False
-
-    async def preview(self, step_id: str, service: str | None = None, *, direction: str = "advance") -> Preview:
-        self.calls.append(("preview", step_id, service, direction))
-        assert self.held, "preview without the lock"
-        plan = default_plan()
-        step = plan.step(step_id)
-        hosts = f.INSTANCES.get(service or "", (f.DB_HOST,))
-        if direction == "rollback":
-            lines = tuple(f"/voiceai/{self.env}/{service or 'database'}/{c.var}: ({c.value} → "
-                          f"{'unset' if c.rollback is None else c.rollback})" for c in step.changes)
-        else:
-            lines = tuple(f"/voiceai/{self.env}/{service or 'database'}/{c.var}: (unset → {c.value})"
-                          for c in step.changes)
-        gates = tuple(
-            GateResult(g, "closed" if self.gates_closed else "open",
-                       "voice (staging-voice-02) still connects to PgBouncer in plaintext — flip voice first"
-                       if self.gates_closed else "PgBouncer offers verified TLS to clients", service)
-            for g in step.gates_for_target(service))
-        return Preview(self.env, self.protected, step_id, service, direction, step.title, lines,
-                       tuple(RestartTarget(h, f"/opt/services/{service or 'database'}/update.sh --restart-only --yes",
-                                           "drain.sh" if service == "voice" else "") for h in hosts), gates)
-
-    async def apply(self, preview: Preview, *, reason: str, force: bool = False, dry_run: bool = False,
-                    on_event: Callable[[EngineEvent], None] | None = None) -> Outcome:
-        self.calls.append(("apply", preview.step, preview.service, preview.direction, reason))
-        assert self.held, "apply without the lock"
-        emit = on_event or (lambda e: None)
-        emit(EngineEvent("write", None, preview.change_lines[0] if preview.change_lines else "(nothing)", T0 + 10))
-        for n, r in enumerate(preview.restarts):
-            emit(EngineEvent("restart", r.host, r.command, T0 + 11 + n))
-            emit(EngineEvent("output", r.host, f"restarting {r.host}… {self.secret_output}".strip(), T0 + 11 + n))
-            if self.fail_apply and n == len(preview.restarts) - 1:
-                emit(EngineEvent("error", r.host, "health check failed after restart", T0 + 12 + n))
-                return Outcome(False, "verify", f"{r.host} unhealthy after restart; the roll stopped")
-            emit(EngineEvent("instance-done", r.host, "healthy, connects over TLS", T0 + 12 + n))
-        emit(EngineEvent("done", None, "verified", T0 + 20))
-        return Outcome(True, "verified", "every instance connects over TLS")
-
-
 # -- apps and recordings ----------------------------------------------------------------------------
 
 
@@ -248,7 +110,7 @@ def watch_app(snaps: Sequence[FleetSnapshot], *, clock: Callable[[], float] | No
                     recorder=recorder, poll_interval=None)
 
 
-def drive_app(engine: FakeEngine, *, clock: Callable[[], float] | None = None, recorder: Recorder | None = None,
+def drive_app(engine: Any, *, clock: Callable[[], float] | None = None, recorder: Recorder | None = None,
               protected: bool = False, env: str = "staging") -> CockpitApp:
     return make_app("drive", env_name=env, protected=protected, services=SERVICES,
                     feed=FakeFeed(engine.snaps), engine=engine, clock=clock or Clock(), recorder=recorder,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from plans.plan import PlanError
-from probes.inventory import InventoryError, load_inventory
+from probes.inventory import Environment, InventoryError, load_inventory
 
 
 def default_inventory() -> Path:
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reason", default="", help="why: goes in the journal")
         a.add_argument("--dry-run", action="store_true", help="show the preview; change nothing")
         a.add_argument("--force", action="store_true", help="override closed gates (journaled with the reason)")
+        a.add_argument("--override-env-order", default=None, metavar="REASON",
+                       help="advance before the environment this one comes after (inventory `after`) has the "
+                            "step verified; the reason is quoted in the gate and journaled")
     c = sub.add_parser("certs", help="runbook step 1: push the cert material to Secrets Manager, or check it")
     _common(c)
     csub = c.add_subparsers(dest="certs_cmd", required=True)
@@ -107,19 +110,25 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return env, plan
 
 
+def _previous_env(args: argparse.Namespace, env: Environment) -> Environment | None:
+    """The environment `env` comes after in the inventory (`after`), for the cross-environment gate."""
+    return load_inventory(args.inventory or default_inventory()).env(env.after) if env.after else None
+
+
 async def _plan_cmd(args: argparse.Namespace) -> int:
     from plans.engine import Engine
-    from plans.gates import GATES, evaluate
+    from plans.gates import GATES, env_order_gate, evaluate
     from plans.position import next_action_in
     from probes.collect import Collector
 
     env, plan = _load(args)
     collector = Collector(env)
     try:
-        engine = Engine(env, plan, collector)
+        engine = Engine(env, plan, collector, previous_env=_previous_env(args, env))
         snap = await engine.snapshot()
         pos = engine.position(snap)
         lock = await engine.lock.current()
+        previous = await engine.previous_position() if env.after else None
     finally:
         await collector.aclose()
     nxt = next_action_in(pos)
@@ -156,6 +165,9 @@ async def _plan_cmd(args: argparse.Namespace) -> int:
         svc = service if (spec and spec.per_service) else None
         r = evaluate(g, snap, service=svc, now=now)
         print(f"  gate [{r.status:>7}] {g}: {r.reason}")
+    if env.after:
+        r = env_order_gate(step, env, previous, service=service if step.per_service else None)
+        print(f"  gate [{r.status:>7}] {r.gate}: {r.reason}")
     return 0
 
 
@@ -177,7 +189,7 @@ async def _advance_cmd(args: argparse.Namespace, direction: str) -> int:
         print("cockpit: --yes needs --reason (it goes in the journal)", file=sys.stderr)
         return 2
     collector = Collector(env)
-    engine = Engine(env, plan, collector)
+    engine = Engine(env, plan, collector, previous_env=_previous_env(args, env))
     locked = False
     try:
         snap = await engine.snapshot()
@@ -201,7 +213,8 @@ async def _advance_cmd(args: argparse.Namespace, direction: str) -> int:
                 return 1
             snap = await engine.snapshot()  # the preview is of the fleet as it is under the lock
         try:
-            preview = await engine.preview(step_id, service, direction=direction, snapshot=snap)
+            preview = await engine.preview(step_id, service, direction=direction, snapshot=snap,
+                                           env_order_override=args.override_env_order)
         except EngineError as exc:
             print(f"cockpit: {exc}", file=sys.stderr)
             return 2

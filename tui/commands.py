@@ -201,7 +201,8 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
         from plans.journal import Journal
 
         journal = Journal(env, collector.pool)
-        engine = Engine(env, plan, collector, journal=journal, lock=lock)
+        engine = Engine(env, plan, collector, journal=journal, lock=lock,
+                        previous_env=inv.env(env.after) if env.after else None)
         services = list(engine.services_in_order())
         feed = LiveFeed(engine, journal=journal, lock=ReadOnlyLock(lock))
         app = make_app("drive", plan=plan, env_name=env.name, protected=env.protected, services=services,
