@@ -365,6 +365,7 @@ class Engine:
         t0 = time.monotonic()
         res = await pool.run(r.host, r.command, timeout=self.env.ssh.command_timeout)
         update_ms = (time.monotonic() - t0) * 1000
+        self.collector.invalidate()  # what restarted is measured anew: no reused handshake or listener
         output = _tail(res.stdout + ("\n" + res.stderr if res.stderr else ""))
         if output:
             emit("output", r.host, output)

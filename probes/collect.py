@@ -89,6 +89,13 @@ class Collector:
         self._secrets_at = float("-inf")
         self._telpro: dict[str, tuple[float, bool | None, CheckResult]] = {}
         self.telpro_ttl = 15.0  # the image changes only with a deploy; no need to ask every second
+        # Healthy handshakes and end-to-end queries are re-measured every `probe_ttl` seconds, not
+        # every round: each is a new connection through an SSH tunnel (a channel, a TLS handshake, for
+        # the query a login), about 40 % of a warm round's CPU. Anything not OK is measured every
+        # round, and `invalidate()` (after every cockpit write and every restart) drops them all.
+        self.probe_ttl = 3.0
+        self._handshakes: tuple[float, tuple[Any, ...], tuple[CheckResult, ...]] | None = None
+        self._e2e: tuple[float, tuple[Any, ...], CheckResult] | None = None
 
     @property
     def aws(self) -> Aws:
@@ -260,8 +267,20 @@ class Collector:
                                       expected_cert_fingerprint=fp,
                                       password=creds.redis_password if creds else None, timeout=t)
                   if rt_ep else none_result("redis.tls", d.redis_tls_port))
-        pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r, bound = await asyncio.gather(
-            pg_tls, pb_tls, rd_plain, rd_tls, self._bound_ports(db))
+        hs_key = (pg_ep, pb_ep, rd_ep, rt_ep, _sha(ca_pem) if ca_pem else None, fp, name,
+                  creds.redis_password if creds else None)
+        reused = self._fresh(self._handshakes, hs_key)
+        if reused is not None:
+            for aw in (pg_tls, pb_tls, rd_plain, rd_tls):
+                aw.close()  # not awaited: the coroutines are dropped unstarted
+            pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r = reused
+            bound = await self._bound_ports(db)
+        else:
+            pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r, bound = await asyncio.gather(
+                pg_tls, pb_tls, rd_plain, rd_tls, self._bound_ports(db))
+            measured = (pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r)
+            self._handshakes = ((time.monotonic(), hs_key, measured)
+                                if all(r.verdict is Verdict.OK for r in measured) else None)
         pg_tls_r = _retarget(pg_tls_r, f"{db.name}:{d.postgres_port}")
         pb_tls_r = _retarget(pb_tls_r, f"{db.name}:{d.pgbouncer_port}")
         rd_plain_r = _retarget(rd_plain_r, f"{db.name}:{d.redis_port}")
@@ -334,13 +353,19 @@ class Collector:
                     self._redis = RedisSession(redis_ep[0], redis_ep[1], password=creds.redis_password,
                                                timeout=t, ssl_context=ctx if use_tls else None, server_name=name)
                     self._redis_key = key
+            e2e_key = (pb_ep, creds.pg_user, creds.pg_password, d.dbname)
+            e2e_reused: CheckResult | None = self._fresh(self._e2e, e2e_key)
             pg_facts, pb_facts, rd_facts, e2e = await asyncio.gather(
                 self._pg.sample() if (self._pg and pg_ep) else _none(),
                 self._bouncer.sample() if (self._bouncer and pb_ep) else _none(),
                 self._redis.sample() if (self._redis and redis_ep) else _none(),
+                _value(e2e_reused) if e2e_reused is not None else
                 probe_end_to_end(pb_ep[0], pb_ep[1], user=creds.pg_user, password=creds.pg_password,
                                  dbname=d.dbname, ssl="prefer", timeout=max(t, 3.0)) if pb_ep else _none(),
             )
+            if e2e_reused is None:
+                self._e2e = (time.monotonic(), e2e_key, e2e) if e2e is not None and e2e.verdict is Verdict.OK \
+                    else None
             for facts in (pg_facts, pb_facts, rd_facts):
                 if facts is not None:
                     checks += [judge(c, val, pg_facts, pb_facts, rd_facts) for c in facts.results]
@@ -566,10 +591,19 @@ class Collector:
         return data
 
     def invalidate(self) -> None:
-        """Forget cached configuration (the engine calls this right after it writes the config store)."""
+        """Forget cached configuration, listeners and healthy probe results (the engine calls this
+        right after it writes the config store and after each restart)."""
         self._config_cache.clear()
         self._secrets_round = {}
         self._bound = None
+        self._handshakes = None
+        self._e2e = None
+
+    def _fresh(self, cached: tuple[float, tuple[Any, ...], Any] | None, key: tuple[Any, ...]) -> Any:
+        """A cached healthy probe result for `key`, if it is younger than `probe_ttl`."""
+        if cached is not None and cached[1] == key and time.monotonic() - cached[0] < self.probe_ttl:
+            return cached[2]
+        return None
 
     async def _telpro_check(self, host: Host) -> tuple[bool | None, CheckResult]:
         cached = self._telpro.get(host.name)
@@ -736,6 +770,10 @@ def _io(result: Any) -> HostIO:
     if isinstance(result, BaseException):  # a bug in a read: reported by the instance as unknowns
         return HostIO(f"internal error: {type(result).__name__}: {result}", None, None)
     return HostIO(None, None, None)
+
+
+async def _value(v: T) -> T:
+    return v
 
 
 async def _none() -> None:

@@ -140,3 +140,38 @@ def test_status_cli_json_and_exit_codes(lab: LabSpec, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "tui.cli", "status", "--inventory", str(bad)],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and "bad.toml:3" in r.stderr
+
+
+def test_healthy_handshakes_are_reused_briefly_and_problems_never(lab: LabSpec) -> None:
+    """Handshakes and the end-to-end query are re-measured every `probe_ttl` seconds while they
+    are OK, every round when they are not, and at once after `invalidate()`."""
+    env = load_inventory(Path(lab.dir) / "inventory.toml").env(None)
+    names = ("tls.postgres", "tls.pgbouncer", "tls.redis", "e2e.query")
+
+    def timings(s: FleetSnapshot) -> dict[str, float | None]:
+        return {c.check: c.duration_ms for c in s.checks if c.check in names}
+
+    async def go() -> None:
+        scenarios.apply(lab, "redis-1")  # every listener offers verified TLS
+        c = Collector(env)
+        try:
+            first = await c.snapshot()
+            assert all(v is Verdict.OK for k, v in ((c.check, c.verdict) for c in first.checks) if k in names)
+            assert len(timings(first)) == 4
+            assert timings(await c.snapshot()) == timings(first)  # within probe_ttl: the same measurements
+            c.invalidate()
+            after = timings(await c.snapshot())
+            assert all(after[k] != timings(first)[k] for k in names)  # measured anew
+            scenarios.apply(lab, "bad-san")  # restarted outside the cockpit, with a certificate that does not cover
+            c.invalidate()
+            bad = await c.snapshot()
+            failing = {x.check: x for x in bad.checks if x.check in names and x.verdict is Verdict.FAIL}
+            assert "tls.postgres" in failing, [(x.check, x.verdict) for x in bad.checks if x.check in names]
+            again = await c.snapshot()
+            assert {x.check: x.duration_ms for x in again.checks if x.check in failing} != \
+                {k: x.duration_ms for k, x in failing.items()}  # a failure is measured every round
+        finally:
+            await c.aclose()
+            scenarios.apply(lab, "fresh")
+
+    asyncio.run(go())
