@@ -33,6 +33,7 @@ from tui.widgets.help import HelpScreen, help_text
 from tui.widgets.main import MainScreen
 
 JOURNAL_BACKLOG = 30  # journal entries shown from before the session started
+MIN_POLL_GAP = 0.2  # seconds between the end of a round and the next, when rounds take longer than the interval
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,17 @@ class CockpitApp(App[None]):
         feed = self.config.feed
         if feed is None:
             return
+        started = time.monotonic()
         try:
             obs = await feed.observe()
             self.absorb(obs)
         finally:
             self.polls += 1
             if self.config.poll_interval is not None and self.is_running:
-                self._poll_timer = self.set_timer(self.config.poll_interval, self._poll)
+                # rounds start every poll_interval (a 0.3 s round does not stretch a 1 s cadence to
+                # 1.3 s); a round longer than the interval is followed by the next after a short gap
+                took = time.monotonic() - started
+                self._poll_timer = self.set_timer(max(MIN_POLL_GAP, self.config.poll_interval - took), self._poll)
 
     async def action_quit(self) -> None:
         for close in self.closers:
