@@ -257,15 +257,28 @@ class Service:
         await self._drop("redis")
 
     async def serve_health(self, address: str, port: int) -> asyncio.Server:
+        """`GET /health`: 200 while Redis answers, else 503. HTTP/1.1 keep-alive, like the web
+        servers the platform runs (an HTTP/1.0 request, or `Connection: close`, gets one answer)."""
+
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(reader.readline(), 2)
-                ok = self.redis_ok
-                body = b'{"status":"ok"}' if ok else b'{"status":"redis unreachable"}'
-                head = b"HTTP/1.1 200 OK" if ok else b"HTTP/1.1 503 Service Unavailable"
-                writer.write(head + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-                await writer.drain()
+                while True:
+                    request = await asyncio.wait_for(reader.readline(), 60)
+                    if not request:
+                        break
+                    close = not request.rstrip().endswith(b"HTTP/1.1")
+                    while (line := await asyncio.wait_for(reader.readline(), 2)) not in (b"\r\n", b"\n", b""):
+                        if line.lower().startswith(b"connection:") and b"close" in line.lower():
+                            close = True
+                    ok = self.redis_ok
+                    body = b'{"status":"ok"}' if ok else b'{"status":"redis unreachable"}'
+                    head = b"HTTP/1.1 200 OK" if ok else b"HTTP/1.1 503 Service Unavailable"
+                    writer.write(head + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\nConnection: "
+                                 + (b"close" if close else b"keep-alive") + b"\r\n\r\n" + body)
+                    await writer.drain()
+                    if close:
+                        break
             writer.close()
 
         return await asyncio.start_server(handle, address, port)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from probes import certs, tls
 from probes.aws import Aws, AwsError
 from probes.config import parse_env_text, parse_manifest, read_service_config
+from probes.http import KeptHttp
 from probes.inventory import Environment, Host
 from probes.model import CheckResult, Verdict
 from probes.pgbouncer import PgBouncerFacts, PgBouncerSession
@@ -95,6 +96,7 @@ class Collector:
         # round, and `invalidate()` (after every cockpit write and every restart) drops them all.
         self.probe_ttl = 3.0
         self._handshakes: tuple[float, tuple[Any, ...], tuple[CheckResult, ...]] | None = None
+        self._http = KeptHttp()  # health checks over kept connections
         self._e2e: tuple[float, tuple[Any, ...], CheckResult] | None = None
 
     @property
@@ -104,6 +106,7 @@ class Collector:
         return self._aws
 
     async def aclose(self) -> None:
+        self._http.close()
         for s in (self._pg, self._bouncer, self._redis):
             if s is not None:
                 with contextlib.suppress(Exception):
@@ -630,12 +633,8 @@ class Collector:
             return None, _res("instance.health", host.name, Verdict.ERROR, f"no tunnel for {url}: {ep}")
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(*ep)
-                writer.write(f"GET {u.path or '/'} HTTP/1.0\r\nHost: {u.hostname}\r\n\r\n".encode())
-                await writer.drain()
-                head = await reader.readline()
-                writer.close()
-        except (OSError, TimeoutError) as exc:
+                head = await self._http.get(host.name, ep, u.path or "/", u.hostname or host.address)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             return None, _res("instance.health", host.name, Verdict.ERROR, f"{url}: {type(exc).__name__}")
         parts = head.decode("latin-1").split()
         code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
