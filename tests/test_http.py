@@ -9,7 +9,6 @@ from collections.abc import Callable
 from probes.http import KeptHttp
 
 
-
 async def serve(answer: Callable[[int], bytes | None]) -> tuple[asyncio.Server, list[int]]:
     """A server answering request n (over all its connections) with answer(n); None closes at once.
     Returns the server and a list that counts accepted connections."""
