@@ -65,6 +65,9 @@ class Credentials:
     redis_password: str | None
 
 
+FILE_REREAD = 10.0  # seconds a small host file (CA, vars.yaml, .env) may be served from its cache
+
+
 class Collector:
     """Collects snapshots of one environment; keep one per cockpit session and `aclose()` it."""
 
@@ -74,15 +77,14 @@ class Collector:
         self.pool = pool or SshPool(env)
         self._aws = aws
         self.timeout = timeout
-        self._manifests: dict[str, dict[str, dict[str, Any]]] = {}
-        self._bootstrap: dict[str, dict[str, str]] = {}
+        self._manifests: dict[str, tuple[bytes, dict[str, dict[str, Any]]]] = {}
         self._pg: PostgresSession | None = None
         self._bouncer: PgBouncerSession | None = None
         self._redis: RedisSession | None = None
         self._redis_key: tuple[str, int, bool] | None = None
         self._ca_ctx: tuple[bytes, Any] | None = None
         self._round_lock = asyncio.Lock()
-        self._files: dict[tuple[str, str], tuple[tuple[int, float], bytes]] = {}
+        self._files: dict[tuple[str, str], tuple[tuple[int, float], bytes, float]] = {}
         self._bound: tuple[float, Any] | None = None
         self.config_ttl = config_ttl  # seconds a round may reuse the config store's answers
         self._config_cache: dict[str, tuple[float, Any]] = {}
@@ -135,26 +137,29 @@ class Collector:
         return None
 
     async def _manifest(self, service: str, host: Host) -> dict[str, dict[str, Any]]:
-        if service not in self._manifests:
-            path = self.env.host_path(host, self.env.service(service).vars.format(service=service))
-            data = await self.pool.read_file(host.name, path, 1 << 20)
-            if isinstance(data, bytes):
-                try:
-                    self._manifests[service] = parse_manifest(data.decode("utf-8", "replace"),
-                                                              f"{host.name}:{path}")
-                except ValueError:
-                    self._manifests[service] = {}
-            else:
-                return {}
-        return self._manifests[service]
+        """The service's vars.yaml (declared variables and defaults), re-read when it changes."""
+        path = self.env.host_path(host, self.env.service(service).vars.format(service=service))
+        data = await self._read_cached(host.name, path)
+        if not isinstance(data, bytes):
+            return {}
+        cached = self._manifests.get(service)
+        if cached is not None and cached[0] == data:
+            return cached[1]
+        try:
+            manifest = parse_manifest(data.decode("utf-8", "replace"), f"{host.name}:{path}")
+        except ValueError:
+            manifest = {}
+        self._manifests[service] = (data, manifest)
+        return manifest
+
+    async def _env_file(self, host: Host, path: str) -> dict[str, str]:
+        """A KEY=VALUE file on the host (the bootstrap .env, an env-file config store), re-read when it
+        changes; {} when absent or unreadable."""
+        data = await self._read_cached(host.name, self.env.host_path(host, path))
+        return parse_env_text(data.decode("utf-8", "replace")) if isinstance(data, bytes) else {}
 
     async def _bootstrap_env(self, host: Host) -> dict[str, str]:
-        if host.name not in self._bootstrap:
-            data = await self.pool.read_file(host.name, self.env.host_path(host, "/opt/deployment/.env"), 1 << 16)
-            if not isinstance(data, bytes):
-                return {}
-            self._bootstrap[host.name] = parse_env_text(data.decode("utf-8", "replace"))
-        return self._bootstrap[host.name]
+        return await self._env_file(host, "/opt/deployment/.env")
 
     # -------------------------------------------------------------------------- AWS side
     def _service_params(self, service: str) -> Any:
@@ -579,18 +584,21 @@ class Collector:
                              checks=tuple(checks))
 
     async def _read_cached(self, host_name: str, path: str) -> bytes | Any:
-        """A small file's bytes, re-read only when its size or mtime changed (one stat per round)."""
+        """A small file's bytes: one stat per round, re-read when its size or mtime changed, and at
+        least every FILE_REREAD seconds — SFTP's mtime has whole seconds, so a same-size rewrite
+        within the second of the last read (`require` ↔ `disable`) would look unchanged."""
         st = await self.pool.stat(host_name, path)
         if not isinstance(st, FileStat):
             self._files.pop((host_name, path), None)
             return st
         key = (host_name, path)
         cached = self._files.get(key)
-        if cached is not None and cached[0] == (st.size, st.mtime):
+        now = time.monotonic()
+        if cached is not None and cached[0] == (st.size, st.mtime) and now - cached[2] < FILE_REREAD:
             return cached[1]
         data = await self.pool.read_file(host_name, path, 1 << 16)
         if isinstance(data, bytes):
-            self._files[key] = ((st.size, st.mtime), data)
+            self._files[key] = ((st.size, st.mtime), data, now)
         return data
 
     def invalidate(self) -> None:
@@ -599,6 +607,7 @@ class Collector:
         self._config_cache.clear()
         self._secrets_round = {}
         self._bound = None
+        self._files.clear()
         self._handshakes = None
         self._e2e = None
 
@@ -707,8 +716,10 @@ class Collector:
             first = await first_reachable(service)
             manifest = await self._manifest(service, first) if first else {}
             boot = await self._bootstrap_env(first) if first else {}
+            store_file = env.config_store.path if env.config_store.kind == "envfile" else ""
+            envfile = (await self._env_file(first, store_file) if first else {}) if store_file else None
             values = await read_service_config(self.aws, env, service, role, manifest=manifest, bootstrap=boot,
-                                               secrets=self._service_secrets(service),
+                                               envfile=envfile, secrets=self._service_secrets(service),
                                                params=self._service_params(service))
             if not any(v.source.startswith("error") for v in values.values()):
                 self._config_cache[service] = (time.monotonic(), values)

@@ -308,3 +308,58 @@ def test_a_step_waits_for_the_environment_before(lab: LabSpec, tmp_path: Path) -
         assert plan.returncode == 0 and "env_order" in plan.stdout, plan.stdout + plan.stderr
     finally:
         scenarios.apply(lab, "fresh")
+
+
+def test_envfile_config_store_end_to_end(lab: LabSpec, tmp_path: Path) -> None:
+    """The config store as a KEY=VALUE file on the hosts (`config_store.kind = "envfile"`): advance
+    and roll back pg-5 for web through the CLI. The file is edited in place with a backup; SSM is not
+    touched; the restarted app connects as the file says."""
+    from tests.labkit import rollout_params
+
+    scenarios.apply(lab, "pg-4")
+    db_env = Path(lab.database.root) / "opt/deployment/.env"
+    web = lab.host("staging-web-01")
+    web_env = Path(web.root) / "opt/deployment/.env"
+    saved = {p: p.read_bytes() for p in (db_env, web_env)}
+    ssm_before = rollout_params(lab)
+    # the database's rollout variables, as pg-4 set them, move into its env file (same values: no restart)
+    db_env.write_bytes(saved[db_env] + "".join(
+        f"{name.rsplit('/', 1)[-1]}={value}\n" for name, value in ssm_before.items() if "/database/" in name).encode())
+    inv = tmp_path / "inventory.toml"
+    inv.write_text((Path(lab.dir) / "inventory.toml").read_text().replace(
+        'kind = "ssm"', 'kind = "envfile"\npath = "/opt/deployment/.env"', 1))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tui.cli", *args, "--inventory", str(inv)],
+                              capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+                              stdin=subprocess.DEVNULL, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+
+    def web_meter() -> dict[str, object]:
+        data: dict[str, object] = json.loads((Path(web.root) / "var/lib/lab/web.meter.json").read_text())
+        return data
+
+    try:
+        r = run("advance", "pg-5", "--service", "web", "--yes", "--reason", "env-file store")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "DATABASE_SSL_MODE=verify-full" in web_env.read_text()
+        assert web_env.read_bytes().startswith(saved[web_env])  # the rest of the file as it was
+        backups = sorted(web_env.parent.glob(".env.bak-*"))
+        assert backups and backups[0].read_bytes() == saved[web_env]
+        assert web_meter()["db"]["tls"] is True  # type: ignore[index]
+        assert rollout_params(lab) == ssm_before  # SSM untouched
+        plan = run("plan", "--json")
+        web_pg5 = [t for s in json.loads(plan.stdout)["steps"] if s["step"] == "pg-5" for t in s["targets"]
+                   if t["service"] == "web"]
+        assert web_pg5 and web_pg5[0]["state"] == "verified", plan.stdout
+
+        back = run("rollback", "pg-5", "--service", "web", "--yes", "--reason", "env-file store back")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert "DATABASE_SSL_MODE" not in web_env.read_text() and web_env.read_bytes() == saved[web_env]
+        assert web_meter()["db"]["tls"] is False  # type: ignore[index]
+        assert web_meter()["requests_failed"] == 0, web_meter()
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+        for b in web_env.parent.glob(".env.bak-*"):
+            b.unlink()
+        scenarios.apply(lab, "fresh")
