@@ -110,20 +110,20 @@ def report(rec: Recording, plan: Plan, services: Sequence[str] | None = None) ->
                          "" if ok else f"at {o.get('stage', '?')}: {o.get('reason', '')}"))
         elif t == "verdict":
             changes = [c for c in r.get("changes", ()) if _interesting(c)]
-            for line in log_lines({**r, "changes": changes}):
-                rows.append((ts, "", "verdict", line.text))
+            for ll in log_lines({**r, "changes": changes}):
+                rows.append((ts, "", "verdict", ll.text))
         elif t == "journal":
             e = r.get("entry", {}) or {}
             if r.get("backlog"):
                 continue
-            for line in log_lines(r):
-                rows.append((float(e.get("ts", ts)), str(e.get("who", "?")), "journal", line.text))
+            for ll in log_lines(r):
+                rows.append((float(e.get("ts", ts)), str(e.get("who", "?")), "journal", ll.text))
             if e.get("direction") == "rollback" or e.get("event") == "rollback":
                 rollbacks.append(f"{_when(float(e.get('ts', ts)))} {e.get('step', '')} {e.get('service', '') or ''} "
                                  f"by {e.get('who', '?')} (journal)")
         elif t == "lock":
-            for line in log_lines(r):
-                rows.append((ts, "", "lock", line.text))
+            for ll in log_lines(r):
+                rows.append((ts, "", "lock", ll.text))
         elif t == "event" and r.get("kind") == "error":
             rows.append((ts, "", "error", f"{r.get('host') or ''} {r.get('text', '')}".strip()))
         elif t == "note":

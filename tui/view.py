@@ -283,9 +283,9 @@ def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str]
         next_text = ("the runbook does not apply (managed database)" if snap.managed_database
                      else "every step is verified")
     else:
-        d = details[next_key] if next_key else None
+        nd = details[next_key] if next_key else None
         who = f" for {nxt[1]}" if nxt[0].per_service and nxt[1] else ""
-        next_text = f"next: {nxt[0].id}{who} — {nxt[0].title}" + (f" ({d.state})" if d else "")
+        next_text = f"next: {nxt[0].id}{who} — {nxt[0].title}" + (f" ({nd.state})" if nd else "")
     return FleetView(snap, now, tuple(rows), details, _legs(snap), _instances(snap), next_key, next_text,
                      tuple(d.message for d in pos.dangers), marks)
 

@@ -68,7 +68,7 @@ class MainScreen(Screen[None]):
         super().__init__(id="main")
         self.view: FleetView | None = None
         self.selected: str | None = None
-        self.lock: dict[str, object] | None = None
+        self.lock_holder: dict[str, object] | None = None  # not `lock`: Widget.lock is the widget's RLock
         self.lock_known = False
         self.lock_mine = False
         self.applied_views = 0
@@ -156,7 +156,7 @@ class MainScreen(Screen[None]):
         """Refresh the footer only when a mode's enabled actions depend on the data (drive)."""
 
     def show_lock(self, holder: dict[str, object] | None, known: bool, mine: bool = False) -> None:
-        self.lock, self.lock_known, self.lock_mine = holder, known, mine
+        self.lock_holder, self.lock_known, self.lock_mine = holder, known, mine
         self.refresh_header()
 
     def append_log(self, lines: Sequence[LogLine]) -> None:
@@ -177,7 +177,7 @@ class MainScreen(Screen[None]):
         return HeaderInfo(
             env=cfg.env_name, protected=cfg.protected, mode=self.MODE,
             taken_at=v.snapshot.taken_at if v else None, now=self.now(),
-            verdict=v.snapshot.verdict.value if v else None, lock=self.lock, lock_known=self.lock_known,
+            verdict=v.snapshot.verdict.value if v else None, lock=self.lock_holder, lock_known=self.lock_known,
             lock_mine=self.lock_mine,
             next_text=(v.next_text + (f"  ·  ⚠ {len(v.dangers)} out of order" if v.dangers else "")) if v
             else "waiting for the first snapshot…",
