@@ -265,30 +265,30 @@ class Collector:
         async def none_result(check: str, port: int) -> CheckResult:
             return _res(check, f"{db.name}:{port}", Verdict.ERROR, f"could not open a tunnel to port {port}")
 
-        pg_tls = probe_pg_tls_safe(pg_ep, name, ca_pem, fp, t, "postgres") if pg_ep else none_result(
-            "tls.postgres", d.postgres_port)
-        pb_tls = probe_pg_tls_safe(pb_ep, name, ca_pem, fp, t, "pgbouncer") if pb_ep else none_result(
-            "tls.pgbouncer", d.pgbouncer_port)
-        rd_plain = (tls.probe_redis_plain(rd_ep[0], rd_ep[1], password=creds.redis_password if creds else None,
-                                          timeout=t) if rd_ep else none_result("redis.plain", d.redis_port))
-        rd_tls = (tls.probe_redis_tls(rt_ep[0], rt_ep[1], server_name=name, ca_pem=ca_pem,
-                                      expected_cert_fingerprint=fp,
-                                      password=creds.redis_password if creds else None, timeout=t)
-                  if rt_ep else none_result("redis.tls", d.redis_tls_port))
         hs_key = (pg_ep, pb_ep, rd_ep, rt_ep, _sha(ca_pem) if ca_pem else None, fp, name,
                   creds.redis_password if creds else None)
-        reused = self._fresh(self._handshakes, hs_key)
-        if reused is not None:
-            for aw in (pg_tls, pb_tls, rd_plain, rd_tls):
-                aw.close()  # not awaited: the coroutines are dropped unstarted
-            pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r = reused
-            bound = await self._bound_ports(db)
-        else:
-            pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r, bound = await asyncio.gather(
-                pg_tls, pb_tls, rd_plain, rd_tls, self._bound_ports(db))
-            measured = (pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r)
+
+        async def handshakes() -> tuple[CheckResult, ...]:
+            """The four listeners' handshakes — or the same, healthy, from under `probe_ttl` ago."""
+            reused: tuple[CheckResult, ...] | None = self._fresh(self._handshakes, hs_key)
+            if reused is not None:
+                return reused
+            password = creds.redis_password if creds else None
+            measured = tuple(await asyncio.gather(
+                probe_pg_tls_safe(pg_ep, name, ca_pem, fp, t, "postgres") if pg_ep
+                else none_result("tls.postgres", d.postgres_port),
+                probe_pg_tls_safe(pb_ep, name, ca_pem, fp, t, "pgbouncer") if pb_ep
+                else none_result("tls.pgbouncer", d.pgbouncer_port),
+                tls.probe_redis_plain(rd_ep[0], rd_ep[1], password=password, timeout=t) if rd_ep
+                else none_result("redis.plain", d.redis_port),
+                tls.probe_redis_tls(rt_ep[0], rt_ep[1], server_name=name, ca_pem=ca_pem, expected_cert_fingerprint=fp,
+                                    password=password, timeout=t) if rt_ep
+                else none_result("redis.tls", d.redis_tls_port)))
             self._handshakes = ((time.monotonic(), hs_key, measured)
                                 if all(r.verdict is Verdict.OK for r in measured) else None)
+            return measured
+
+        (pg_tls_r, pb_tls_r, rd_plain_r, rd_tls_r), bound = await asyncio.gather(handshakes(), self._bound_ports(db))
         pg_tls_r = _retarget(pg_tls_r, f"{db.name}:{d.postgres_port}")
         pb_tls_r = _retarget(pb_tls_r, f"{db.name}:{d.pgbouncer_port}")
         rd_plain_r = _retarget(rd_plain_r, f"{db.name}:{d.redis_port}")

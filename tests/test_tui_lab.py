@@ -45,6 +45,20 @@ def next_key(app: Any) -> str | None:
     return view.next_key if view is not None else None
 
 
+async def drive_next_to_outcome(pilot: Pilot[Any], key: str, reason: str) -> Any:
+    """Once the view names `key` as next, press `n`, confirm with `reason`, and wait for the outcome;
+    returns the progress screen."""
+    from tui.widgets.progress import ProgressScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: next_key(app) == key, f"{key} as the next step", 60)
+    await pilot.press("n")
+    await confirm_with_reason(pilot, reason)
+    await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+                   "the outcome", 180)
+    return app.screen
+
+
 def meter(spec: LabSpec, host_name: str, proc: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((Path(spec.host(host_name).root) / f"var/lib/lab/{proc}.meter.json")
                                       .read_text())
@@ -67,19 +81,12 @@ async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
 
 
 async def test_drive_advances_a_service_and_sees_it_verified(lab: LabSpec, tmp_path: Path) -> None:
-    from tui.widgets.progress import ProgressScreen
-
     scenarios.apply(lab, "pg-4")  # next: pg-5 for api
     app, recorder, path = build_live_app("drive", Path(lab.dir) / "inventory.toml", None,
                                          recordings=tmp_path, poll_interval=0.5)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
-            await pilot.press("n")
-            await confirm_with_reason(pilot, "tui lab test")
-            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                           "the outcome", 180)
-            progress = app.screen
+            progress = await drive_next_to_outcome(pilot, "pg-5:api", "tui lab test")
             assert progress.outcome.ok, progress.outcome.reason
             assert progress.statuses == {"staging-api-01": "done", "staging-api-02": "done"}
     finally:
@@ -104,12 +111,7 @@ async def test_a_failing_step_offers_its_rollback_and_rolls_back(lab: LabSpec, t
                                       poll_interval=0.5)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
-            await pilot.press("n")
-            await confirm_with_reason(pilot, "tui failure test")
-            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                           "the outcome", 180)
-            progress = app.screen
+            progress = await drive_next_to_outcome(pilot, "pg-5:api", "tui failure test")
             assert not progress.outcome.ok and progress.statuses["staging-api-02"] == "FAILED"
             os.chmod(script, 0o755)
             rollback = progress.query_one("#rollback", Button)

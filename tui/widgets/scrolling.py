@@ -70,22 +70,23 @@ class SteadyScrollBars(_WidgetBase):
     (textual is pinned exactly; an upgrade has to check `Widget.vertical_scrollbar`).
     """
 
+    def _steady_bar(self, vertical: bool) -> SteadyScrollBar:
+        bar = SteadyScrollBar(vertical=vertical, name="vertical" if vertical else "horizontal",
+                              thickness=self.scrollbar_size_vertical if vertical else self.scrollbar_size_horizontal)
+        bar.display = False
+        self.app._start_widget(self, bar)
+        return bar
+
     @property
     def vertical_scrollbar(self) -> ScrollBar:
         if self._vertical_scrollbar is None:
-            bar = SteadyScrollBar(vertical=True, name="vertical", thickness=self.scrollbar_size_vertical)
-            self._vertical_scrollbar = bar
-            bar.display = False
-            self.app._start_widget(self, bar)
+            self._vertical_scrollbar = self._steady_bar(vertical=True)
         return self._vertical_scrollbar
 
     @property
     def horizontal_scrollbar(self) -> ScrollBar:
         if self._horizontal_scrollbar is None:
-            bar = SteadyScrollBar(vertical=False, name="horizontal", thickness=self.scrollbar_size_horizontal)
-            self._horizontal_scrollbar = bar
-            bar.display = False
-            self.app._start_widget(self, bar)
+            self._horizontal_scrollbar = self._steady_bar(vertical=False)
         return self._horizontal_scrollbar
 
 
