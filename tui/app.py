@@ -221,18 +221,27 @@ class CockpitApp(App[None]):
         self._journal_seen = seen
         return lines
 
+    def _main_showing(self) -> bool:
+        """Whether the main screen can still show what arrives. A poll's messages can be queued
+        while the app shuts down: by then Textual is pruning the screen (its widgets are going),
+        and what arrives is dropped — it is in the recording already."""
+        return self.is_running and not self.main._pruning
+
     @on(SnapshotArrived)
     def _snapshot_arrived(self, message: SnapshotArrived) -> None:
-        self.main.show_view(message.view)
+        if self._main_showing():
+            self.main.show_view(message.view)
 
     @on(LockObserved)
     def _lock_observed(self, message: LockObserved) -> None:
-        mine = self.config.mode == "drive" and self.main_holds_lock(message.holder)
-        self.main.show_lock(message.holder, message.known, mine)
+        if self._main_showing():
+            mine = self.config.mode == "drive" and self.main_holds_lock(message.holder)
+            self.main.show_lock(message.holder, message.known, mine)
 
     @on(LinesArrived)
     def _lines_arrived(self, message: LinesArrived) -> None:
-        self.main.append_log(message.lines)
+        if self._main_showing():
+            self.main.append_log(message.lines)
 
     def main_holds_lock(self, holder: dict[str, Any] | None) -> bool:
         token = getattr(self.main, "lock_token", None)
