@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -10,13 +13,19 @@ import pytest
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab-operator")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# Journals, recordings and locks of this run stay in this run: never the user's own state, never
+# another test run's.
+os.environ["XDG_STATE_HOME"] = _STATE = tempfile.mkdtemp(prefix="cockpit-test-state-")
 
 from lab.topology import LabSpec
 from tests.labkit import running_lab
 
+atexit.register(shutil.rmtree, _STATE, True)
+
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabSpec]:
-    """The shared lab for tests that need the real fleet (default shape, net $COCKPIT_TEST_NET or 127.0.20)."""
-    with running_lab(os.environ.get("COCKPIT_TEST_NET", "127.0.20")) as spec:
+    """The shared lab for tests that need the real fleet (default shape) on a loopback net claimed for
+    this run ($COCKPIT_TEST_NET forces one)."""
+    with running_lab(net=os.environ.get("COCKPIT_TEST_NET") or None) as spec:
         yield spec

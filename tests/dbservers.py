@@ -1,7 +1,8 @@
 """Real Postgres 15, PgBouncer 1.18 and Redis 7 servers for the probe tests.
 
 Everything runs as the unprivileged ``postgres`` user (Postgres refuses root, PgBouncer too),
-binds only to 127.0.50.x on free ports, and lives in one temporary directory removed at the end.
+binds only to addresses of a loopback net claimed for the test process (`NET`, see
+lab.netclaim) on free ports, and lives in one temporary directory removed at the end.
 `DbLab.close()` stops every process it started (SIGINT/SIGTERM, then SIGKILL) and reaps it.
 
 Certificates come from `lab.pki`; the DB's private DNS name is ``db.test.internal`` and is
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.netclaim import claim_net
 from lab.pki import Material, write_material
 
 DNS_NAME = "db.test.internal"
@@ -34,6 +36,9 @@ SUPERUSER, SUPERUSER_PASSWORD = "postgres", "su-secret"
 APP_USER, APP_PASSWORD, APP_DB = "app", "app-secret", "appdb"
 ADMIN_USER, ADMIN_PASSWORD = "bouncer_admin", "admin-secret"
 REDIS_PASSWORD = "redis-secret"
+
+_CLAIM = claim_net()  # held for this test process
+NET = _CLAIM.net
 
 
 def _ids() -> tuple[int, int]:
@@ -314,7 +319,7 @@ class DbLab:
         if material is not None:
             write_material(material, tls)
         port = free_port(ip)
-        pg_host, pg_port = (postgres.host, postgres.port) if postgres else ("127.0.50.19", 1)
+        pg_host, pg_port = (postgres.host, postgres.port) if postgres else (f"{NET}.19", 1)
         lines = [
             "[databases]",
             f"{APP_DB} = host={pg_host} port={pg_port} dbname={APP_DB}",

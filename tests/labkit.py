@@ -12,28 +12,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lab import aws, control, scenarios
+from lab.netclaim import claim_net, private_dir
 from lab.topology import LabHost, LabSpec, parse_instances
 
 
-def lab_dir(net: str) -> Path:
-    # not under /tmp/pytest-of-root (0700): the uid-70 servers must traverse the path
-    return Path("/var/tmp") / f"cockpit-test-lab-{net.replace('.', '-')}"
-
-
 @contextlib.contextmanager
-def running_lab(net: str, instances: str = "") -> Iterator[LabSpec]:
-    d = lab_dir(net)
-    if (d / "lab.json").exists():
-        control.down(d)
-    shutil.rmtree(d, ignore_errors=True)
-    spec = LabSpec(dir=str(d), net=net, instances=parse_instances(instances))
-    try:
-        control.up(spec)
-        yield spec
-    finally:
-        if (d / "lab.json").exists():
-            left = control.down(d)
-            assert not left, f"lab down left processes: {left}"
+def running_lab(instances: str = "", *, net: str | None = None) -> Iterator[LabSpec]:
+    """A lab of its own: a loopback /24 claimed under a lock (`lab.netclaim`) and a new directory,
+    so two test runs on one machine never touch each other. Stopped and removed afterwards."""
+    with contextlib.ExitStack() as stack:
+        if net is None:
+            claim = claim_net()
+            stack.callback(claim.release)
+            net = claim.net
+        d = private_dir("cockpit-test-lab-")
+        stack.callback(shutil.rmtree, d, True)
+        spec = LabSpec(dir=str(d), net=net, instances=parse_instances(instances))
+        try:
+            control.up(spec)
+            yield spec
+        finally:
+            if (d / "lab.json").exists():
+                left = control.down(d)
+                assert not left, f"lab down left processes: {left}"
 
 
 def ssh(spec: LabSpec, host: LabHost, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

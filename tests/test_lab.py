@@ -5,12 +5,14 @@ outages when (and only when) there is one."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from lab import control, scenarios
+from lab.netclaim import claim_net
 from lab.topology import LabSpec
 from tests.labkit import (
     pgbouncer_config,
@@ -208,15 +210,18 @@ def test_lab_up_twice_is_safe(lab: LabSpec) -> None:
 
 
 def test_port_in_use_and_missing_binary_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    claim = claim_net()
     blocker = socket.socket()
-    blocker.bind(("127.0.21.1", 2222))
+    blocker.bind((f"{claim.net}.1", 2222))
     blocker.listen()
     try:
-        with pytest.raises(control.LabError, match=r"127\.0\.21\.1:2222 already in use \(nothing was started\)"), \
-                running_lab("127.0.21", "api=1,web=0,voice=0,ops=0,telpro=0"):
+        in_use = re.escape(f"{claim.net}.1:2222 already in use (nothing was started)")
+        with pytest.raises(control.LabError, match=in_use), \
+                running_lab("api=1,web=0,voice=0,ops=0,telpro=0", net=claim.net):
             pass
     finally:
         blocker.close()
+        claim.release()
     monkeypatch.setitem(control.REQUIRED, "/nonexistent/pgbouncer", "pgbouncer")
     with pytest.raises(control.LabError, match="apt-get install -y pgbouncer"):
         control.check_binaries()
@@ -225,9 +230,33 @@ def test_port_in_use_and_missing_binary_are_named(monkeypatch: pytest.MonkeyPatc
 def test_down_leaves_no_process() -> None:
     from lab import procs
 
-    with running_lab("127.0.22", "api=1,web=0,voice=0,ops=0,telpro=0") as spec:
+    with running_lab("api=1,web=0,voice=0,ops=0,telpro=0") as spec:
         pids = [procs.read_pid(p) for p in Path(spec.dir).rglob("*.pid")]
         pids = [p for p in pids if p]
         assert len(pids) >= 8  # 3 sshd, moto, postgres, pgbouncer, redis, otel, api
         assert all(procs.pid_alive(p) for p in pids)
     assert not any(procs.pid_alive(p) for p in pids)
+
+
+def test_two_labs_at_once_do_not_touch_each_other() -> None:
+    """Two test runs on one machine: each lab claims its own loopback net and directory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab import procs
+
+    small = "api=1,web=0,voice=0,ops=0,telpro=0"
+    with running_lab(small) as one:
+        # the second lab comes up while the first runs, on another net, in another directory
+        with ThreadPoolExecutor(1) as pool:
+            two_cm = running_lab(small)
+            two = pool.submit(two_cm.__enter__).result()
+            try:
+                assert (one.net, one.dir) != (two.net, two.dir)
+                for spec in (one, two):
+                    assert procs.port_open(spec.database.address, spec.pgbouncer_port)
+                    assert ssh(spec, spec.app_hosts()[0], "true").returncode == 0
+            finally:
+                two_cm.__exit__(None, None, None)
+        # stopping the second left the first running
+        assert procs.port_open(one.database.address, one.pgbouncer_port)
+        assert ssh(one, one.app_hosts()[0], "true").returncode == 0

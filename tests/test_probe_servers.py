@@ -1,4 +1,4 @@
-"""The probes against REAL Postgres 15, PgBouncer 1.18 and Redis 7 servers on 127.0.50.x.
+"""The probes against REAL Postgres 15, PgBouncer 1.18 and Redis 7 servers on the claimed net (dbservers.NET).
 
 Servers start once for the module (tests/dbservers.py) and are stopped at the end; the
 teardown fails if any process is left. The DB's DNS name ``db.test.internal`` is never
@@ -44,6 +44,7 @@ from tests.dbservers import (
     APP_USER,
     DEFAULT_HBA,
     DNS_NAME,
+    NET,
     REDIS_PASSWORD,
     SUPERUSER,
     SUPERUSER_PASSWORD,
@@ -59,7 +60,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="starts servers as the postgres user"),
 ]
 
-NOWHERE = "127.0.50.20"  # nothing ever listens here
+NOWHERE = f"{NET}.20"  # nothing ever listens here
 
 
 @dataclass
@@ -89,7 +90,7 @@ def servers() -> Iterator[Servers]:
     lab = DbLab()
     pids: list[int] = []
     try:
-        pg = lab.start_postgres("127.0.50.1", base)
+        pg = lab.start_postgres(f"{NET}.1", base)
 
         def bouncer(
             ip: str, name: str, m: Material | None, client: str, server: str, auth_type: str = "md5"
@@ -108,22 +109,22 @@ def servers() -> Iterator[Servers]:
             base=base,
             variants=variants,
             pg=pg,
-            bouncer=bouncer("127.0.50.2", "bouncer", base, "allow", "verify-ca"),
+            bouncer=bouncer(f"{NET}.2", "bouncer", base, "allow", "verify-ca"),
             bouncer_plain=bouncer(
-                "127.0.50.3", "bouncer-plain", None, "disable", "disable", auth_type="plain"
+                f"{NET}.3", "bouncer-plain", None, "disable", "disable", auth_type="plain"
             ),
-            bouncer_bad_san=bouncer("127.0.50.4", "bad-san", variants["bad-san"], "require", "disable"),
-            bouncer_expired=bouncer("127.0.50.5", "expired", variants["expired"], "require", "disable"),
+            bouncer_bad_san=bouncer(f"{NET}.4", "bad-san", variants["bad-san"], "require", "disable"),
+            bouncer_expired=bouncer(f"{NET}.5", "expired", variants["expired"], "require", "disable"),
             bouncer_expiring=bouncer(
-                "127.0.50.6", "expiring", variants["expiring-soon"], "require", "disable"
+                f"{NET}.6", "expiring", variants["expiring-soon"], "require", "disable"
             ),
             # same server cert, but its ca.crt (used for server_tls_ca_file) is an unrelated CA
             bouncer_broken_leg2=bouncer(
-                "127.0.50.7", "broken-leg2", variants["wrong-ca"], "allow", "verify-ca"
+                f"{NET}.7", "broken-leg2", variants["wrong-ca"], "allow", "verify-ca"
             ),
-            redis=lab.start_redis("127.0.50.8", "redis", material=base, tls_auth_clients="no"),
+            redis=lab.start_redis(f"{NET}.8", "redis", material=base, tls_auth_clients="no"),
             redis_certreq=lab.start_redis(
-                "127.0.50.9", "redis-certreq", material=base, tls_auth_clients="yes"
+                f"{NET}.9", "redis-certreq", material=base, tls_auth_clients="yes"
             ),
         )
     finally:
@@ -342,19 +343,19 @@ async def test_nothing_listening(servers: Servers) -> None:
 async def test_garbage_speakers_fail_fast() -> None:
     ca = make_material(DNS_NAME).ca_pem
     async with (
-        tcp_server("127.0.50.10", _ssh_banner) as ssh_port,
-        tcp_server("127.0.50.10", _http) as http_port,
+        tcp_server(f"{NET}.10", _ssh_banner) as ssh_port,
+        tcp_server(f"{NET}.10", _http) as http_port,
     ):
         t0 = time.perf_counter()
         banner, http, redis_tls, redis_plain, redis_plain_http = await asyncio.gather(
-            probe_pg_tls("127.0.50.10", ssh_port, server_name=DNS_NAME, ca_pem=ca, timeout=5.0),
-            probe_pg_tls("127.0.50.10", http_port, server_name=DNS_NAME, ca_pem=ca, timeout=5.0),
-            probe_redis_tls("127.0.50.10", http_port, server_name=DNS_NAME, ca_pem=ca, timeout=5.0),
-            probe_redis_plain("127.0.50.10", ssh_port, password=None, timeout=5.0),
-            probe_redis_plain("127.0.50.10", http_port, password=None, timeout=5.0),
+            probe_pg_tls(f"{NET}.10", ssh_port, server_name=DNS_NAME, ca_pem=ca, timeout=5.0),
+            probe_pg_tls(f"{NET}.10", http_port, server_name=DNS_NAME, ca_pem=ca, timeout=5.0),
+            probe_redis_tls(f"{NET}.10", http_port, server_name=DNS_NAME, ca_pem=ca, timeout=5.0),
+            probe_redis_plain(f"{NET}.10", ssh_port, password=None, timeout=5.0),
+            probe_redis_plain(f"{NET}.10", http_port, password=None, timeout=5.0),
         )
         assert time.perf_counter() - t0 < 2.0  # no waiting for the 5 s timeout
-        plain_port = await probe_plain_port("127.0.50.10", ssh_port, timeout=1.0)
+        plain_port = await probe_plain_port(f"{NET}.10", ssh_port, timeout=1.0)
     # an SSH banner starts with 'S' too: more than one byte gives it away
     assert banner.verdict is Verdict.FAIL
     assert banner.summary.startswith("not a Postgres/PgBouncer server: answered 0x5353482d")
@@ -371,33 +372,33 @@ async def test_garbage_speakers_fail_fast() -> None:
 
 async def test_silent_server_is_an_error_after_the_timeout() -> None:
     ca = make_material(DNS_NAME).ca_pem
-    async with tcp_server("127.0.50.11", _silent) as port:
+    async with tcp_server(f"{NET}.11", _silent) as port:
         t0 = time.perf_counter()
         results = await asyncio.gather(
-            probe_pg_tls("127.0.50.11", port, server_name=DNS_NAME, ca_pem=ca, timeout=0.5),
-            probe_redis_tls("127.0.50.11", port, server_name=DNS_NAME, ca_pem=ca, timeout=0.5),
-            probe_redis_plain("127.0.50.11", port, password="x", timeout=0.5),
+            probe_pg_tls(f"{NET}.11", port, server_name=DNS_NAME, ca_pem=ca, timeout=0.5),
+            probe_redis_tls(f"{NET}.11", port, server_name=DNS_NAME, ca_pem=ca, timeout=0.5),
+            probe_redis_plain(f"{NET}.11", port, password="x", timeout=0.5),
         )
         elapsed = time.perf_counter() - t0
     assert 0.5 <= elapsed < 2.0
     for r in results:
         assert r.verdict is Verdict.ERROR, r
-        assert "no answer from 127.0.50.11" in r.summary and "within 0.5s" in r.summary
+        assert f"no answer from {NET}.11" in r.summary and "within 0.5s" in r.summary
     assert "SSLRequest" in results[0].summary
     assert "TLS handshake" in results[1].summary
 
 
 async def test_silent_server_with_the_library_probes() -> None:
     """The asyncpg / psycopg / redis-py probes give up on time too, and never raise."""
-    async with tcp_server("127.0.50.12", _silent) as port:
+    async with tcp_server(f"{NET}.12", _silent) as port:
         t0 = time.perf_counter()
         pg, bouncer, redis_facts, e2e = await asyncio.gather(
             probe_postgres(
-                "127.0.50.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=0.5
+                f"{NET}.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=0.5
             ),
-            probe_pgbouncer("127.0.50.12", port, admin_user="a", admin_password="p", timeout=0.5),
-            probe_redis("127.0.50.12", port, password="p", timeout=0.5),
-            probe_end_to_end("127.0.50.12", port, user="u", password="p", dbname="d", ssl=None, timeout=0.5),
+            probe_pgbouncer(f"{NET}.12", port, admin_user="a", admin_password="p", timeout=0.5),
+            probe_redis(f"{NET}.12", port, password="p", timeout=0.5),
+            probe_end_to_end(f"{NET}.12", port, user="u", password="p", dbname="d", ssl=None, timeout=0.5),
         )
         elapsed = time.perf_counter() - t0
     assert elapsed < 2.5
@@ -410,13 +411,13 @@ async def test_silent_server_with_the_library_probes() -> None:
 
 
 async def test_garbage_with_the_library_probes() -> None:
-    async with tcp_server("127.0.50.12", _http) as port:
+    async with tcp_server(f"{NET}.12", _http) as port:
         pg, bouncer, redis_facts = await asyncio.gather(
             probe_postgres(
-                "127.0.50.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=2.0
+                f"{NET}.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=2.0
             ),
-            probe_pgbouncer("127.0.50.12", port, admin_user="a", admin_password="p", timeout=2.0),
-            probe_redis("127.0.50.12", port, password="p", timeout=2.0),
+            probe_pgbouncer(f"{NET}.12", port, admin_user="a", admin_password="p", timeout=2.0),
+            probe_redis(f"{NET}.12", port, password="p", timeout=2.0),
         )
     for facts in (pg, bouncer, redis_facts):
         assert not facts.connected

@@ -23,6 +23,7 @@ import asyncssh
 import pytest
 
 from lab import control, pki, procs, sshd
+from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec
 from probes.inventory import Environment, Host, load_inventory
 from probes.model import Verdict
@@ -30,8 +31,9 @@ from probes.ssh import CommandResult, FileStat, SshError, SshErrorKind, SshPool,
 
 pytestmark = pytest.mark.lab
 
-LAB_DIR = Path("/var/tmp/cockpit-test-ssh")
-NET = "127.0.31"
+_CLAIM = claim_net()  # held for this test process: no other run uses this net
+NET = _CLAIM.net
+LAB_DIR = private_dir("cockpit-test-ssh-")
 API = "staging-api-01"
 API2 = "staging-api-02"
 WEB = "staging-web-01"
@@ -56,6 +58,7 @@ def lab() -> Iterator[LabSpec]:
         yield spec
     finally:
         control.down(LAB_DIR)
+        shutil.rmtree(LAB_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -323,8 +326,8 @@ async def test_unknown_host_key_is_never_accepted(env: Environment, lab: LabSpec
     async with SshPool(with_ssh(env, known_hosts=kh)) as pool:
         r = await pool.run(API, "touch /tmp/should-not-run")
         assert r.error_kind is SshErrorKind.HOST_KEY and r.error is not None and r.exit_status is None
-        assert r.error.startswith(f"host key for {API} [127.0.31.10]:2222 is not in {kh}"), r.error
-        assert "ssh-keyscan -p 2222 127.0.31.10" in r.error
+        assert r.error.startswith(f"host key for {API} [{NET}.10]:2222 is not in {kh}"), r.error
+        assert f"ssh-keyscan -p 2222 {NET}.10" in r.error
         assert "never accepts unknown keys" in r.error
         assert host_key_fingerprint(lab, API) in r.error  # what to verify with the host's owner
         assert not pool.connected(API) and pool.connection_count() == 1  # only the bastion
@@ -342,13 +345,13 @@ async def test_unknown_host_key_is_never_accepted(env: Environment, lab: LabSpec
 
 async def test_changed_host_key_is_refused(env: Environment, lab: LabSpec, tmp_path: Path) -> None:
     impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()[:2]
-    line = f"[127.0.31.10]:2222 {' '.join(impostor)}\n"
+    line = f"[{NET}.10]:2222 {' '.join(impostor)}\n"
     kh = known_hosts_without(lab, API, tmp_path / "known_hosts", replacement=line)
     async with SshPool(with_ssh(env, known_hosts=kh)) as pool:
         r = await pool.run(API, "true")
         assert r.error_kind is SshErrorKind.HOST_KEY and r.error is not None
-        assert r.error.startswith(f"host key for {API} [127.0.31.10]:2222 changed"), r.error
-        assert "ssh-keygen -R '[127.0.31.10]:2222'" in r.error
+        assert r.error.startswith(f"host key for {API} [{NET}.10]:2222 changed"), r.error
+        assert f"ssh-keygen -R '[{NET}.10]:2222'" in r.error
         assert host_key_fingerprint(lab, API) in r.error
         assert not pool.connected(API)
 
@@ -361,7 +364,7 @@ async def test_wrong_client_key(env: Environment, tmp_path: Path) -> None:
     async with SshPool(with_hosts(with_ssh(env, identity_files=(key,)), direct)) as pool:
         r = await pool.run("api-direct", "true")
         assert r.error_kind is SshErrorKind.AUTH and r.error is not None
-        assert r.error.startswith("authentication refused by api-direct [127.0.31.10]:2222 for user root")
+        assert r.error.startswith(f"authentication refused by api-direct [{NET}.10]:2222 for user root")
         jumped = await pool.run(API, "true")  # the bastion refuses first: one clear state
         assert jumped.error_kind is SshErrorKind.BASTION and jumped.error is not None
         assert jumped.error.startswith("bastion unreachable: authentication refused by bastion")
@@ -427,7 +430,7 @@ async def test_missing_identity_file_and_unknown_host(env: Environment, tmp_path
 
 
 async def test_unreachable_address_fails_quickly(env: Environment) -> None:
-    ghost = Host(name="ghost", address="127.0.31.250", service="api", port=2222, user="root")
+    ghost = Host(name="ghost", address=f"{NET}.250", service="api", port=2222, user="root")
     ghost_jump = dataclasses.replace(ghost, name="ghost-jump", jump=True)
     async with SshPool(with_hosts(env, ghost, ghost_jump)) as pool:
         t0 = time.perf_counter()
@@ -435,7 +438,7 @@ async def test_unreachable_address_fails_quickly(env: Environment) -> None:
         elapsed = time.perf_counter() - t0
         assert elapsed < 3, elapsed
         assert direct.error_kind is SshErrorKind.UNREACHABLE, direct
-        assert direct.error == "unreachable: ghost [127.0.31.250]:2222 refused the connection"
+        assert direct.error == f"unreachable: ghost [{NET}.250]:2222 refused the connection"
         assert jumped.error_kind is SshErrorKind.UNREACHABLE, jumped
         assert jumped.error is not None
         assert jumped.error.startswith("unreachable: the bastion could not connect to ghost-jump")
@@ -445,11 +448,11 @@ async def test_unreachable_address_fails_quickly(env: Environment) -> None:
 
 async def test_connect_timeout_then_fail_fast(env: Environment) -> None:
     silent = socket.socket()  # accepts TCP (backlog) but never speaks SSH
-    silent.bind(("127.0.31.251", 0))
+    silent.bind((f"{NET}.251", 0))
     silent.listen(8)
     try:
         port = silent.getsockname()[1]
-        mute = Host(name="mute", address="127.0.31.251", service="api", port=port, user="root")
+        mute = Host(name="mute", address=f"{NET}.251", service="api", port=port, user="root")
         async with SshPool(with_ssh(with_hosts(env, mute), connect_timeout=1.0)) as pool:
             t0 = time.perf_counter()
             r = await pool.run("mute", "true")
