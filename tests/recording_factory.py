@@ -12,7 +12,6 @@ goes away at the end. Verdicts flap while the failing advance rolls.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import socket
 import tempfile
@@ -244,16 +243,26 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
     return path
 
 
-@functools.cache
-def _drive_bytes(full_every: float) -> bytes:
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "drive.jsonl"
-        asyncio.run(drive_session(path, full_every=full_every))
-        return path.read_bytes()
+_MADE: dict[float, bytes] = {}  # full_every -> the recording, made once per test process
+
+
+def _put(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    os.chmod(path, 0o600)
+    return path
+
+
+async def drive_recording(path: Path, *, full_every: float = 4.0) -> Path:
+    """`drive_session`'s recording at `path` (made once per test process, then copied), from async code."""
+    if full_every not in _MADE:
+        with tempfile.TemporaryDirectory() as d:
+            made = await drive_session(Path(d) / "drive.jsonl", full_every=full_every)
+            _MADE[full_every] = made.read_bytes()
+    return _put(path, _MADE[full_every])
 
 
 def make_drive_recording(path: Path, *, full_every: float = 4.0) -> Path:
-    """`drive_session`'s recording at `path` (made once per test process, then copied), from synchronous code."""
-    path.write_bytes(_drive_bytes(full_every))
-    os.chmod(path, 0o600)
-    return path
+    """The same, from synchronous code (fixtures, plain tests)."""
+    if full_every not in _MADE:
+        asyncio.run(drive_recording(path, full_every=full_every))
+    return _put(path, _MADE[full_every])
