@@ -335,6 +335,33 @@ def diff(old: Json, new: Json, path: list[str] | None = None, ops: list[DiffOp] 
     return ops
 
 
+def shape_error(state: Json, paths: Sequence[str]) -> str | None:
+    """Why `state` is not a keyed snapshot where `paths` (JSON Pointers a diff touched) changed it, or None:
+    a keyed list, one of its entries, or the database must stay an object. (Leaf values are left to the
+    snapshot reader.)"""
+    if not isinstance(state, dict):
+        return f"the snapshot is {type(state).__name__}, not an object"
+    for p in paths:
+        try:
+            parts = parse_pointer(p)
+        except ValueError:
+            return f"bad pointer {p!r}"
+        node: Json = state
+        walked: list[str] = []
+        for part in parts[:3]:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+            walked.append(part)
+            g = _generic(tuple(walked))
+            entry = len(walked) > 1 and _generic(tuple(walked[:-1])) in KEYED_LISTS
+            if (g in KEYED_LISTS or entry) and not isinstance(node, dict):
+                return f"{pointer(walked)} is {type(node).__name__}, not an object"
+            if walked == ["database"] and node is not None and not isinstance(node, dict):
+                return f"/database is {type(node).__name__}, not an object or null"
+    return None
+
+
 def _ordered(target: Json, keys: Sequence[str]) -> dict[str, Json]:
     """`target`'s entries in the order of `keys`; entries `keys` does not name stay, at the end."""
     if not isinstance(target, dict):
@@ -994,6 +1021,11 @@ class Recording:
                 self._broken[f] = f
                 self._late_damage(self.snaps[f], "not a readable frame")
                 return None
+            bad = shape_error(rec.snapshot, ["/" + _esc(k) for k in rec.snapshot])
+            if bad is not None:
+                self._broken[f] = f
+                self._late_damage(self.snaps[f], f"the frame is not a snapshot's shape: {bad}")
+                return None
             j, st = f, dict(rec.snapshot)
         while j < i:
             j += 1
@@ -1009,9 +1041,10 @@ class Recording:
                 self._late_damage(self.snaps[j], f"the diff does not apply to the snapshot before it "
                                                  f"({type(exc).__name__}: {exc})"[:300])
                 return None
-            if not isinstance(st, dict):
+            bad = shape_error(st, [o.path for o in d.ops])
+            if bad is not None:
                 self._broken[f] = j
-                self._late_damage(self.snaps[j], "the diff replaces the snapshot with something else")
+                self._late_damage(self.snaps[j], f"the diff breaks the snapshot's shape: {bad}")
                 return None
         self._cache = (i, st)
         out: dict[str, Json] = st
