@@ -10,6 +10,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ async def test_a_step_the_driver_applies_shows_within_two_polls(tmp_path: Path) 
     clock = Clock(T0)
     path = tmp_path / "drive.jsonl"
     rec = driver(path, clock)
-    app, feed = build_follow_app(path)
+    app, _ = build_follow_app(path)
     lines: list[str] = []
 
     def hook(message: Message) -> None:
@@ -171,7 +172,8 @@ async def test_a_directory_follows_its_newest_recording(tmp_path: Path) -> None:
     d.mkdir()
     (d / "notes.jsonl").write_text('{"not": "a recording"}\n')
     old = driver(d / "staging-1.jsonl", clock)
-    os.utime(d / "staging-1.jsonl", (T0, T0))
+    an_hour_ago = time.time() - 3600
+    os.utime(d / "staging-1.jsonl", (an_hour_ago, an_hour_ago))
     tail = RecordingTail(d)
     assert tail.start().who == "alice"
     tail.poll()
