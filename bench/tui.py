@@ -84,7 +84,17 @@ def base_fleet() -> FleetSnapshot:
                "sans": ["DNS:prod-database-01.voiceai.internal", "DNS:localhost", "IP:10.0.1.20"],
                "not_before": "2026-01-01T00:00:00+00:00", "not_after": "2027-01-01T00:00:00+00:00",
                "days_left": 200, "fingerprint": "9f" * 32}
+    redis_clients = [{"name": c.service, "addr": c.addr, "laddr": "10.0.1.20:6379"} for c in conns if c.leg == "redis"]
+    pgb_plain = [{"addr": c.addr.rsplit(":", 1)[0], "port": int(c.addr.rsplit(":", 1)[1]),
+                  "application_name": c.service} for c in conns if c.leg == "leg1" and not c.tls]
     db_checks = (
+        CheckResult("redis.clients", f"{DB}:6379", Verdict.WARN,
+                    f"{len(redis_clients)} of {len(redis_clients)} client(s) on plaintext "
+                    "(allowed until REDIS_FORCE_TLS=true)",
+                    {"total": len(redis_clients), "tls": 0, "plaintext": redis_clients}, 0.9),
+        CheckResult("pgbouncer.clients", f"{DB}:6432", Verdict.WARN,
+                    f"{len(pgb_plain)} client(s) on plaintext (allowed: client_tls_sslmode does not require TLS yet)",
+                    {"total": len(pgb_plain) + 36, "tls": 36, "plaintext": pgb_plain}, 1.1),
         CheckResult("tls.postgres", f"{DB}:5432", Verdict.OK, "TLSv1.3 ok, certificate covers the DNS name",
                     {"answer": "S", "tls_version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", **cert_ev}, 3.2),
         CheckResult("tls.pgbouncer", f"{DB}:6432", Verdict.OK, "TLSv1.3 ok", {"answer": "S", **cert_ev}, 1.4),
@@ -94,7 +104,9 @@ def base_fleet() -> FleetSnapshot:
         *(CheckResult("listener.bound", f"{DB}:{p}", Verdict.OK, f"listening on :{p}") for p in (5432, 6432, 6379,
                                                                                                 6380)),
     )
-    certs = tuple(CheckResult(c, s, Verdict.OK, f"{c} ok", cert_ev if c == "certs.expiry" else {})
+    expiry_ev = {"not_before": cert_ev["not_before"], "not_after": cert_ev["not_after"], "days_left": 200,
+                 "warn_days": 21, "now": "2027-01-15T08:00:00+00:00"}
+    certs = tuple(CheckResult(c, s, Verdict.OK, f"{c} ok", expiry_ev if c == "certs.expiry" else {})
                   for s in ("database", *SERVICES) for c in ("certs.present", "certs.decode", "certs.ca",
                                                              "certs.chain", "certs.key_match", "certs.san",
                                                              "certs.expiry"))
@@ -106,8 +118,9 @@ def base_fleet() -> FleetSnapshot:
 
 
 class Churn:
-    """Successive snapshots as a live fleet gives them: timings every round, a reconnect now and then,
-    a health flap every few minutes, a service flipped every half hour."""
+    """Successive snapshots as a live fleet gives them: timings every round, the clocks inside evidence
+    (the cert expiry check's "now") every round, the servers' client lists (SHOW CLIENTS, CLIENT LIST)
+    in a new order every round, a reconnect now and then, a health flap every few minutes."""
 
     def __init__(self, base: FleetSnapshot, seed: int = 7) -> None:
         self.snap = base
@@ -119,7 +132,19 @@ class Churn:
         self.n += 1
         t = T0 + self.n
 
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+        shift = rnd.randrange(1, 50)
+
         def retime(c: CheckResult) -> CheckResult:
+            ev = c.evidence
+            if c.check == "certs.expiry":
+                ev = {**ev, "now": now}
+            elif isinstance(ev.get("plaintext"), list) and ev["plaintext"]:
+                plain = list(ev["plaintext"])
+                k = shift % len(plain)
+                ev = {**ev, "plaintext": plain[k:] + plain[:k]}  # the server's order, new every round
+            if ev is not c.evidence:
+                c = dataclasses.replace(c, evidence=ev)
             return dataclasses.replace(c, duration_ms=round(rnd.uniform(0.5, 9.0), 2)) if c.duration_ms else c
 
         insts = list(s.instances)
@@ -135,10 +160,13 @@ class Churn:
             i = rnd.randrange(len(insts))
             inst = insts[i]
             insts[i] = dataclasses.replace(inst, healthy=not inst.healthy)
+        k = shift % len(conns)
+        conns = conns[k:] + conns[:k]  # SHOW CLIENTS / CLIENT LIST order
         checks = tuple(retime(c) for c in s.checks)
         db = dataclasses.replace(db, connections=tuple(conns), checks=tuple(retime(c) for c in db.checks))
         self.snap = dataclasses.replace(s, taken_at=t, duration_ms=round(rnd.uniform(400, 1200), 1),
-                                        instances=tuple(insts), database=db, checks=checks)
+                                        instances=tuple(insts), database=db, checks=checks,
+                                        certs=tuple(retime(c) for c in s.certs))
         return self.snap
 
 
@@ -288,6 +316,7 @@ def recording_figures(tmp: Path) -> dict[str, Any]:
             t1 = time.perf_counter()
             i = r.snap_index_at(target)
             snap = r.snapshot(i)
+            assert snap is not None
             build_view(plan, snap, SERVICES, now=target)
             seeks.append((time.perf_counter() - t1) * 1000)
             r._cache = None  # every seek cold
@@ -315,7 +344,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1, help="measure the screen figures this many times (median)")
     ap.add_argument("--cpu-seconds", type=float, default=30.0)
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--recording-only", action="store_true",
+                    help="measure the recording (size of an hour and of 8 hours, replay open + seek) only")
     args = ap.parse_args()
+    if args.recording_only:
+        return recording_only()
     base = base_fleet()
     churn = Churn(base)
     snaps = [base] + [churn.next() for _ in range(60)]
@@ -371,6 +404,21 @@ def main() -> int:
         options = (f" --runs {len(runs)}" if len(runs) > 1 else "") + \
             (f" --cpu-seconds {args.cpu_seconds:g}" if args.cpu_seconds != 30.0 else "")
         write_docs(text, options=options, load=f"{load_before} before the run, {load_after} after")
+    return 0
+
+
+def recording_only() -> int:
+    """The recording's figures alone (no UI run): what docs/recording.md quotes."""
+    mb = 1024 * 1024
+    with tempfile.TemporaryDirectory() as d:
+        recf = recording_figures(Path(d))
+    print(f"recording one hour (3600 snapshots × 50 hosts, full frame every 300 s): {recf['hour_bytes'] / mb:.2f} MB; "
+          f"{statistics.median(recf['record_ms']):.2f} ms per snapshot (median)")
+    print(f"recording 8 h × 50 hosts: {8 * recf['hour_bytes'] / mb:.1f} MB (8 × the hour); the 8-hour file made from "
+          f"the hour: {recf['eight_bytes'] / mb:.1f} MB")
+    print(f"replay: open the 8-hour file median {statistics.median(recf['open_ms']):.0f} ms (max "
+          f"{max(recf['open_ms']):.0f}); seek cold p95 {pct(recf['seek_ms'], 95):.0f} ms "
+          f"(max {max(recf['seek_ms']):.0f})")
     return 0
 
 
