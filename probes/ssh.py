@@ -48,7 +48,7 @@ import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from probes.inventory import Environment, Host
-from probes.model import CheckResult, Verdict
+from probes.model import CheckResult, Verdict, Why
 
 __all__ = [
     "CommandResult",
@@ -111,6 +111,25 @@ class SshError:
 
     def __str__(self) -> str:
         return self.message
+
+
+_WHY_OF_KIND: dict[SshErrorKind, Why] = {
+    SshErrorKind.TIMEOUT: Why.TIMEOUT,
+    SshErrorKind.AUTH: Why.REFUSED,
+    SshErrorKind.HOST_KEY: Why.REFUSED,
+    SshErrorKind.PERMISSION: Why.REFUSED,
+    SshErrorKind.CONFIG: Why.NOT_CHECKED,
+    SshErrorKind.BUG: Why.BUG,
+    SshErrorKind.CLOSED: Why.NOT_CHECKED,
+    SshErrorKind.UNKNOWN_HOST: Why.NOT_CHECKED,
+    SshErrorKind.TOO_LARGE: Why.NOT_CHECKED,
+}
+
+
+def ssh_why(error: SshError) -> Why:
+    """Why a read over SSH could not measure (a missing file is a fact, not a could-not-measure:
+    callers test `kind is NO_SUCH_FILE` first)."""
+    return _WHY_OF_KIND.get(error.kind, Why.UNREACHABLE)
 
 
 @dataclass(frozen=True, slots=True)
