@@ -429,9 +429,7 @@ def _service_tls(
     if unread:
         unknown.append(f"could not read the connections of {join(unique(unread))} — refresh")
     if unseen:
-        unknown.append(
-            f"no connection to {what} seen from {join(unique(unseen))} — make sure it runs and refresh"
-        )
+        unknown.append(f"no connection to {what} seen from {join(unique(unseen))} — make sure it runs and refresh")
     hosts = ", ".join(unique([i.host for i in insts]))
     return _combine(closed, unknown, f"every {service} instance ({hosts}) connects to {what} over TLS")
 
@@ -509,12 +507,16 @@ def _no_plaintext_clients(
     if unconfigured:
         who, svcs = _by_service(unconfigured, lambda i: ", stopped" if i.running is False else "")
         one = len({i.service for i in unconfigured}) == 1
-        closed.append(f"{who} {'is' if one else 'are'} still configured for plaintext to {what} "
-                      f"({step.id if step else 'its per-service step'} not in place: stopped or not, "
-                      f"{'it' if len(unconfigured) == 1 else 'they'} would come back on plaintext) — flip {svcs} first")
+        closed.append(
+            f"{who} {'is' if one else 'are'} still configured for plaintext to {what} "
+            f"({step.id if step else 'its per-service step'} not in place: stopped or not, "
+            f"{'it' if len(unconfigured) == 1 else 'they'} would come back on plaintext) — flip {svcs} first"
+        )
     if unsure:
-        unknown.append(f"no evidence that {join(unsure)} would use TLS to {what} — start it, or override this gate "
-                       "with a reason if you know better")
+        unknown.append(
+            f"no evidence that {join(unsure)} would use TLS to {what} — start it, or override this gate "
+            "with a reason if you know better"
+        )
     tls = sum(1 for c in view.connections if c.tls)
     return closed, unknown, tls
 
@@ -567,7 +569,7 @@ def _no_plaintext_postgres(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
     closed: list[str] = []
     unknown: list[str] = []
     n = 0
-    for leg, what in (("leg2", "PgBouncer"), ("postgres", "a client bypassing PgBouncer")):
+    for leg in ("leg2", "postgres"):
         view = _leg(s, leg, "Postgres")  # type: ignore[arg-type]
         if isinstance(view, str):
             unknown.append(view)
@@ -575,12 +577,16 @@ def _no_plaintext_postgres(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
         n += len(view.connections)
         plain = [c for c in view.connections if not c.tls]
         if plain and leg == "leg2":
-            closed.append(f"PgBouncer ({', '.join(sorted_hosts([c.addr for c in plain]))}) still connects to Postgres "
-                          "in plaintext — set PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca and restart the database host first")
+            closed.append(
+                f"PgBouncer ({', '.join(sorted_hosts([c.addr for c in plain]))}) still connects to Postgres "
+                "in plaintext — set PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca and restart the database host first"
+            )
         elif plain:
-            closed.append(f"{_who(plain)} still {'connects' if len(plain) == 1 else 'connect'} directly to Postgres in "
-                          f"plaintext — move {'it' if len(plain) == 1 else 'them'} to TLS first; hostssl-only would "
-                          f"refuse {'it' if len(plain) == 1 else 'them'}")
+            closed.append(
+                f"{_who(plain)} still {'connects' if len(plain) == 1 else 'connect'} directly to Postgres in "
+                f"plaintext — move {'it' if len(plain) == 1 else 'them'} to TLS first; hostssl-only would "
+                f"refuse {'it' if len(plain) == 1 else 'them'}"
+            )
     return _combine(closed, unknown, f"no connection to Postgres is plaintext ({_count(n, 'connection')} seen)")
 
 
