@@ -573,7 +573,7 @@ def _no_plaintext_postgres(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
     unknown: list[str] = []
     n = 0
     for leg in ("leg2", "postgres"):
-        view = _leg(s, leg, "Postgres")  # type: ignore[arg-type]
+        view = _leg(s, leg, "Postgres")
         if isinstance(view, str):
             unknown.append(view)
             continue

@@ -200,7 +200,7 @@ def test_any_set_of_unknown_facts_never_opens_a_closed_or_unknown_gate(
             broken = nxt
     after = evaluate(name, broken, service=svc, now=T0 + 1, plan=PLAN)
     if broken is not snap:
-        assert after.status != "open" or before.status == "open" and broken == snap, (name, chosen, after.reason)
+        assert after.status != "open" or (before.status == "open" and broken == snap), (name, chosen, after.reason)
     if before.status != "open":
         assert after.status != "open"
 
