@@ -153,7 +153,7 @@ def test_report_tells_the_window(tmp_path: Path) -> None:
     assert "3 × snapshot failed: ConnectionRefusedError" in summary
     # each action with its preview's changes, reason, gates and result
     change = md("/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)")
-    assert f"- Preview: 1 change(s): {change}" in text and "no change" not in text
+    assert "- Preview: 2 change(s): " in text and change in text and "no change" not in text
     assert "- Reason: change window 42: api first" in text and "- Result: FAILED at verify" in text
     assert "gates: all 1 open (pgbouncer\\_offers\\_tls\\_and\\_ca\\_files)" in text
     assert text.count("### ") == 7

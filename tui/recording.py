@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Final, cast
 
 from probes.model import CheckResult
-from probes.snapshot import FleetSnapshot, snapshot_from_json
+from probes.snapshot import DatabaseState, FleetSnapshot, snapshot_from_json, to_json_value
 from tui.records import (
     FORMAT,
     FORMAT_VERSION,
@@ -67,11 +67,9 @@ KEYED_LISTS: Final[Mapping[tuple[str, ...], tuple[str, ...]]] = {
     ("checks",): ("check", "target"),
     ("certs",): ("check", "target"),
     ("database", "checks"): ("check", "target"),
-    ("database", "connections"): ("leg", "addr"),
+    ("database", "connections"): ("leg", "addr"),  # schema 1
+    ("database", "legs", "*", "connections"): ("leg", "addr"),  # schema 2
 }
-# Keyed lists whose order is the server's, not a fact (SHOW CLIENTS, CLIENT LIST reorder every round):
-# recorded sorted by key.
-UNORDERED_LISTS: Final = frozenset({("database", "connections")})
 # Fields a diff ignores inside check results (timings that change every round): carried by full frames only.
 VOLATILE: Final = frozenset({"duration_ms"})
 # Clocks inside a check's evidence (a probe's "now", connection ages, round-trip times; any "*_ms"):
@@ -209,9 +207,12 @@ def _keyed(obj: Json, path: tuple[str, ...]) -> Json:
 
 
 def _generic(path: tuple[str, ...]) -> tuple[str, ...]:
-    # ("instances", "staging-api-01", "checks") -> ("instances", "*", "checks")
+    # ("instances", "staging-api-01", "checks") -> ("instances", "*", "checks");
+    # ("database", "legs", "leg1", "connections") -> ("database", "legs", "*", "connections")
     if len(path) == 3 and path[0] == "instances":
         return ("instances", "*", path[2])
+    if len(path) == 4 and path[:2] == ("database", "legs"):
+        return ("database", "legs", "*", path[3])
     return path
 
 
@@ -282,8 +283,12 @@ def normalised(snapshot_json: Mapping[str, Json]) -> dict[str, Json]:
     if isinstance(db, dict):
         db = dict(db)
         db["checks"] = checks(db.get("checks"))
-        if isinstance(db.get("connections"), dict):
+        if isinstance(db.get("connections"), dict):  # schema 1
             db["connections"] = _sorted_keyed(db["connections"])
+        if isinstance(db.get("legs"), dict):
+            db["legs"] = {leg: {**v, "connections": _sorted_keyed(v["connections"])}
+                          if isinstance(v, dict) and isinstance(v.get("connections"), dict) else v
+                          for leg, v in db["legs"].items()}
         state["database"] = db
     insts = state.get("instances")
     if isinstance(insts, dict):
@@ -449,6 +454,18 @@ class _Converter:
         self._checks[where] = mine
         return out
 
+    def _legs(self, db: DatabaseState) -> dict[str, Json]:
+        """The legs, each one's observed connections keyed by identity and sorted (the server's order is
+        not a fact: SHOW CLIENTS and CLIENT LIST list them differently every round)."""
+        out: dict[str, Json] = {}
+        for leg, view in db.legs.items():
+            js = self.r.value(to_json_value(view))
+            if isinstance(js, dict) and isinstance(js.get("connections"), list):
+                js["connections"] = _sorted_keyed(_keyed_list(js["connections"], ("leg", "addr"),
+                                                              ("database", "legs", str(leg), "connections")))
+            out[str(leg)] = js
+        return out
+
     def convert(self, s: FleetSnapshot, *, fresh: bool) -> dict[str, Json]:
         prev = None if fresh else self.prev
         ps = None if fresh else self.state
@@ -464,22 +481,20 @@ class _Converter:
             out["configured"] = r.value({svc: {var: cv.to_json() for var, cv in vs.items()}
                                          for svc, vs in s.configured.items()})
         db = s.database
-        if db is None:
-            out["database"] = None
+        if not isinstance(db, DatabaseState):
+            out["database"] = r.value(to_json_value(db))
         else:
-            pdb = prev.database if prev is not None else None
+            pdb = prev.database if prev is not None and isinstance(prev.database, DatabaseState) else None
             dbo: dict[str, Json] = {}
             for f_ in db.__dataclass_fields__:
-                if f_ == "connections":
-                    if pdb is not None and ps is not None and ps.get("database") and pdb.connections == db.connections:
-                        dbo[f_] = ps["database"]["connections"]
-                    else:
-                        dbo[f_] = _sorted_keyed(_keyed_list([r.value(c.to_json()) for c in db.connections],
-                                                            ("leg", "addr"), ("database", "connections")))
+                if f_ == "legs":
+                    same = (pdb is not None and ps is not None and isinstance(ps.get("database"), dict)
+                            and "legs" in ps["database"] and pdb.legs == db.legs)
+                    dbo[f_] = ps["database"]["legs"] if same and ps is not None else self._legs(db)
                 elif f_ == "checks":
                     dbo[f_] = self._checks_keyed(("database",), db.checks, fresh)
                 else:
-                    dbo[f_] = r.value(getattr(db, f_), f_)
+                    dbo[f_] = r.value(to_json_value(getattr(db, f_)), f_)
             out["database"] = dbo
         pinst = {i.host: i for i in prev.instances} if prev is not None else {}
         insts: dict[str, Json] = {}
@@ -507,11 +522,12 @@ class _Converter:
                 elif f_ == "drift":
                     io[f_] = r.value(list(v))
                 else:
-                    io[f_] = r.value(v, f_)
+                    io[f_] = r.value(to_json_value(v), f_)
             insts[key] = io
         out["instances"] = insts
         out["certs"] = self._checks_keyed(("certs",), s.certs, fresh)
         out["checks"] = self._checks_keyed(("checks",), s.checks, fresh)
+        out["causes"] = r.value(to_json_value(s.causes))
         out["schema"] = s.schema
         out["verdict"] = s.verdict.value
         self.prev = s

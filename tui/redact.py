@@ -128,9 +128,10 @@ class Redactor:
         public names (the services that hold or lack the secret)."""
         if isinstance(obj, str):
             return REDACTED if obj else obj
-        if isinstance(obj, Mapping):
+        if isinstance(obj, Mapping):  # where it came from, why it is unknown: not the secret
             return {k: self._blank(v) if str(k) in _VALUE_FIELDS or secret_key(str(k)) else self.value(v, str(k))
                     for k, v in obj.items()}
         if isinstance(obj, list | tuple):
             return [v if isinstance(v, str) and v in self._public else self._blank(v) for v in obj]
         return obj
+

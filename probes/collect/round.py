@@ -1,0 +1,269 @@
+"""The collector: one `FleetSnapshot` of an environment per round, from the config store, the servers
+and the connections. Sessions (SSH, DB admin connections) are kept between rounds, so a warm round
+costs queries, not connects. Nothing here raises: every failure is a check result or an `Unknown`.
+
+Each host's work is bounded by the round's budget (`host_budget`): a stalled host is unknown for
+itself within one round while the others are measured, and its work goes on in the background
+(`InFlight`) rather than being started again every round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from probes.aws import Aws, AwsError
+from probes.collect.causes import root_causes
+from probes.collect.database import DatabaseProbe
+from probes.collect.fleetconfig import FleetConfig, Material, ProbeCredentials, decode_pem
+from probes.collect.hostfiles import HostFiles
+from probes.collect.inflight import InFlight
+from probes.collect.instance import DEFAULT_CA, HostReads, InstanceProbe, _ca_paths_of
+from probes.inventory import Environment, Host
+from probes.model import CheckResult, Unknown, Verdict, Why, error_result
+from probes.snapshot import Configured, DatabaseState, FleetSnapshot, InstanceState
+from probes.ssh import SshPool, check_reachable
+
+CA_VARIABLES = ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")
+
+
+class Collector:
+    """Collects snapshots of one environment; keep one per cockpit session and `aclose()` it.
+
+    `variables`: role ("database" / "app") → the rollout variables to resolve (the plan's; the
+    runbook's when None). `ca_paths`: extra container paths of the internal CA to check on app
+    hosts (the paths a plan step will set). `read_only`: watch mode — only host commands the
+    inventory marks read-only run."""
+
+    def __init__(
+        self,
+        env: Environment,
+        *,
+        pool: SshPool | None = None,
+        aws: Aws | None = None,
+        timeout: float = 3.0,
+        config_ttl: float = 3.0,
+        variables: Mapping[str, Sequence[str]] | None = None,
+        ca_variables: Sequence[str] = CA_VARIABLES,
+        ca_paths: Sequence[str] = (),
+        read_only: bool = False,
+        host_budget: float | None = None,
+    ) -> None:
+        self.env = env
+        self.pool = pool or SshPool(env)
+        self._aws = aws
+        self.timeout = timeout
+        self.ca_variables = tuple(ca_variables)
+        self.ca_paths = tuple(dict.fromkeys([DEFAULT_CA, *ca_paths]))
+        self.host_budget = host_budget if host_budget is not None else max(5.0, timeout + 2.0)
+        self.files = HostFiles(self.pool, bound_ttl=config_ttl)
+        self.config = FleetConfig(env, lambda: self.aws, self.files, variables=variables, config_ttl=config_ttl)
+        self.database = DatabaseProbe(env, self.pool, self.files, timeout=timeout, probe_ttl=3.0)
+        self.instances = InstanceProbe(env, self.pool, self.files, timeout=timeout, read_only=read_only)
+        self._work: InFlight[Any] = InFlight()
+        self._round_lock = asyncio.Lock()
+
+    @property
+    def aws(self) -> Aws:
+        if self._aws is None:
+            self._aws = Aws(self.env)
+        return self._aws
+
+    @property
+    def probe_ttl(self) -> float:
+        return self.database.probe_ttl
+
+    @probe_ttl.setter
+    def probe_ttl(self, value: float) -> None:
+        self.database.probe_ttl = value
+
+    async def aclose(self) -> None:
+        self._work.cancel()
+        self.instances.close()
+        await self.database.aclose()
+        try:
+            await self.pool.aclose()
+        except Exception:  # closing is best effort: the process is usually about to end
+            pass
+
+    def invalidate(self) -> None:
+        """Forget cached configuration, listeners, host files, host checks and healthy probe results
+        (the engine calls this right after it writes the config store and after each restart)."""
+        self.config.invalidate()
+        self.files.invalidate()
+        self.database.invalidate()
+        self.instances.invalidate()
+
+    async def snapshot(self) -> FleetSnapshot:
+        """One round; concurrent callers (a UI poll during an apply's verification) take turns."""
+        async with self._round_lock:
+            return await self._snapshot()
+
+    # -------------------------------------------------------------------------------- the round
+    async def _snapshot(self) -> FleetSnapshot:
+        t0, taken, env = time.monotonic(), time.time(), self.env
+        if env.managed_database:
+            c = CheckResult(
+                "runbook.applies",
+                env.name,
+                Verdict.WARN,
+                "managed database (RDS/ElastiCache): no self-hosted Postgres, PgBouncer or Redis — "
+                "the runbook does not apply",
+            )
+            return FleetSnapshot(
+                env.name, taken, 0.0, True, {}, Unknown(Why.NOT_CHECKED, "managed database"), (), (), (c,)
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.host_budget
+        errors: list[CheckResult] = []
+        self.config.new_round(t0)
+        aws_error: AwsError | None = None
+        try:
+            self.aws  # noqa: B018 - builds the clients, may raise AwsError
+            self.config.start()  # AWS needs nothing from SSH: its reads start now, alongside the connects
+        except AwsError as exc:
+            aws_error = exc
+            errors.append(error_result("aws.setup", env.name, exc.why, str(exc)))
+        hosts = list(env.hosts)
+        reach = {h.name: asyncio.ensure_future(self._reach(h, deadline)) for h in hosts}
+        db = env.database_host
+        configs = {
+            s: asyncio.ensure_future(self._service_config(s, reach, deadline, aws_error)) for s in env.service_names
+        }
+
+        async def aws_side() -> tuple[tuple[ProbeCredentials | None, CheckResult], tuple[Material, list[CheckResult]]]:
+            return await asyncio.gather(self.config.credentials(), self.config.material())
+
+        if aws_error is None:
+            aws_read = await self._work.run("aws", aws_side, deadline, "AWS (probe credentials, cert material)")
+        else:
+            aws_read = Unknown(aws_error.why, str(aws_error))
+        if isinstance(aws_read, Unknown):
+            creds, material = None, {}
+            if aws_error is None:
+                errors.append(error_result("aws.read", env.name, aws_read.why, aws_read.detail))
+        else:
+            (creds, cred_check), (material, mat_errors) = aws_read
+            errors += [cred_check, *mat_errors]
+        cert_checks = self.config.cert_checks(material) if material else []
+        ca_b64, cert_b64, key_b64 = material.get(db.service, (None, None, None))
+        db_material = (decode_pem(ca_b64), decode_pem(cert_b64), decode_pem(key_b64))
+        configured = {s: await f for s, f in configs.items()}
+        addr_map = {h.address: h for h in hosts}
+        db_reach = await reach[db.name]
+
+        async def db_side() -> DatabaseState:
+            return await self.database.observe(
+                creds, db_material, _reachable(db_reach), configured.get(db.service, {}), addr_map
+            )
+
+        database = await self._work.run("database", db_side, deadline, f"{db.name} (database side)")
+        if isinstance(database, Unknown):
+            errors.append(error_result("db.collect", db.name, database.why, database.detail))
+        app_hosts = [h for h in hosts if env.service(h.service).role != "database"]
+        instances = await asyncio.gather(
+            *(self._instance(h, reach[h.name], configured, material, database, deadline) for h in app_hosts)
+        )
+        reach_results = [await reach[h.name] for h in hosts]
+        snap_db = database
+        all_checks = [
+            *reach_results,
+            *errors,
+            *cert_checks,
+            *(snap_db.checks if isinstance(snap_db, DatabaseState) else ()),
+            *(c for i in instances for c in i.checks),
+        ]
+        return FleetSnapshot(
+            env=env.name,
+            taken_at=taken,
+            duration_ms=(time.monotonic() - t0) * 1000,
+            managed_database=False,
+            configured=configured,
+            database=database,
+            instances=tuple(instances),
+            certs=tuple(cert_checks),
+            checks=tuple(all_checks),
+            causes=root_causes(env, reach_results, aws_error, creds, database),
+        )
+
+    async def _reach(self, host: Host, deadline: float) -> CheckResult:
+        async def go() -> CheckResult:
+            return await check_reachable(self.pool, host.name, round_trip=False)
+
+        r = await self._work.run(("reach", host.name), go, deadline, f"{host.name} over SSH")
+        if isinstance(r, Unknown):
+            return error_result("ssh.reachable", host.name, r.why, f"{host.name}: {r.detail}")
+        return r  # type: ignore[no-any-return]
+
+    async def _first_reachable(self, service: str, reach: Mapping[str, asyncio.Future[CheckResult]]) -> Host | Unknown:
+        """The service's host that answers first (not inventory order: a stalled first host must not
+        stand between the cockpit and the service's configuration)."""
+        hosts = self.env.hosts_for(service)
+        last: CheckResult | None = None
+        for fut in asyncio.as_completed([reach[h.name] for h in hosts]):
+            r = await fut
+            if r.verdict is Verdict.OK:
+                return self.env.host(r.target)
+            last = r
+        if last is None:
+            return Unknown(Why.NOT_CHECKED, f"the inventory has no host for {service}")
+        return Unknown(last.unknown.why if last.unknown else Why.UNREACHABLE, last.summary)
+
+    async def _service_config(
+        self,
+        service: str,
+        reach: Mapping[str, asyncio.Future[CheckResult]],
+        deadline: float,
+        aws_error: AwsError | None,
+    ) -> dict[str, Configured]:
+        async def go() -> dict[str, Configured]:
+            return await self.config.service_config(service, await self._first_reachable(service, reach))
+
+        got = await self._work.run(("config", service), go, deadline, f"{service}'s configuration")
+        if isinstance(got, Unknown):
+            return {v: got for v in self.config.variables_for(service)}
+        return got  # type: ignore[no-any-return]
+
+    async def _instance(
+        self,
+        host: Host,
+        reach: asyncio.Future[CheckResult],
+        configured: Mapping[str, Any],
+        material: Material,
+        database: DatabaseState | Unknown,
+        deadline: float,
+    ) -> InstanceState:
+        service_cfg: Mapping[str, Configured] = configured.get(host.service, {})
+        r = await reach
+        reachable = _reachable(r)
+        ca_pem = decode_pem(material.get(host.service, (None,))[0]) or decode_pem(
+            material.get(self.env.database_host.service, (None,))[0]
+        )
+
+        async def go() -> tuple[Mapping[str, Configured], HostReads]:
+            cfg = service_cfg
+            if self.env.config_store.kind == "envfile":  # every host holds its own values: read each
+                cfg = await self.config.host_config(host.service, host)
+            paths = list(dict.fromkeys([*self.ca_paths, *_ca_paths_of(cfg, self.ca_variables)]))
+            return cfg, await self.instances.reads(host, paths)
+
+        if reachable is True:
+            got = await self._work.run(("host", host.name), go, deadline, f"{host.name}'s reads")
+        else:
+            got = reachable if isinstance(reachable, Unknown) else Unknown(Why.UNREACHABLE, r.summary)
+        if isinstance(got, Unknown):
+            cfg: Mapping[str, Configured] = service_cfg
+            reads: HostReads | Unknown = got
+        else:
+            cfg, reads = got
+        return self.instances.state(host, reachable, reads, cfg, ca_pem, database, self.ca_variables)
+
+
+def _reachable(r: CheckResult) -> bool | Unknown:
+    if r.verdict is Verdict.OK:
+        return True
+    if r.verdict is Verdict.ERROR:
+        return r.unknown or Unknown(Why.NOT_CHECKED, r.summary)
+    return False
