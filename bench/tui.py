@@ -30,7 +30,17 @@ sys.path.insert(0, str(ROOT))
 
 from plans.plan import default_plan  # noqa: E402
 from probes.model import CheckResult, Verdict  # noqa: E402
-from probes.snapshot import ConfiguredValue, Connection, DatabaseState, FleetSnapshot, InstanceState  # noqa: E402
+from probes.snapshot import (  # noqa: E402
+    CaFile,
+    ConfiguredValue,
+    Connection,
+    DatabaseState,
+    FleetSnapshot,
+    Handshake,
+    InstanceState,
+    LegUse,
+    LegView,
+)
 from tui.app import make_app  # noqa: E402
 from tui.feed import Observation  # noqa: E402
 from tui.recording import Recorder, Recording  # noqa: E402
@@ -78,8 +88,12 @@ def base_fleet() -> FleetSnapshot:
                             "DATABASE_SSL_MODE unset: the driver's default 'prefer' goes to unverified TLS"
                             if not flipped else "DATABASE_SSL_MODE=verify-full"),
             )
-            instances.append(InstanceState(host, svc, addr, True, True, None if svc != "telpro" else True, True,
-                                           flipped, False, configured=dict(cfg), checks=checks))
+            instances.append(InstanceState(
+                host, svc, addr, reachable=True, running=True, healthy=True,
+                ca_files={"/etc/ssl/internal/ca.crt": CaFile.MATCHES},
+                telpro_ssl=True if svc == "telpro" else False,
+                db=LegUse(tls=2, plain=0) if flipped else LegUse(tls=0, plain=2), redis=LegUse(tls=0, plain=1),
+                configured=dict(cfg), checks=checks))
     cert_ev = {"subject": "CN=prod-database-01.voiceai.internal", "issuer": "CN=VoiceAI Internal CA",
                "sans": ["DNS:prod-database-01.voiceai.internal", "DNS:localhost", "IP:10.0.1.20"],
                "not_before": "2026-01-01T00:00:00+00:00", "not_after": "2027-01-01T00:00:00+00:00",
@@ -110,8 +124,13 @@ def base_fleet() -> FleetSnapshot:
                   for s in ("database", *SERVICES) for c in ("certs.present", "certs.decode", "certs.ca",
                                                              "certs.chain", "certs.key_match", "certs.san",
                                                              "certs.expiry"))
-    db = DatabaseState(DB, True, True, False, "allow", "verify-ca", 6379, 6380, True, True, True, True,
-                       "10.0.1.20:6380", tuple(conns), db_checks)
+    legs = {leg: LegView(tuple(c for c in conns if c.leg == leg), own=2 if leg != "postgres" else 0)
+            for leg in ("leg1", "leg2", "postgres", "redis")}
+    db = DatabaseState(DB, reachable=True, postgres_ssl=True, pg_hba_hostssl_only=False,
+                       pgbouncer_client_tls_sslmode="allow", pgbouncer_server_tls_sslmode="verify-ca", redis_port=6379,
+                       redis_tls_port=6380, postgres_tls=Handshake.VERIFIED, pgbouncer_tls=Handshake.VERIFIED,
+                       redis_tls=Handshake.VERIFIED, end_to_end_ok=True, otel_redis_endpoint="10.0.1.20:6380",
+                       legs=legs, checks=db_checks)
     all_checks = (*(c for i in instances for c in i.checks[:1]), *certs, *db_checks,
                   *(c for i in instances for c in i.checks[1:]))
     return FleetSnapshot("production", T0, 850.0, False, configured, db, tuple(instances), certs, all_checks)
@@ -149,21 +168,24 @@ class Churn:
 
         insts = list(s.instances)
         db = s.database
-        assert db is not None
-        conns = list(db.connections)
-        if self.n % 20 == 0:  # an app reconnects: a new client port
-            i = rnd.randrange(len(conns))
-            c = conns[i]
-            host, _, port = c.addr.rpartition(":")
-            conns[i] = dataclasses.replace(c, addr=f"{host}:{int(port) + 1000}")
+        assert isinstance(db, DatabaseState)
+        legs: dict[Any, Any] = {}
+        for leg, view in db.legs.items():
+            assert isinstance(view, LegView)
+            conns = list(view.connections)
+            if conns and leg == "leg1" and self.n % 20 == 0:  # an app reconnects: a new client port
+                i = rnd.randrange(len(conns))
+                c = conns[i]
+                host, _, port = c.addr.rpartition(":")
+                conns[i] = dataclasses.replace(c, addr=f"{host}:{int(port) + 1000}")
+            k = shift % len(conns) if conns else 0
+            legs[leg] = dataclasses.replace(view, connections=tuple(conns[k:] + conns[:k]))  # the server's order
         if self.n % 240 == 0:  # a health flap
             i = rnd.randrange(len(insts))
             inst = insts[i]
             insts[i] = dataclasses.replace(inst, healthy=not inst.healthy)
-        k = shift % len(conns)
-        conns = conns[k:] + conns[:k]  # SHOW CLIENTS / CLIENT LIST order
         checks = tuple(retime(c) for c in s.checks)
-        db = dataclasses.replace(db, connections=tuple(conns), checks=tuple(retime(c) for c in db.checks))
+        db = dataclasses.replace(db, legs=legs, checks=tuple(retime(c) for c in db.checks))
         self.snap = dataclasses.replace(s, taken_at=t, duration_ms=round(rnd.uniform(400, 1200), 1),
                                         instances=tuple(insts), database=db, checks=checks,
                                         certs=tuple(retime(c) for c in s.certs))

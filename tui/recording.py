@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
+import functools
 import getpass
 import json
 import math
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Final, cast
 
 from probes.model import CheckResult
-from probes.snapshot import DatabaseState, FleetSnapshot, snapshot_from_json, to_json_value
+from probes.snapshot import DatabaseState, FleetSnapshot, LegView, snapshot_from_json, to_json_value
 from tui.records import (
     FORMAT,
     FORMAT_VERSION,
@@ -252,7 +253,7 @@ def _unordered(value: Json) -> bool:
 
 
 def _sort_key(item: Json) -> str:
-    return json.dumps(item, sort_keys=True, default=str)
+    return repr(sorted(item.items())) if isinstance(item, dict) else repr(item)
 
 
 def normal_check(check_json: Mapping[str, Json]) -> dict[str, Json]:
@@ -416,10 +417,33 @@ def apply_ops(state: Json, ops: Sequence[DiffOp | Mapping[str, Json]]) -> Json:
 # redacted again (a 50-host snapshot changes a few timings per round, not its 300 checks)
 
 
+def _steady(evidence: Mapping[str, Json]) -> dict[str, Json]:
+    """Evidence without its clocks and with its connection lists sorted: what a diff would see of it."""
+    return {k: sorted(v, key=_sort_key) if _unordered(v) else v for k, v in evidence.items()
+            if not _volatile(k, True, True)}
+
+
 def _same_check(a: CheckResult, b: CheckResult) -> bool:
-    """Equal but for the volatile timing."""
+    """Equal but for what a diff ignores (timings, clocks in evidence, the order of connection lists)."""
     return (a.check == b.check and a.target == b.target and a.verdict is b.verdict and a.summary == b.summary
-            and a.evidence == b.evidence)
+            and (a.evidence == b.evidence or _steady(a.evidence) == _steady(b.evidence)))
+
+
+def _same_legs(a: DatabaseState, b: DatabaseState) -> bool:
+    """The same connections on every leg, in whatever order the servers listed them."""
+    if a.legs == b.legs:
+        return True
+    if a.legs.keys() != b.legs.keys():
+        return False
+    for leg, va in a.legs.items():
+        vb = b.legs[leg]
+        if isinstance(va, LegView) and isinstance(vb, LegView):
+            if va.own != vb.own or len(va.connections) != len(vb.connections) or \
+                    set(va.connections) != set(vb.connections):
+                return False
+        elif va != vb:
+            return False
+    return True
 
 
 class _Converter:
@@ -489,7 +513,7 @@ class _Converter:
             for f_ in db.__dataclass_fields__:
                 if f_ == "legs":
                     same = (pdb is not None and ps is not None and isinstance(ps.get("database"), dict)
-                            and "legs" in ps["database"] and pdb.legs == db.legs)
+                            and "legs" in ps["database"] and _same_legs(pdb, db))
                     dbo[f_] = ps["database"]["legs"] if same and ps is not None else self._legs(db)
                 elif f_ == "checks":
                     dbo[f_] = self._checks_keyed(("database",), db.checks, fresh)
@@ -701,6 +725,10 @@ def open_regular(path: Path) -> int:
     return fd
 
 
+def _slice(buf: bytearray, start: int, end: int) -> bytes:
+    return bytes(buf[start:end])
+
+
 def _bad_json(raw: bytes) -> str | None:
     """Why `raw` is not a JSON object (None: it is one)."""
     try:
@@ -862,7 +890,8 @@ class Recording:
                 buf += chunk
             cut = 0
             while (nl := buf.find(b"\n", scan)) >= 0:
-                self._line_at(bytes(buf[cut:nl]), start + cut)
+                self._line_at(bytes(buf[cut:min(nl, cut + _HEAD)]), nl - cut, start + cut,
+                              functools.partial(_slice, buf, cut, nl))  # whole only to say why it is damaged
                 cut = scan = nl + 1
             if cut:
                 del buf[:cut]
@@ -882,7 +911,7 @@ class Recording:
         elif buf and final:
             raw = bytes(buf)
             if _bad_json(raw) is None:
-                self._line_at(raw, start)  # a whole last line that only lacks its newline
+                self._line_at(raw[:_HEAD], len(raw), start, lambda: raw)  # whole, only its newline is missing
             elif raw.strip():
                 self.cut_short = self._line
                 self._line += 1
@@ -893,29 +922,29 @@ class Recording:
         self.damaged[line] = why
         self.entries.append(Entry(DAMAGED, self._last_ts, offset, length, 0, line))
 
-    def _line_at(self, raw: bytes, offset: int) -> None:
+    def _line_at(self, head: bytes, length: int, offset: int, whole: Callable[[], bytes]) -> None:
+        """Index one line from its first bytes (`head`); `whole()` reads all of it (for a diagnosis)."""
         line = self._line
         self._line += 1
-        if not raw.strip():
-            return
-        head = raw[:_HEAD]
+        if not head.strip() and (length <= len(head) or not whole().strip()):
+            return  # a blank line
         m = _PREFIX.match(head)
         if m is None:
-            bad = _bad_json(raw)
-            self._damage(line, offset, len(raw), bad or "not a recording line (no {\"t\":…,\"ts\":…} prefix)")
+            bad = _bad_json(whole())
+            self._damage(line, offset, length, bad or "not a recording line (no {\"t\":…,\"ts\":…} prefix)")
             return
         kind = m.group(1).decode()
         try:
             ts = float(m.group(2))
         except ValueError:
             shown = m.group(2)[:20].decode(errors="replace")
-            self._damage(line, offset, len(raw), f"its time is not a number ({shown})")
+            self._damage(line, offset, length, f"its time is not a number ({shown})")
             return
         if not math.isfinite(ts) or ts < 0 or ts > MAX_TIME:
-            self._damage(line, offset, len(raw), f"its time is not a time ({ts!r})")
+            self._damage(line, offset, length, f"its time is not a time ({ts!r})")
             return
         if kind == RecordType.HEADER:
-            self._damage(line, offset, len(raw), "a second header (two recordings in one file?)")
+            self._damage(line, offset, length, "a second header (two recordings in one file?)")
             return
         if ts < self._last_ts:
             self.out_of_order.append(line)
@@ -926,10 +955,10 @@ class Recording:
         if kind in (RecordType.ACTION, RecordType.EVENT):
             k = _KIND.search(head)
             sub = k.group(1).decode() if k else ""
-        e = Entry(kind, ts, offset, len(raw), seq, line, sub)
+        e = Entry(kind, ts, offset, length, seq, line, sub)
         if kind == RecordType.FRAME:
             if not m.group(3):
-                self._damage(line, offset, len(raw), "a frame without its seq")
+                self._damage(line, offset, length, "a frame without its seq")
                 self._chain_seq, self._chain_ok = None, False
                 return
             self._chain_seq, self._chain_ok = seq, True
@@ -946,7 +975,7 @@ class Recording:
                 why = f"a diff against snapshot {seq - 1}, which is not in the file before it"
             if why is not None:
                 self._chain_ok = False
-                self._damage(line, offset, len(raw), why)
+                self._damage(line, offset, length, why)
                 return
             self._chain_seq = seq
             self.frame_at.append(self.frame_at[-1])
