@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import functools
 import getpass
 import json
 import math
@@ -725,10 +724,6 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def _slice(buf: bytearray, start: int, end: int) -> bytes:
-    return bytes(buf[start:end])
-
-
 def _bad_json(raw: bytes) -> str | None:
     """Why `raw` is not a JSON object (None: it is one)."""
     try:
@@ -890,8 +885,7 @@ class Recording:
                 buf += chunk
             cut = 0
             while (nl := buf.find(b"\n", scan)) >= 0:
-                self._line_at(bytes(buf[cut:min(nl, cut + _HEAD)]), nl - cut, start + cut,
-                              functools.partial(_slice, buf, cut, nl))  # whole only to say why it is damaged
+                self._line_at(buf, cut, nl, start + cut)
                 cut = scan = nl + 1
             if cut:
                 del buf[:cut]
@@ -911,7 +905,7 @@ class Recording:
         elif buf and final:
             raw = bytes(buf)
             if _bad_json(raw) is None:
-                self._line_at(raw[:_HEAD], len(raw), start, lambda: raw)  # whole, only its newline is missing
+                self._line_at(buf, 0, len(buf), start)  # whole: only its newline is missing
             elif raw.strip():
                 self.cut_short = self._line
                 self._line += 1
@@ -922,15 +916,17 @@ class Recording:
         self.damaged[line] = why
         self.entries.append(Entry(DAMAGED, self._last_ts, offset, length, 0, line))
 
-    def _line_at(self, head: bytes, length: int, offset: int, whole: Callable[[], bytes]) -> None:
-        """Index one line from its first bytes (`head`); `whole()` reads all of it (for a diagnosis)."""
+    def _line_at(self, buf: bytearray, start: int, end: int, offset: int) -> None:
+        """Index the line buf[start:end] from its first bytes (copied whole only to say why it is damaged)."""
         line = self._line
         self._line += 1
-        if not head.strip() and (length <= len(head) or not whole().strip()):
-            return  # a blank line
-        m = _PREFIX.match(head)
+        length = end - start
+        m = _PREFIX.match(buf, start, min(end, start + _HEAD))
         if m is None:
-            bad = _bad_json(whole())
+            whole = bytes(buf[start:end])
+            if not whole.strip():
+                return  # a blank line
+            bad = _bad_json(whole)
             self._damage(line, offset, length, bad or "not a recording line (no {\"t\":…,\"ts\":…} prefix)")
             return
         kind = m.group(1).decode()
@@ -953,7 +949,7 @@ class Recording:
         seq = int(m.group(3)) if m.group(3) else 0
         sub = ""
         if kind in (RecordType.ACTION, RecordType.EVENT):
-            k = _KIND.search(head)
+            k = _KIND.search(buf, start, min(end, start + _HEAD))
             sub = k.group(1).decode() if k else ""
         e = Entry(kind, ts, offset, length, seq, line, sub)
         if kind == RecordType.FRAME:
