@@ -402,18 +402,28 @@ def test_what_the_readers_accept_from_older_and_newer_writers() -> None:
     assert isinstance(parse_record({"t": "lock", "ts": 1.0, "holder": None, "known": False, "error": "x"}), Lock)
     assert isinstance(parse_record({"t": "verdict", "ts": 1.0, "seq": 3, "changes": []}), Verdicts)
     assert PreviewSummary.from_json({"direction": "rollback"}).direction is Direction.ROLLBACK
+    newer = {"step": "pg-5", "changes": [], "recreates": ["api"], "estimate_s": 40, "direction": "advance",
+             "blockers": [{"id": "h1", "text": "t", "kind": "hazard"}]}
+    assert {k: v for k, v in PreviewSummary.from_json(newer).to_json().items() if k in newer} == newer
 
 
 def test_a_record_the_recorder_refuses_becomes_an_error_note(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     rec = Recorder(path, env="staging", mode="drive", clock=Clock())
     out = rec.record("action", kind="teleport", step="pg-5")
-    rec.record("outcome", outcome={"ok": True, "stage": "done", "reason": "fine"}, step="pg-5", direction="advance")
+    # a field under a name the readers do not read is refused by name, not dropped
+    dialect = rec.record("action", kind="preview", step="pg-5", preview={"changes": []}, change_lines=["x"])
+    rec.record("outcome", outcome={"ok": True, "stage": "done", "reason": "fine", "changed": ["A"]}, step="pg-5",
+               direction="advance")
     rec.close()
     assert out["t"] == "note" and out["level"] == "error" and "action.kind" in out["text"]
+    assert dialect["t"] == "note" and "no field 'change_lines'" in dialect["text"]
     with Recording.open(path) as r:
         assert not r.damaged
-        assert [type(x).__name__ for x in r.records()] == ["Note", "Outcome", "End"]
+        got = list(r.records())
+        assert [type(x).__name__ for x in got] == ["Note", "Note", "Outcome", "End"]
+        outcome = got[2]
+        assert isinstance(outcome, Outcome) and outcome.outcome.extra == {"changed": ["A"]}  # a newer engine's
 
 
 # -- reading any file ----------------------------------------------------------------------------------------

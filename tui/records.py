@@ -13,6 +13,7 @@ the reader counts that line as damaged. No textual here.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,7 @@ class Direction(enum.StrEnum):
 class EventKind(enum.StrEnum):
     """The engine's progress events; a kind this reader does not know is kept as its text."""
 
+    PREFLIGHT = "preflight"
     WRITE = "write"
     RESTART = "restart"
     OUTPUT = "output"
@@ -74,6 +76,12 @@ class EventKind(enum.StrEnum):
     VERIFY = "verify"
     DONE = "done"
     ERROR = "error"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    STOPPING = "stopping"
+    JOURNAL = "journal"
+    DIAGNOSTICS = "diagnostics"
+    ROLLBACK = "rollback"
 
 
 _EVENT_KINDS: Final = frozenset(k.value for k in EventKind)
@@ -282,20 +290,23 @@ class Gate:
 
 @dataclass(frozen=True, slots=True)
 class Blocker:
-    """Why an action may not run; the engine writes text, or {"id", "text"} objects."""
+    """Why an action may not run; the engine writes text, or {"id", "text", "kind"} objects (hazards)."""
 
     text: str
     id: str = ""
+    kind: str = ""
 
     def to_json(self) -> Json:
-        return {"id": self.id, "text": self.text} if self.id else self.text
+        if not self.id:
+            return self.text
+        return {"id": self.id, "text": self.text, **({"kind": self.kind} if self.kind else {})}
 
     @classmethod
     def from_json(cls, value: Any, where: str) -> Blocker:
         if isinstance(value, str):
             return cls(value)
         d = _obj(value, where)
-        return cls(text=_text(d, "text", where), id=_text(d, "id", where))
+        return cls(text=_text(d, "text", where), id=_text(d, "id", where), kind=_text(d, "kind", where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,13 +326,18 @@ class PreviewSummary:
     open: bool = True
     state: str = ""
     snapshot_at: float | None = None
+    extra: Mapping[str, Json] = field(default_factory=dict, compare=False)  # what a newer engine adds, kept
+
+    _KNOWN: ClassVar[frozenset[str]] = frozenset({
+        "env", "protected", "step", "service", "direction", "title", "changes", "restarts", "gates", "blockers",
+        "open", "state", "snapshot_at"})
 
     def to_json(self) -> dict[str, Json]:
         return {"env": self.env, "protected": self.protected, "step": self.step, "service": self.service,
                 "direction": self.direction.value, "title": self.title, "changes": list(self.changes),
                 "restarts": [r.to_json() for r in self.restarts], "gates": [g.to_json() for g in self.gates],
                 "blockers": [b.to_json() for b in self.blockers], "open": self.open, "state": self.state,
-                "snapshot_at": self.snapshot_at}
+                "snapshot_at": self.snapshot_at, **self.extra}
 
     @classmethod
     def from_json(cls, value: Any, where: str = "preview") -> PreviewSummary:
@@ -339,7 +355,8 @@ class PreviewSummary:
             blockers=tuple(Blocker.from_json(b, f"{where}.blockers[{i}]")
                            for i, b in enumerate(_list(d.get("blockers", ()), f"{where}.blockers"))),
             open=_bool(d.get("open", True), f"{where}.open"), state=_text(d, "state", where),
-            snapshot_at=_opt_time(d.get("snapshot_at"), f"{where}.snapshot_at"))
+            snapshot_at=_opt_time(d.get("snapshot_at"), f"{where}.snapshot_at"),
+            extra={k: v for k, v in d.items() if k not in cls._KNOWN})
 
     @property
     def closed_gates(self) -> tuple[Gate, ...]:
@@ -381,11 +398,16 @@ class OutcomeSummary:
     started: float | None = None
     finished: float | None = None
     rolled_back: OutcomeSummary | None = None
+    extra: Mapping[str, Json] = field(default_factory=dict, compare=False)  # what a newer engine adds, kept
+
+    _KNOWN: ClassVar[frozenset[str]] = frozenset({"ok", "stage", "reason", "instances", "started", "finished",
+                                                  "rolled_back"})
 
     def to_json(self) -> dict[str, Json]:
         return {"ok": self.ok, "stage": self.stage, "reason": self.reason,
                 "instances": [i.to_json() for i in self.instances], "started": self.started,
-                "finished": self.finished, "rolled_back": self.rolled_back.to_json() if self.rolled_back else None}
+                "finished": self.finished, "rolled_back": self.rolled_back.to_json() if self.rolled_back else None,
+                **self.extra}
 
     @classmethod
     def from_json(cls, value: Any, where: str = "outcome", depth: int = 0) -> OutcomeSummary:
@@ -399,7 +421,8 @@ class OutcomeSummary:
                                    for i, x in enumerate(_list(d.get("instances", ()), f"{where}.instances"))),
                    started=_opt_time(d.get("started"), f"{where}.started"),
                    finished=_opt_time(d.get("finished"), f"{where}.finished"),
-                   rolled_back=None if rb is None else cls.from_json(rb, f"{where}.rolled_back", depth + 1))
+                   rolled_back=None if rb is None else cls.from_json(rb, f"{where}.rolled_back", depth + 1),
+                   extra={k: v for k, v in d.items() if k not in cls._KNOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -752,10 +775,18 @@ def parse_record(value: Any) -> Record | None:
 
 
 def record_of(t: str, fields: Mapping[str, Any]) -> Record:
-    """The typed record a writer means by `t` and `fields` (Recorder.record's keyword form)."""
+    """The typed record a writer means by `t` and `fields` (Recorder.record's keyword form). A writer is
+    held to the format: a field the record does not have is refused by name (a reader would never
+    see it), not dropped."""
+    cls = _CLASSES.get(t)
+    if cls is None or cls is Header:
+        raise RecordError(f"{t!r} is not a record type a session writes "
+                          f"({', '.join(m.value for m in RecordType if m is not RecordType.HEADER)})")
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)} - {"t", "ts"})
+    if unknown:
+        raise RecordError(f"{t}: no field {', '.join(map(repr, unknown))} in a {t!r} record")
     rec = parse_record({"t": t, **fields})
-    if rec is None:
-        raise RecordError(f"{t!r} is not a record type ({', '.join(m.value for m in RecordType)})")
+    assert rec is not None
     return rec
 
 
