@@ -302,3 +302,27 @@ def test_ctrl_c_during_the_report_is_a_clean_exit(drive_rec: Path, monkeypatch: 
     monkeypatch.setattr(tui.report, "report", interrupted)
     assert main(["replay", str(drive_rec), "--report"]) == 130
     assert capsys.readouterr().err == "cockpit replay: interrupted\n"
+
+
+def test_report_counts_an_automatic_rollback_and_a_stop_once_each(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    clock = Clock(T0)
+    rec = Recorder(path, env="staging", mode="drive", clock=clock, who="tester")
+    rec.snapshot(scenario("ready-pg5", taken_at=T0))
+    base = {"step": "pg-5", "service": "api", "direction": "advance", "who": "tester"}
+    for kind in ("lock", "confirm"):
+        rec.record("action", kind=kind, **base, **({"reason": "window 42"} if kind == "confirm" else {}))
+    rec.record("outcome", outcome={"ok": False, "stage": "verify", "reason": "api-02 unhealthy",
+                                   "rolled_back": {"ok": True, "stage": "done", "reason": "restored"}},
+               reason="window 42", **base)
+    rec.record("action", kind="unlock", **base)
+    clock.t += 10
+    web = {**base, "service": "web"}
+    rec.record("action", kind="confirm", reason="web now", **web)
+    rec.record("outcome", outcome={"ok": False, "stage": "stopped", "reason": "stopped after staging-web-01"},
+               reason="web now", **web)
+    rec.close()
+    text = report(Recording.open(path), default_plan()).split("## Actions")[0]
+    assert "- Rollbacks: 1\n" in text and "automatic, done" in text
+    assert "- Failures: 1\n" in text and "- Stopped by the operator: 1\n" in text
+    assert "STOPPED: stopped after staging-web-01" in text

@@ -127,9 +127,14 @@ class Attempt:
                                                          (self.confirmed is not None and self.refused is None))
 
     @property
+    def stopped(self) -> bool:
+        """Stopped between instances at the operator's request (the engine's stage "stopped")."""
+        return self.outcome is not None and not self.outcome.ok and self.outcome.stage == "stopped"
+
+    @property
     def failed(self) -> bool:
         return self.error is not None or (self.outcome is not None and not self.outcome.ok
-                                          and self.outcome.stage != "refused")
+                                          and self.outcome.stage not in ("refused", "stopped"))
 
     def result(self) -> str:
         if self.refused is not None:
@@ -138,7 +143,8 @@ class Attempt:
             return f"STOPPED by an error: {md(self.error)}"
         o = self.outcome
         if o is not None:
-            text = "done" if o.ok else f"FAILED at {md(o.stage or '?')}: {md(o.reason)}"
+            text = "done" if o.ok else (f"STOPPED: {md(o.reason)}" if self.stopped else
+                                        f"FAILED at {md(o.stage or '?')}: {md(o.reason)}")
             if o.rolled_back is not None:
                 rb = o.rolled_back
                 text += ("; rolled back automatically" if rb.ok else
@@ -200,7 +206,6 @@ class _Actions:
             a.confirmed, a.reason = r.ts, r.reason or ""
         elif r.kind is ActionKind.CANCEL:
             a.cancelled = True
-            a.end = a.end or None
         elif r.kind in (ActionKind.LOCK_REFUSED, ActionKind.REFUSED):
             a.refused = r.error or r.reason or ("the fleet lock is held" if r.kind is ActionKind.LOCK_REFUSED
                                                 else "refused")
@@ -557,9 +562,10 @@ def _summary(attempts: Sequence[Attempt], errors: Sequence[tuple[float, str]]) -
                f"{' (journal)' if a.source == 'journal' else ''}: {md(a.refused)}"
                for a in attempts if a.refused is not None]
     failures = [line(a, f" — {a.result()}") for a in attempts if a.failed]
+    stopped = [line(a, f" — {a.result()}") for a in attempts if a.stopped]
     cancelled = [line(a) for a in attempts if a.cancelled and a.outcome is None]
     return [listed("Applied", applied), listed("Rollbacks", rollbacks), listed("Refused", refused),
-            listed("Failures", failures), listed("Cancelled", cancelled),
+            listed("Failures", failures), listed("Stopped by the operator", stopped), listed("Cancelled", cancelled),
             f"- Errors noted (failed snapshots, crashed tasks): {len(errors)}"
             + "".join(f"\n  - {x}" for x in _grouped(errors))]
 
