@@ -116,7 +116,7 @@ def test_timeline_marks_and_idle_skipping(tmp_path: Path) -> None:
 
 
 def test_seek_is_exact(tmp_path: Path) -> None:
-    path = make_drive_recording(tmp_path / "r.jsonl", full_every=7)
+    path = make_drive_recording(tmp_path / "r.jsonl")
     rec = Recording.open(path)
     for i in (len(rec.snaps) - 1, 3, 17, 0, 9):
         snap = rec.snapshot(i)
