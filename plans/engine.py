@@ -31,7 +31,7 @@ from plans.plan import Plan, Step
 from plans.position import Position, TargetPosition, derive_position, env_order_gate
 from plans.store import Change, ConfigStore, StoreError
 from probes.collect import Collector
-from probes.inventory import Environment, Host
+from probes.inventory import Environment, Host, render_command
 from probes.model import Verdict
 from probes.snapshot import FleetSnapshot
 from probes.ssh import check_reachable
@@ -384,11 +384,9 @@ class Engine:
 
     def _restart_target(self, host: Host, service: str) -> RestartTarget:
         pre = self.env.service(service).pre_restart
-        return RestartTarget(
-            host.name,
-            self.env.update_command(host),
-            pre.replace("{root}", host.root.rstrip("/")).replace("{service}", service) if pre else "",
-        )
+        values = {"root": host.root.rstrip("/"), "service": service, "host": host.name, "address": host.address}
+        return RestartTarget(host.name, self.env.update_command(host),
+                             render_command(pre, values, literal_braces=True) if pre else "")
 
     def _recreates(self, service: str) -> tuple[str, ...]:
         return tuple(self.collector.config.containers(service))

@@ -160,6 +160,7 @@ class Collector:
         if isinstance(database, Unknown):
             errors.append(error_result("db.collect", db.name, database.why, database.detail))
         configured = {s: await f for s, f in configs.items()}
+        errors += _unread_config(configured)
         cert_checks = self.config.cert_checks(material) if material else []
         db_ca = decode_pem(material.get(db.service, (None,))[0])
         instances = []
@@ -265,6 +266,21 @@ class Collector:
         if isinstance(got, Unknown):
             return {v: got for v in self.config.variables_for(service)}
         return got  # type: ignore[no-any-return]
+
+
+def _unread_config(configured: Mapping[str, Mapping[str, Configured]]) -> list[CheckResult]:
+    """A configuration that could not be read (AWS refused, vars.yaml missing or malformed, the env file
+    unreadable) is a check with its reason — once per service and reason, not a silent field of unknowns."""
+    out: list[CheckResult] = []
+    for service, values in configured.items():
+        seen: dict[str, Unknown] = {}
+        for v in values.values():
+            if isinstance(v, Unknown):
+                seen.setdefault(v.detail, v)
+        for detail, u in seen.items():
+            out.append(error_result("config.read", service, u.why, f"{service}'s configuration could not be read: "
+                                                                   f"{detail}"))
+    return out
 
 
 def _reachable(r: CheckResult) -> bool | Unknown:
