@@ -136,7 +136,17 @@ def test_error_names_line_and_problem() -> None:
     data = b"# c\n\nA=1\nB=2\n\nC=3\nfoo bar\n"
     with pytest.raises(EnvFileError) as exc:
         parse(data)
-    assert str(exc.value) == "line 7: expected KEY=VALUE, got 'foo bar'"
+    assert str(exc.value) == "line 7: expected KEY=VALUE, a comment or a blank line"
+    assert exc.value.line == 7
+
+
+def test_rejected_lines_are_never_quoted() -> None:
+    # A malformed line may be a secret with its '=' missing: the message names the line, not its text.
+    for line in (b"DB_PASSWORD hunter2", b"hunter2", b"export DB_PASSWORD", b"DB_PASSWORD = hunter2"):
+        with pytest.raises(EnvFileError) as exc:
+            parse(b"A=1\n" + line + b"\n")
+        assert str(exc.value).startswith("line 2: expected KEY=VALUE")
+        assert "hunter2" not in str(exc.value)
 
 
 @pytest.mark.parametrize(
