@@ -41,7 +41,7 @@ __all__ = [
     "Entry",
     "EnvFileError",
     "EnvProblem",
-    "EnvRead",
+    "EnvValues",
     "Scan",
     "Style",
     "bare_problem",
@@ -124,17 +124,21 @@ class Scan:
     problems: tuple[EnvProblem, ...] = ()  # lenient scans only; a strict scan raises instead
 
 
-@dataclass(frozen=True)
-class EnvRead:
-    """What the lenient reader found: the effective values of every readable assignment, and
-    every line it could not read.
+class EnvValues(dict[str, str]):
+    """What the lenient reader found: a dict of the effective value of every readable assignment,
+    plus `problems`, every line it could not read.
 
-    With problems, `values` is best effort: an unreadable line may assign any key (or, for an
-    unterminated quote, swallow the lines after it in a shell), so a caller that decides must
-    treat the file as unreadable rather than read a missing key as unset."""
+    A dict so that existing callers keep working unchanged; `problems` is what they must report
+    ("could not read line N"). With problems the values are best effort: an unreadable line may
+    assign any key (or, for an unterminated quote, swallow the lines after it in a shell), so a
+    caller that decides must treat the file as unreadable rather than read a missing key as unset.
+    """
 
-    values: dict[str, str]
     problems: tuple[EnvProblem, ...]
+
+    def __init__(self, values: dict[str, str], problems: tuple[EnvProblem, ...] = ()) -> None:
+        super().__init__(values)
+        self.problems = problems
 
     @property
     def complete(self) -> bool:
@@ -332,7 +336,7 @@ def get(data: bytes, key: str) -> str | None:
     return None if a is None else a.value
 
 
-def read_env(data: bytes) -> EnvRead:
+def read_env(data: bytes) -> EnvValues:
     """The lenient read: every readable assignment's effective value, and every unreadable line."""
     s = scan(data, lenient=True)
-    return EnvRead({key: a.value for key, a in effective(s).items()}, s.problems)
+    return EnvValues({key: a.value for key, a in effective(s).items()}, s.problems)
