@@ -376,3 +376,20 @@ async def test_ssm_check_writable(ssm_env: Environment, iam_moto: dict[str, Any]
         await SsmStore(ssm_env, Aws(ssm_env)).check_writable("api")
     left = params(ssm_env, admin)
     assert list(left) and all(k.startswith("cockpit/preflight/") for k in left)  # never under a service's path
+
+
+async def test_the_fleet_lock_needs_no_delete_permission(
+        ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock on the same IAM-enforcing server: the operator (no ssm:Delete*) takes and releases it
+    round after round; only the best-effort cleanup of old generations is denied, and ignored."""
+    from plans.lock import KEEP, FleetLock
+
+    as_identity(monkeypatch, iam_moto["operator"])
+    lock = FleetLock(Aws(ssm_env), ssm_env.namespace)
+    for i in range(KEEP + 2):
+        info = await lock.acquire(f"step-{i}")
+        assert info.generation == i + 1
+        await lock.release()
+    assert await lock.current() is None
+    left = params(ssm_env, iam_moto["admin"])
+    assert "cockpit/lock/0000000001" in left  # cleanup was denied: old generations stay, harmlessly
