@@ -148,8 +148,11 @@ class SsmStore:
         except Exception as exc:
             raise StoreError(explain(exc, f"preflight: writing {name}") + " — the cockpit cannot write to SSM; "
                              "nothing was changed") from None
-        back = await self._get(name)
-        problem = None if back == value else f"preflight: {name} read back as {_show(back)}, not what was written"
+        try:
+            back = await self._get(name)
+            problem = None if back == value else f"preflight: {name} read back as {_show(back)}, not as written"
+        except StoreError as exc:
+            problem = f"preflight: {exc}"
         try:
             await asyncio.to_thread(ssm.delete_parameter, Name=name)
         except Exception as exc:
@@ -289,7 +292,7 @@ class EnvFileStore:
         try:
             return {k: e.value for k, e in envfile.parse(data).items()}
         except envfile.EnvFileError as exc:
-            raise StoreError(f"{host.name}: {self._path(host)} {exc} — fix that line; nothing was written") from None
+            raise StoreError(f"{host.name}: {self._path(host)} {exc} — fix that line first") from None
 
     async def _values(self, service: str) -> list[tuple[Host, dict[str, str] | None]]:
         hosts = self._hosts(service)
@@ -347,7 +350,10 @@ class EnvFileStore:
 
     def _plan(self, host: Host, data: bytes, changes: Sequence[Change]) -> bytes:
         path = self._path(host)
-        values = self._scan(host, data)
+        try:
+            values = self._scan(host, data)
+        except StoreError as exc:
+            raise StoreError(f"{exc}; nothing was written") from None
         new = data
         for c in changes:
             current = values.get(c.var)
@@ -388,8 +394,7 @@ class EnvFileStore:
                 if f.new == f.data:
                     receipts.append(f"{f.host.name}:{f.path} unchanged")
                     continue
-                backup = await self._replace(f, progress)
-                written.append((f, backup))
+                backup = await self._replace(f, written, progress)
                 receipts.append(f"{f.host.name}:{f.path} (backup {backup})")
         except StoreError as exc:
             raise StoreError(str(exc) + await self._restore(written, progress)) from None
@@ -398,8 +403,9 @@ class EnvFileStore:
             raise
         return receipts
 
-    async def _replace(self, f: _HostFile, progress: Progress | None) -> str:
-        """Re-read (it must still be what was planned from), back up, replace; the backup's path."""
+    async def _replace(self, f: _HostFile, written: list[tuple[_HostFile, str]], progress: Progress | None) -> str:
+        """Re-read (it must still be what was planned from), back up, replace (and add it to
+        `written` at once, so a failure from here on restores it); the backup's path."""
         name = f.host.name
         now = await self._read(f.host, must_exist=True)
         if now != f.data:
@@ -413,6 +419,7 @@ class EnvFileStore:
         err = await self.pool.write_file_atomic(name, f.path, f.new)
         if err is not None:
             raise StoreError(f"{name}: could not replace {f.path}: {err}; it was left as it is")
+        written.append((f, backup))
         if progress:
             progress(StoreEvent("written", name, f.path, backup))
         return backup

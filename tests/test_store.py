@@ -163,6 +163,25 @@ async def test_envfile_host_changed_during_the_step_restores_the_first(
 
 
 @pytest.mark.lab
+async def test_envfile_interrupted_after_a_host_is_written_restores_it(
+        store: EnvFileStore, files: dict[str, Path]) -> None:
+    """Anything that stops the transaction once a host is written (here the caller's own progress
+    callback raising) puts that host back before the exception goes on."""
+    events: list[StoreEvent] = []
+
+    def stop(e: StoreEvent) -> None:
+        events.append(e)
+        if e.kind == "written":
+            raise RuntimeError("operator pulled the plug")
+
+    with pytest.raises(RuntimeError, match="pulled the plug"):
+        await store.write_all(STEP, progress=stop)
+    assert [(e.kind, e.host) for e in events] == [("backed-up", HOSTS[0]), ("written", HOSTS[0]),
+                                                  ("restored", HOSTS[0])]
+    assert all(p.read_bytes() == ORIGINAL for p in files.values())
+
+
+@pytest.mark.lab
 async def test_envfile_unsupported_line_refuses_before_writing(store: EnvFileStore, files: dict[str, Path]) -> None:
     files[HOSTS[1]].write_bytes(ORIGINAL + b"SECRET_TOKEN hunter2\n")
     for attempt in (store.write_all(STEP), store.check_writable("api")):
