@@ -199,12 +199,15 @@ class FleetLock:
                 return _Listing(holders, markers)
 
     async def _create(self, name: str, value: str) -> bool:
-        """Create `name` (atomic); False when it already exists. Other failures raise as they are."""
+        """Create `name` (atomic); False when someone else's value is there. Other failures raise.
+
+        "Already exists" with our own value means botocore retried a create that had succeeded
+        (the first answer was lost): that is ours. Every value holds a timestamp, so it is unique."""
         ssm: Any = self.aws.ssm
         try:
             await asyncio.to_thread(ssm.put_parameter, Name=name, Value=value, Type="String", Overwrite=False)
         except ssm.exceptions.ParameterAlreadyExists:
-            return False
+            return await self._get(name) == value
         return True
 
     async def _get(self, name: str) -> str | None:

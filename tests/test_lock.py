@@ -388,3 +388,19 @@ def test_a_holder_learns_its_lock_was_broken(env: Environment) -> None:
         assert "broken by" in marker.describe()
 
     asyncio.run(go())
+
+
+def test_a_retried_create_that_had_succeeded_is_ours(env: Environment) -> None:
+    """botocore retries a create whose answer was lost; the retry meets "already exists" with our own
+    value there, which must count as created (else the lock would be held by us and known to nobody)."""
+
+    async def go() -> None:
+        lock = new_lock(env)
+        name = f"/{env.namespace}/cockpit/lock/0000000001"
+        value = LockInfo("ops", "here", 1, "pg-2", time.time(), "tok-a", 1).to_value()
+        assert await lock._create(name, value) is True
+        assert await lock._create(name, value) is True  # the same create, again: ours
+        other = LockInfo("ops", "here", 1, "pg-2", time.time(), "tok-b", 1).to_value()
+        assert await lock._create(name, other) is False
+
+    asyncio.run(go())
