@@ -346,8 +346,11 @@ class Engine:
 
     async def release_lock(self) -> None:
         if self.lock.held is not None:
-            await self.lock.release()
+            broken = await self.lock.release()
             try:
+                if broken is not None:  # someone broke it while we held it: say so, once
+                    await self.journal.write("lock-lost", broken_by=str(getattr(broken, "who", "?")),
+                                             reason=str(getattr(broken, "reason", "")))
                 await self.journal.write("unlock")
             except JournalError:
                 pass  # the lock is released; a missing unlock line is not worth a failure
@@ -355,7 +358,7 @@ class Engine:
     async def break_lock(self, reason: str) -> LockInfo | None:
         if not reason.strip():
             raise EngineError("breaking the fleet lock needs a reason (--reason)")
-        old = await self.lock.break_lock()
+        old = await self.lock.break_lock(reason)
         await self.journal.write("lock-broken", reason=reason, holder=old.describe() if old else None)
         return old
 
@@ -602,7 +605,7 @@ class Engine:
                 problems.append(f"{r.target} cannot be restarted: {r.summary}")
         if preview.changes and preview.service is not None:
             try:
-                await _check_writable(self.store, preview.service)
+                await self.store.check_writable(preview.service)
             except StoreError as exc:
                 problems.append(f"the config store is not writable: {exc}")
         try:
@@ -734,7 +737,7 @@ class Engine:
             )
             await journal("intent", **intent.to_json())
             try:
-                receipts = await _write_all(self.store, preview.changes)
+                receipts = await self.store.write_all(preview.changes)
             except StoreError as exc:
                 self.collector.invalidate()
                 await journal("intent-done", token=token, ok=False, reason=str(exc))
@@ -992,20 +995,6 @@ class Engine:
                 return False, f"not verified within {step.deadline:.0f}s: {why}"
             await asyncio.sleep(self.poll_interval)
             self._last = None
-
-
-async def _write_all(store: ConfigStore, changes: Sequence[Change]) -> list[str]:
-    """All of a step's values together (the store reverts what it wrote when a later write fails)."""
-    write_all = getattr(store, "write_all", None)
-    if write_all is not None:
-        return list(await write_all(changes))
-    return [await store.write(c) for c in changes]
-
-
-async def _check_writable(store: ConfigStore, service: str) -> None:
-    check = getattr(store, "check_writable", None)
-    if check is not None:
-        await check(service)
 
 
 def _runs_step(step: Step, snap: FleetSnapshot, host: str) -> bool:
