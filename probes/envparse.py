@@ -164,6 +164,8 @@ def bare_problem(raw: bytes) -> str | None:
             return f"unquoted value contains {chr(b)!r}, which the shell interprets (quote the value)"
     if raw.startswith(b"~") or b":~" in raw:
         return "unquoted value contains a '~' that the shell would expand (quote the value)"
+    if b"{" in raw and b"}" in raw:  # `export A={,}` is brace-expanded (an assignment word is not)
+        return "unquoted value contains braces that the shell may expand (quote the value)"
     return None
 
 

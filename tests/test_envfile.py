@@ -111,7 +111,11 @@ def test_parse_accepts_shell_literal_characters_unquoted() -> None:
     # `&` is an operator for the shell, so that URL must be quoted; the rest is literal.
     assert get(b"U=postgres://u@db:5432/app?sslmode=verify-full\n", "U") == url.split("&")[0]
     assert get(f"U='{url}'\n".encode(), "U") == url
-    assert get(b"G=*.[ch]{a,b}!%^=,+-\n", "G") == "*.[ch]{a,b}!%^=,+-"
+    assert get(b"G=*.[ch]!%^=,+-\n", "G") == "*.[ch]!%^=,+-"
+    # braces: `export G={a,b}` is brace-expanded by bash, so an unquoted pair is refused (quote it)
+    assert get(b"G='*.[ch]{a,b}'\n", "G") == "*.[ch]{a,b}"
+    with pytest.raises(EnvFileError, match="braces"):
+        get(b"export G={,}\n", "G")
     assert get(b"T=a~b\n", "T") == "a~b"  # tilde only expands at the start or after ':'
 
 
@@ -409,7 +413,7 @@ def bare_ok(value: str) -> bool:
     raw = value.encode("utf-8", "surrogateescape")
     if any(b in b" \t\r\n\0|&;<>()'\"\\$`" for b in raw):
         return False
-    return not value.startswith("~") and ":~" not in value
+    return not value.startswith("~") and ":~" not in value and not ("{" in value and "}" in value)
 
 
 def quote_single(value: str) -> str:
