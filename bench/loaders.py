@@ -1,7 +1,8 @@
 """How long the loaders take on large input: plan validation at 800 and 8000 steps (it used to be
 super-linear: 800 steps took 16 s), a 1000-host inventory, and the refusal of hostile files.
 
-    .venv/bin/python bench/loaders.py
+    .venv/bin/python bench/loaders.py                  # the loaders of this checkout
+    .venv/bin/python bench/loaders.py --before 62741e6 # and plans/plan.py of that commit, on the same plans
 
 The generated plan has 8 tracks (chains), a cross-track `after` every 7th step, one step in 5 per
 service, and each track re-setting its own 4 variables, so every rollback is checked against an
@@ -11,12 +12,17 @@ limit lifted (`max_bytes=`), and the script shows that the limit refuses it othe
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -102,13 +108,38 @@ def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
+def plan_module_at(ref: str) -> ModuleType:
+    """plans/plan.py as it was at git `ref`, imported under another name (its imports are today's)."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{ref}:plans/plan.py"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "plan_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("plan_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["plan_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", metavar="REF", help="also time plans/plan.py of this git commit (≤ 800 steps)")
+    args = parser.parse_args()
     print(f"{'input':<44} {'size':>9} {'median':>9} {'max':>9}")
 
     def row(name: str, text: str, fn: Callable[[], object], runs: int) -> None:
         med, mx = timed(fn, runs)
         print(f"{name:<44} {len(text.encode()) / 1024:>7.0f} KiB {med * 1000:>7.1f} ms {mx * 1000:>7.1f} ms")
 
+    if args.before:
+        before = plan_module_at(args.before)
+        for n in (200, 400, 800):
+            text = plan_text(n)
+            row(f"plan, {n} steps: parse_plan at {args.before}", text, lambda t=text: before.parse_plan(t, "b"), 1)
+            row(f"plan, {n} steps: parse_plan now", text, lambda t=text: parse_plan(t, "b"), 3)
     for n, runs in ((800, 9), (8000, 5)):
         text = plan_text(n)
         size = len(text.encode())
