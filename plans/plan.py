@@ -213,6 +213,21 @@ class Plan:
     _ancestry: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _setters: Mapping[tuple[str, str], int] = field(init=False, repr=False, compare=False)  # (scope, var)
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the plan sets that the cockpit has no rollback-safety rule for (plans.hazards): it loads —
+        a plan may add variables with no code change — but every rollback of such a variable says the
+        cockpit cannot tell whether it is safe."""
+        from plans.hazards import has_rule
+
+        out: list[str] = []
+        for step in self.steps:
+            for ch in step.changes:
+                if not has_rule(step.scope, ch.var):
+                    out.append(f"step {step.id}: {ch.var} ({step.scope}) has no rollback-safety rule: the cockpit "
+                               "cannot tell when rolling it back is safe — add one to plans/hazards.py HAZARDS")
+        return tuple(dict.fromkeys(out))
+
     def __post_init__(self) -> None:
         index = {s.id: i for i, s in enumerate(self.steps)}
         setters: dict[tuple[str, str], int] = {}
