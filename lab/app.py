@@ -129,10 +129,13 @@ def _ctx(ca_file: str, check_hostname: bool) -> ssl.SSLContext:
 
 
 def db_ssl_arg(mode: str, ca_file: str) -> Any:
-    """What asyncpg gets for the service's DATABASE_SSL_MODE (unset: asyncpg's default, prefer)."""
+    """What asyncpg gets for the service's DATABASE_SSL_MODE (unset: asyncpg's default, prefer).
+
+    verify-ca/verify-full without DATABASE_SSL_CA_FILE is asyncpg without sslrootcert: it looks for
+    ~/.postgresql/root.crt of the process's HOME and fails when it is absent, as the platform's apps do."""
     if mode in ("", "prefer"):
         return "prefer"
-    if mode in ("disable", "allow", "require"):
+    if mode in ("disable", "allow", "require") or not ca_file:
         return mode
     return _ctx(ca_file, check_hostname=(mode == "verify-full"))
 
