@@ -8,6 +8,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,31 @@ def running_lab(instances: str = "", *, net: str | None = None, variants: str = 
             if (d / "lab.json").exists():
                 left = control.down(d)
                 assert not left, f"lab down left processes: {left}"
+
+
+@contextlib.contextmanager
+def cli_lab(instances: str = "", *, variants: str = "") -> Iterator[LabSpec]:
+    """As `running_lab`, but started and stopped through the command line (`python -m lab up
+    --variant ...` / `down`), on a claimed net and a new directory."""
+    repo = Path(__file__).resolve().parent.parent
+    with contextlib.ExitStack() as stack:
+        claim = claim_net()
+        stack.callback(claim.release)
+        d = private_dir("cockpit-test-lab-")
+        stack.callback(shutil.rmtree, d, True)
+
+        def lab(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "lab", "--dir", str(d), *args], cwd=repo, text=True,
+                                  capture_output=True, timeout=600, check=False, stdin=subprocess.DEVNULL)
+
+        try:
+            r = lab("up", "--net", claim.net, "--instances", instances, "--variant", variants)
+            assert r.returncode == 0, f"lab up --variant {variants} failed: {r.stderr[-2000:]}"
+            yield LabSpec.load(d)
+        finally:
+            if (d / "lab.json").exists():
+                r = lab("down")
+                assert r.returncode == 0, f"lab down: {r.stdout} {r.stderr}"
 
 
 def ssh(spec: LabSpec, host: LabHost, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
