@@ -26,6 +26,8 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 BUDGET_S = 3.0
 INTERVAL_S = 0.2
@@ -195,6 +197,9 @@ class Service:
             socket_timeout=max(min(budget, 1.0), 0.1),
             socket_connect_timeout=max(min(budget, 1.0), 0.1),
             retry_on_timeout=False,
+            # one attempt per connect: the request's own loop retries within its budget, and redis-py's
+            # default retries (with backoff) would outlast the budget and hide the error as a timeout
+            retry=Retry(NoBackoff(), 0),
             **kw,
         )
         await r.ping()
