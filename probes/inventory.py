@@ -21,21 +21,46 @@ import json
 import os
 import posixpath
 import re
+import shlex
 import string
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar
 
 SUPPORTED_VERSIONS: Final = (1,)
 
-ACCESS_MODES: Final = ("tunnel", "direct")
-TLS_LAYOUTS: Final = ("json", "separate")
-CONFIG_STORE_KINDS: Final = ("ssm", "envfile")
-ROLES: Final = ("app", "database")
+Role = Literal["app", "database"]
+AccessMode = Literal["tunnel", "direct"]
+TlsLayout = Literal["json", "separate", "shared"]
+ConfigStoreKind = Literal["ssm", "envfile"]
+Leg = Literal["postgres", "redis"]  # the servers a service is a client of
+Material = Literal["ca", "cert", "key"]  # the INTERNAL_* values a service's hosts hold
+ReadOnlyCommand = Literal["telpro_ssl_check", "running_check"]  # commands watch mode may run
+
+ACCESS_MODES: Final[tuple[AccessMode, ...]] = ("tunnel", "direct")
+TLS_LAYOUTS: Final[tuple[TlsLayout, ...]] = ("json", "separate", "shared")
+CONFIG_STORE_KINDS: Final[tuple[ConfigStoreKind, ...]] = ("ssm", "envfile")
+ROLES: Final[tuple[Role, ...]] = ("app", "database")
+LEGS: Final[tuple[Leg, ...]] = ("postgres", "redis")
+MATERIALS: Final[tuple[Material, ...]] = ("ca", "cert", "key")
+READ_ONLY_COMMANDS: Final[tuple[ReadOnlyCommand, ...]] = ("telpro_ssl_check", "running_check")
 OTHERS: Final = "others"  # the token `services_in_order` expands; no service may be named so
+
+# Material -> the variable (a key of the service's TLS secret) that holds it, base64 PEM.
+MATERIAL_VARIABLES: Final[Mapping[Material, str]] = MappingProxyType(
+    {"ca": "INTERNAL_CA_CRT_B64", "cert": "INTERNAL_TLS_CERT_B64", "key": "INTERNAL_TLS_KEY_B64"}
+)
+DEFAULT_CONSUMES: Final[Mapping[Role, tuple[Leg, ...]]] = MappingProxyType(
+    {"app": ("postgres", "redis"), "database": ()}
+)
+DEFAULT_TLS_MATERIAL: Final[Mapping[Role, tuple[Material, ...]]] = MappingProxyType(
+    {"app": ("ca",), "database": ("ca", "cert", "key")}
+)
+DEFAULT_PG_HBA_PATH: Final = "/mnt/data/postgres/pg_hba.conf"
+DEFAULT_KEY_OWNER: Final = "70:70"  # the runbook's owner of the key file (the Postgres uid of the official images)
 
 DEFAULT_PATHS: Final[Mapping[str, str]] = MappingProxyType({"/etc/ssl/internal": "/etc/ssl/internal"})
 DEFAULT_UPDATE_COMMAND: Final = "{root}/opt/services/{service}/update.sh --restart-only --yes"
@@ -45,11 +70,14 @@ DEFAULT_TELPRO_SSL_CHECK: Final = (
 DEFAULT_VARS: Final = "/opt/services/{service}/vars.yaml"
 
 _UPDATE_FIELDS: Final = ("root", "service", "host", "address")
+_COMMAND_FIELDS: Final = _UPDATE_FIELDS  # every host command template: update, running_check, logs, telpro
 _HEALTH_FIELDS: Final = ("address", "host", "service")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+_KEY_OWNER = re.compile(r"[0-9]+:[0-9]+\Z")
 
 KeyPath = tuple[str | int, ...]
+_S = TypeVar("_S", bound=str)
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,51 +162,94 @@ class Bastion:
 class DatabaseSettings:
     host: str  # the name of the [[hosts]] entry running Postgres, PgBouncer and Redis ("" if managed)
     dns_name: str  # the private DNS name the certificate must cover
-    access: str = "tunnel"  # "tunnel" | "direct"
+    access: AccessMode = "tunnel"
     postgres_port: int = 5432
     pgbouncer_port: int = 6432
     redis_port: int = 6379
     redis_tls_port: int = 6380
     dbname: str = "postgres"
+    # "UID:GID" of the key file; "": TLS_KEY_OWNER of the database service's configuration, else 70:70
+    key_owner: str = ""
+    pg_hba_path: str = DEFAULT_PG_HBA_PATH  # container path, read over SFTP when pg_hba_file_rules is not readable
+
+    def key_owner_ids(self) -> tuple[int, int] | None:
+        """(uid, gid) of `key_owner`, or None when it is "" (resolve it from the configuration)."""
+        if not self.key_owner:
+            return None
+        uid, gid = self.key_owner.split(":")
+        return int(uid), int(gid)
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """Where probe credentials live: one Secrets Manager JSON secret and the keys inside it."""
+    """Where probe credentials live: one Secrets Manager JSON secret (or a KEY=VALUE file on the
+    database host) and the keys inside it. A user name comes from its literal, else from its key;
+    a password only ever from its key."""
 
-    secret: str
+    secret: str  # "" when `file` is set
     postgres_user_key: str = "POSTGRES_USER"
     postgres_password_key: str = "POSTGRES_PASSWORD"
     pgbouncer_admin_user_key: str = "PGBOUNCER_ADMIN_USER"
     pgbouncer_admin_password_key: str = "PGBOUNCER_ADMIN_PASSWORD"
     redis_password_key: str = "REDIS_PASSWORD"
+    postgres_user: str = ""  # a literal user name, used instead of looking up postgres_user_key
+    pgbouncer_admin_user: str = ""  # a literal user name, used instead of pgbouncer_admin_user_key
+    file: str = ""  # container path on the database host of a KEY=VALUE file, used instead of `secret`
+
+    @property
+    def from_file(self) -> bool:
+        """True when the keys are read from `file` on the database host, not from `secret`."""
+        return bool(self.file)
 
 
 @dataclass(frozen=True, slots=True)
 class TlsSecrets:
-    layout: str = "json"  # "json" | "separate"
+    """Where the INTERNAL_* values live: per service ("json", "separate") or in one secret ("shared")."""
+
+    layout: TlsLayout = "json"
     secret_suffix: str = "secrets"
+    name: str = ""  # layout "shared" only: the one JSON secret holding every service's INTERNAL_* values
+
+    @property
+    def json_keys(self) -> bool:
+        """True when each value is a key inside a JSON secret ("json", "shared"), False when it is its
+        own secret ("separate")."""
+        return self.layout != "separate"
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigStore:
-    kind: str = "ssm"  # "ssm" | "envfile"
+    kind: ConfigStoreKind = "ssm"
     path: str = ""  # envfile only: the KEY=VALUE file on every host of the service (host path)
 
 
 @dataclass(frozen=True, slots=True)
 class Commands:
     update: str = DEFAULT_UPDATE_COMMAND  # placeholders {root} {service} {host} {address}
+    # {root} {service} {host} {address} are filled in; any other brace is kept as written
     telpro_ssl_check: str = DEFAULT_TELPRO_SSL_CHECK
+    read_only: tuple[ReadOnlyCommand, ...] = ()  # the commands watch mode may run on hosts
 
 
 @dataclass(frozen=True, slots=True)
 class ServiceSettings:
+    """One service's settings. The defaults of `consumes` and `tls_material` are those of role "app";
+    the loader fills in the role's own (`DEFAULT_CONSUMES`, `DEFAULT_TLS_MATERIAL`)."""
+
     name: str
-    role: str = "app"  # "app" | "database"
+    role: Role = "app"
     vars: str = ""  # host path of the service's vars.yaml ({service} already substituted)
     health_url: str = ""  # "" = none; placeholders {address} {host} {service}
     pre_restart: str = ""  # "" = none; a command run on the instance before its restart
+    consumes: tuple[Leg, ...] = DEFAULT_CONSUMES["app"]  # the servers it is a client of, in LEGS order
+    tls_material: tuple[Material, ...] = DEFAULT_TLS_MATERIAL["app"]  # in MATERIALS order
+    running_check: str = ""  # "" = none; exit 0: runs on the host, 1: does not, else unknown
+    logs: str = ""  # "" = none; prints the service's recent log lines on the host
+
+    @property
+    def serves_tls(self) -> bool:
+        """True when its hosts hold the server key: they serve TLS with the internal cert."""
+        return "key" in self.tls_material
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,17 +369,50 @@ class Environment:
         return f"{self.namespace}/{service}/{self.tls_secrets.secret_suffix}"
 
     def tls_secret_name(self, service: str, var: str) -> str:
-        """The secret holding `var`: the service's JSON secret, or its own secret with layout "separate"."""
+        """The secret holding `var` for `service`: the service's JSON secret ("json"), its own secret
+        ("separate"), or the one secret every service shares ("shared")."""
         if self.tls_secrets.layout == "separate":
             return f"{self.namespace}/{service}/{var}"
+        if self.tls_secrets.layout == "shared":
+            return self.tls_secrets.name
         return self.secret_name(service)
 
+    # -- services by what they use ----------------------------------------------------------------
+    def consumers_of(self, leg: Leg) -> tuple[str, ...]:
+        """The services that are clients of `leg` ("postgres" or "redis"), in inventory order."""
+        return tuple(name for name, s in self.services.items() if leg in s.consumes)
+
+    def services_serving_tls(self) -> tuple[str, ...]:
+        """The services whose hosts hold the server key (tls_material has "key"), in inventory order."""
+        return tuple(name for name, s in self.services.items() if s.serves_tls)
+
     # -- commands ----------------------------------------------------------------------------
+    def _command_values(self, host: Host) -> dict[str, str]:
+        return {"root": host.root.rstrip("/"), "service": host.service, "host": host.name, "address": host.address}
+
     def update_command(self, host: Host) -> str:
-        """`commands.update` for `host`; {root} is the host's root without a trailing "/"."""
-        return self.commands.update.format(
-            root=host.root.rstrip("/"), service=host.service, host=host.name, address=host.address
-        )
+        """`commands.update` for `host`, every placeholder shell-quoted; {root} is the host's root
+        without a trailing "/"."""
+        return render_command(self.commands.update, self._command_values(host))
+
+    def running_check_command(self, host: Host) -> str:
+        """The host's service `running_check`, shell-quoted, or "" when the service has none."""
+        template = self.service(host.service).running_check
+        return render_command(template, self._command_values(host)) if template else ""
+
+    def logs_command(self, host: Host) -> str:
+        """The host's service `logs` command, shell-quoted, or "" when the service has none."""
+        template = self.service(host.service).logs
+        return render_command(template, self._command_values(host)) if template else ""
+
+    def telpro_check_command(self, host: Host) -> str:
+        """`commands.telpro_ssl_check` for `host`: {root} {service} {host} {address} shell-quoted,
+        every other brace kept as written (the key predates templates)."""
+        return render_command(self.commands.telpro_ssl_check, self._command_values(host), literal_braces=True)
+
+    def watch_may_run(self, name: str) -> bool:
+        """True when read-only observers (watch mode) may run the host command `name`."""
+        return name in self.commands.read_only
 
     def health_url(self, host: Host) -> str:
         """The host's service health URL, or "" when the service has none."""
@@ -316,6 +420,46 @@ class Environment:
         if not template:
             return ""
         return template.format(address=host.address, host=host.name, service=host.service)
+
+
+# --------------------------------------------------------------------------------------------
+# command templates
+
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(_COMMAND_FIELDS) + r")\}")
+_SHELL_BREAK = frozenset(" \t\n;&|()<>")  # characters that end a shell word
+
+
+def render_command(template: str, values: Mapping[str, str], *, literal_braces: bool = False) -> str:
+    """Fill a command template, each placeholder quoted as its own shell word part.
+
+    "{root}/opt/services/{service}/update.sh" with root "/srv/h 1" gives
+    `'/srv/h 1'/opt/services/api/update.sh`: values that need no quoting are left bare (so commands
+    read as before), an empty value glued to other text vanishes and a standalone one becomes `''`.
+    With `literal_braces`, only the known placeholders are replaced and other braces stay as written;
+    otherwise the template is a `str.format` template (`{{` and `}}` for literal braces)."""
+    parts: list[tuple[str, str | None]] = []  # (literal text, placeholder name or None)
+    if literal_braces:
+        pos = 0
+        for m in _PLACEHOLDER.finditer(template):
+            parts.append((template[pos : m.start()], m.group(1)))
+            pos = m.end()
+        parts.append((template[pos:], None))
+    else:
+        parts = [(lit, name) for lit, name, _, _ in string.Formatter().parse(template)]
+    out: list[str] = []
+    for i, (literal, name) in enumerate(parts):
+        out.append(literal)
+        if name is None:
+            continue
+        value = values[name]
+        if value:
+            out.append(shlex.quote(value))
+            continue
+        before = "".join(out)[-1:]
+        after = parts[i + 1][0][:1] if i + 1 < len(parts) else ""
+        glued = (before and before not in _SHELL_BREAK) or (after and after not in _SHELL_BREAK)
+        out.append("" if glued else "''")
+    return "".join(out)
 
 
 def _path_under(path: str, prefix: str) -> bool:
@@ -774,13 +918,31 @@ class _Table:
             raise self.error(key, f"expected true or false, got {_show(value)}")
         return value
 
-    def enum(self, key: str, choices: Sequence[str], default: object) -> str:
+    def enum(self, key: str, choices: Sequence[_S], default: object) -> _S:
         value = self._get(key, default)
         if not isinstance(value, str) or value not in choices:
             near = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
             hint = f"; did you mean {json.dumps(near[0])}?" if near else ""
             raise self.error(key, f"expected {_one_of(choices)}, got {_show(value)}{hint}")
-        return value
+        return choices[choices.index(value)]
+
+    def enum_list(self, key: str, choices: Sequence[_S], default: Sequence[_S]) -> tuple[_S, ...]:
+        """An array of distinct names from `choices`, returned in the order of `choices`."""
+        value = self._get(key, list(default))
+        if not isinstance(value, list):
+            raise self.error(key, f"expected an array of {_one_of(choices)}, got {_show(value)}")
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or item not in choices:
+                near = difflib.get_close_matches(item, choices, n=1) if isinstance(item, str) else []
+                hint = f"; did you mean {json.dumps(near[0])}?" if near else ""
+                raise self.ctx.error(
+                    (*self.path, key, i), f"expected {_one_of(choices)}, got {_show(item)}{hint}"
+                )
+            if item in seen:
+                raise self.ctx.error((*self.path, key, i), f"{json.dumps(item)} is listed twice; keep one")
+            seen.add(item)
+        return tuple(c for c in choices if c in seen)
 
     def str_list(self, key: str, default: Sequence[str]) -> list[str]:
         value = self._get(key, list(default))
@@ -909,19 +1071,33 @@ _DATABASE_KEYS: Final = (
     "redis_port",
     "redis_tls_port",
     "dbname",
+    "key_owner",
+    "pg_hba_path",
 )
 _CREDENTIAL_KEYS: Final = (
     "secret",
+    "file",
+    "postgres_user",
     "postgres_user_key",
     "postgres_password_key",
+    "pgbouncer_admin_user",
     "pgbouncer_admin_user_key",
     "pgbouncer_admin_password_key",
     "redis_password_key",
 )
-_TLS_KEYS: Final = ("layout", "secret_suffix")
+_TLS_KEYS: Final = ("layout", "secret_suffix", "name")
 _STORE_KEYS: Final = ("kind", "path")
-_COMMAND_KEYS: Final = ("update", "telpro_ssl_check")
-_SERVICE_KEYS: Final = ("role", "vars", "health_url", "pre_restart")
+_COMMAND_KEYS: Final = ("update", "telpro_ssl_check", "read_only")
+_SERVICE_KEYS: Final = (
+    "role",
+    "vars",
+    "health_url",
+    "pre_restart",
+    "consumes",
+    "tls_material",
+    "running_check",
+    "logs",
+)
 _HOST_KEYS: Final = ("name", "address", "port", "user", "service", "jump", "root")
 
 
@@ -1020,17 +1196,13 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
     dt = t.table("database", _DATABASE_KEYS, required=not managed)
     database = _build_database(dt, managed)
 
+    _refuse_passwords(ctx, t)
     ct = t.table("credentials", _CREDENTIAL_KEYS)
     credentials = _build_credentials(ct, namespace)
 
     tls = TlsSecrets()
     if (tt := t.table("tls_secrets", _TLS_KEYS)) is not None:
-        suffix = tt.text("secret_suffix", "secrets", nonempty=True)
-        if suffix.startswith("/") or suffix.endswith("/"):
-            raise tt.error(
-                "secret_suffix", f'write it without a leading or trailing "/", got {_show(suffix)}'
-            )
-        tls = TlsSecrets(layout=tt.enum("layout", TLS_LAYOUTS, "json"), secret_suffix=suffix)
+        tls = _build_tls_secrets(tt)
 
     store = ConfigStore()
     if (st := t.table("config_store", _STORE_KEYS)) is not None:
@@ -1055,6 +1227,7 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
         commands = Commands(
             update=cmt.template("update", DEFAULT_UPDATE_COMMAND, _UPDATE_FIELDS),
             telpro_ssl_check=cmt.text("telpro_ssl_check", DEFAULT_TELPRO_SSL_CHECK, nonempty=True),
+            read_only=cmt.enum_list("read_only", READ_ONLY_COMMANDS, ()),
         )
         if not commands.update.strip():
             raise cmt.error("update", "must not be empty; give the command that restarts a service")
@@ -1099,6 +1272,27 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
     )
 
 
+def _build_tls_secrets(tt: _Table) -> TlsSecrets:
+    layout = tt.enum("layout", TLS_LAYOUTS, "json")
+    if layout == "shared":
+        if not tt.has("name"):
+            raise tt.error(
+                "name",
+                'layout = "shared" needs name = "..." (the one Secrets Manager JSON secret holding every '
+                'service\'s INTERNAL_* values, e.g. "voiceai/staging/internal-tls")',
+            )
+        name = tt.text("name", nonempty=True)
+        if tt.has("secret_suffix"):
+            raise tt.error("secret_suffix", 'is not used with layout = "shared" (name is the secret); remove it')
+        return TlsSecrets(layout=layout, name=name)
+    if tt.has("name"):
+        raise tt.error("name", 'is only read with layout = "shared"; remove it, or set layout = "shared"')
+    suffix = tt.text("secret_suffix", "secrets", nonempty=True)
+    if suffix.startswith("/") or suffix.endswith("/"):
+        raise tt.error("secret_suffix", f'write it without a leading or trailing "/", got {_show(suffix)}')
+    return TlsSecrets(layout=layout, secret_suffix=suffix)
+
+
 def _build_ssh(ctx: _Ctx, st: _Table | None) -> SshSettings:
     if st is None:
         return SshSettings(
@@ -1136,7 +1330,36 @@ def _build_database(dt: _Table | None, managed: bool) -> DatabaseSettings:
         redis_port=dt.port("redis_port", 6379),
         redis_tls_port=dt.port("redis_tls_port", 6380),
         dbname=dt.text("dbname", "postgres", nonempty=True),
+        key_owner=_key_owner(dt),
+        pg_hba_path=dt.abs_path("pg_hba_path", DEFAULT_PG_HBA_PATH, what="container path of pg_hba.conf"),
     )
+
+
+def _key_owner(dt: _Table) -> str:
+    value = dt.text("key_owner", "")
+    if value and not _KEY_OWNER.match(value):
+        raise dt.error(
+            "key_owner",
+            f'expected "UID:GID" in digits, like "{DEFAULT_KEY_OWNER}", or "" (read TLS_KEY_OWNER from the '
+            f"database service's configuration, else {DEFAULT_KEY_OWNER}), got {_show(value)}",
+        )
+    return value
+
+
+_PASSWORD_KEY = re.compile(r"(.*_)?(pass|passwd|password)\Z", re.IGNORECASE)
+
+
+def _refuse_passwords(ctx: _Ctx, t: _Table) -> None:
+    """A password written in the inventory is refused as such, not as a mere unknown key."""
+    table = t.raw_table("credentials")
+    for key in table or ():
+        if key not in _CREDENTIAL_KEYS and _PASSWORD_KEY.match(key):
+            named = f"{key}_key" if f"{key}_key" in _CREDENTIAL_KEYS else "postgres_password_key"
+            raise ctx.error(
+                (*t.path, "credentials", key),
+                "a password is never written in the inventory; name the key that holds it in the secret "
+                f'(or file) instead, e.g. {named} = "{named.removesuffix("_key").upper()}", and remove {key}',
+            )
 
 
 def _build_credentials(ct: _Table | None, namespace: str) -> Credentials:
@@ -1144,10 +1367,22 @@ def _build_credentials(ct: _Table | None, namespace: str) -> Credentials:
     if ct is None:
         return Credentials(secret=default_secret)
     d = Credentials(secret=default_secret)
+    if ct.has("secret") and ct.has("file"):
+        raise ct.error(
+            "file",
+            "set either secret (a Secrets Manager JSON secret) or file (a KEY=VALUE file on the database "
+            "host), not both; remove one",
+        )
+    file = ""
+    if ct.has("file"):
+        file = ct.abs_path("file", what="path of the KEY=VALUE file on the database host")
     return Credentials(
-        secret=ct.text("secret", default_secret, nonempty=True),
+        secret="" if file else ct.text("secret", default_secret, nonempty=True),
+        file=file,
+        postgres_user=ct.text("postgres_user", ""),
         postgres_user_key=ct.text("postgres_user_key", d.postgres_user_key, nonempty=True),
         postgres_password_key=ct.text("postgres_password_key", d.postgres_password_key, nonempty=True),
+        pgbouncer_admin_user=ct.text("pgbouncer_admin_user", ""),
         pgbouncer_admin_user_key=ct.text(
             "pgbouncer_admin_user_key", d.pgbouncer_admin_user_key, nonempty=True
         ),
@@ -1171,13 +1406,18 @@ def _build_paths(ctx: _Ctx, t: _Table) -> Mapping[str, str]:
     return MappingProxyType(out)
 
 
-def _default_role(service: str) -> str:
+def _default_role(service: str) -> Role:
     return "database" if service == "database" else "app"
 
 
 def _default_service(service: str) -> ServiceSettings:
+    role = _default_role(service)
     return ServiceSettings(
-        name=service, role=_default_role(service), vars=DEFAULT_VARS.format(service=service)
+        name=service,
+        role=role,
+        vars=DEFAULT_VARS.format(service=service),
+        consumes=DEFAULT_CONSUMES[role],
+        tls_material=DEFAULT_TLS_MATERIAL[role],
     )
 
 
@@ -1199,12 +1439,29 @@ def _build_service(name: str, st: _Table) -> ServiceSettings:
     vars_path = vars_template.format(service=name)
     if not vars_path.startswith("/"):
         raise st.error("vars", f"expected an absolute path on the host, got {_show(vars_template)}")
+    role = st.enum("role", ROLES, _default_role(name))
+    material = st.enum_list("tls_material", MATERIALS, DEFAULT_TLS_MATERIAL[role])
+    if "ca" not in material:
+        raise st.error(
+            "tls_material",
+            'must include "ca": every service verifies the internal CA (INTERNAL_CA_CRT_B64)',
+        )
+    if "key" in material and "cert" not in material:
+        raise st.error(
+            "tls_material",
+            '"key" without "cert": a host that holds the server key (INTERNAL_TLS_KEY_B64) needs its '
+            'certificate too; add "cert", or remove "key"',
+        )
     return ServiceSettings(
         name=name,
-        role=st.enum("role", ROLES, _default_role(name)),
+        role=role,
         vars=_clean_abs(vars_path),
         health_url=st.template("health_url", "", _HEALTH_FIELDS),
         pre_restart=st.text("pre_restart", ""),
+        consumes=st.enum_list("consumes", LEGS, DEFAULT_CONSUMES[role]),
+        tls_material=material,
+        running_check=st.template("running_check", "", _COMMAND_FIELDS),
+        logs=st.template("logs", "", _COMMAND_FIELDS),
     )
 
 

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from probes.inventory import (
+    Environment,
     InventoryError,
     format_key_path,
     iter_key_lines,
@@ -560,3 +564,288 @@ managed_database = true
     assert env.managed_database and env.hosts == ()
     with pytest.raises(InventoryError, match="managed database"):
         _ = env.database_host
+
+
+# -- keys added within version 1: consumes, tls_material, running_check, logs, key_owner, pg_hba_path,
+# -- literal user names, a credentials file, the "shared" TLS secret, commands.read_only
+
+
+def test_added_keys_default_by_role() -> None:
+    env = parse_inventory(BASE, "inventory.toml").env()
+    db, api = env.service("database"), env.service("api")
+    assert (db.consumes, db.tls_material, db.serves_tls) == ((), ("ca", "cert", "key"), True)
+    assert (api.consumes, api.tls_material, api.serves_tls) == (("postgres", "redis"), ("ca",), False)
+    assert (api.running_check, api.logs) == ("", "")
+    assert env.consumers_of("postgres") == ("api",) and env.consumers_of("redis") == ("api",)
+    assert env.services_serving_tls() == ("database",)
+    assert (env.database.key_owner, env.database.key_owner_ids()) == ("", None)
+    assert env.database.pg_hba_path == "/mnt/data/postgres/pg_hba.conf"
+    c = env.credentials
+    assert (c.secret, c.file, c.from_file, c.postgres_user, c.pgbouncer_admin_user) == (
+        "voiceai/staging/database/secrets",
+        "",
+        False,
+        "",
+        "",
+    )
+    assert (env.tls_secrets.layout, env.tls_secrets.name, env.tls_secrets.json_keys) == ("json", "", True)
+    assert env.commands.read_only == ()
+    assert not env.watch_may_run("telpro_ssl_check") and not env.watch_may_run("running_check")
+    api_host = env.host("staging-api-01")
+    assert env.running_check_command(api_host) == "" and env.logs_command(api_host) == ""
+    assert env.telpro_check_command(api_host) == (
+        "docker run --rm --entrypoint kamailio voiceai-telpro -I 2>/dev/null | grep -q hiredis_ssl"
+    )
+
+
+ADDED = _edit(
+    'postgres_port = 5432\n',
+    'postgres_port = 5432\nkey_owner = "999:1000"\npg_hba_path = "/mnt/data/pg//pg_hba.conf/"\n\n'
+    "[environments.staging.credentials]\n"
+    'file = "/opt/deployment/probe.env"\npostgres_user = "voiceai"\npgbouncer_admin_user = "admin"\n\n'
+    "[environments.staging.tls_secrets]\n"
+    'layout = "shared"\nname = "voiceai/staging/internal-tls"\n\n'
+    "[environments.staging.commands]\n"
+    'read_only = ["running_check"]\n\n'
+    "[environments.staging.services.api]\n"
+    'consumes = ["redis"]\n'
+    'tls_material = ["key", "ca", "cert"]\n'
+    'running_check = "docker ps -q --filter name=voiceai-{service} | grep -q ."\n'
+    'logs = "docker logs --tail 50 voiceai-{service}"\n\n'
+    "[environments.staging.services.web]\n"
+    'consumes = ["postgres"]\n',
+)
+
+
+def test_added_keys_read() -> None:
+    env = parse_inventory(ADDED, "inventory.toml").env()
+    api = env.service("api")
+    assert (api.consumes, api.tls_material, api.serves_tls) == (("redis",), ("ca", "cert", "key"), True)
+    assert env.service_names == ("api", "web", "database")  # tables in file order
+    assert env.consumers_of("postgres") == ("web",)
+    assert env.consumers_of("redis") == ("api",)
+    assert env.services_serving_tls() == ("api", "database")
+    assert (env.database.key_owner, env.database.key_owner_ids()) == ("999:1000", (999, 1000))
+    assert env.database.pg_hba_path == "/mnt/data/pg/pg_hba.conf"
+    c = env.credentials
+    assert (c.secret, c.file, c.from_file) == ("", "/opt/deployment/probe.env", True)
+    assert (c.postgres_user, c.pgbouncer_admin_user, c.postgres_user_key) == ("voiceai", "admin", "POSTGRES_USER")
+    assert env.tls_secret_name("api", "INTERNAL_CA_CRT_B64") == "voiceai/staging/internal-tls"
+    assert env.tls_secret_name("database", "INTERNAL_TLS_KEY_B64") == "voiceai/staging/internal-tls"
+    assert env.tls_secrets.json_keys
+    assert env.commands.read_only == ("running_check",)
+    assert env.watch_may_run("running_check") and not env.watch_may_run("telpro_ssl_check")
+    assert not env.watch_may_run("update")
+    host = env.host("staging-api-01")
+    assert env.running_check_command(host) == "docker ps -q --filter name=voiceai-api | grep -q ."
+    assert env.logs_command(host) == "docker logs --tail 50 voiceai-api"
+    assert env.running_check_command(env.host("staging-database-01")) == ""
+
+
+def test_material_variables() -> None:
+    from probes.inventory import MATERIAL_VARIABLES, MATERIALS
+
+    assert [MATERIAL_VARIABLES[m] for m in MATERIALS] == [
+        "INTERNAL_CA_CRT_B64",
+        "INTERNAL_TLS_CERT_B64",
+        "INTERNAL_TLS_KEY_B64",
+    ]
+
+
+def _service(lines: str) -> str:
+    """BASE with a [services.api] table holding `lines` (its first line is line 25)."""
+    return _edit('role = "database"\n', f'role = "database"\n\n[environments.staging.services.api]\n{lines}\n')
+
+
+ADDED_MALFORMED = [
+    pytest.param(
+        _service('consumes = ["postgres", "redi"]'),
+        'inventory.toml:25: environments.staging.services.api.consumes[1]: expected "postgres" or "redis", '
+        'got "redi"; did you mean "redis"?',
+        id="consumes-unknown",
+    ),
+    pytest.param(
+        _service('consumes = ["redis", "redis"]'),
+        'inventory.toml:25: environments.staging.services.api.consumes[1]: "redis" is listed twice; keep one',
+        id="consumes-twice",
+    ),
+    pytest.param(
+        _service('consumes = "redis"'),
+        'inventory.toml:25: environments.staging.services.api.consumes: expected an array of "postgres" or '
+        '"redis", got "redis"',
+        id="consumes-not-array",
+    ),
+    pytest.param(
+        _service('tls_material = ["cert", "key"]'),
+        'inventory.toml:25: environments.staging.services.api.tls_material: must include "ca": every service '
+        "verifies the internal CA (INTERNAL_CA_CRT_B64)",
+        id="material-without-ca",
+    ),
+    pytest.param(
+        _service('tls_material = ["ca", "key"]'),
+        'inventory.toml:25: environments.staging.services.api.tls_material: "key" without "cert": a host that '
+        "holds the server key (INTERNAL_TLS_KEY_B64) needs its certificate too; add \"cert\", or remove \"key\"",
+        id="material-key-without-cert",
+    ),
+    pytest.param(
+        _service('running_check = "pgrep -f {servce}"'),
+        "inventory.toml:25: environments.staging.services.api.running_check: unknown placeholder {servce} "
+        "(did you mean {service}?); placeholders are {root} {service} {host} {address}, write {{ and }} for "
+        "literal braces",
+        id="running-check-placeholder",
+    ),
+    pytest.param(
+        _service('log = "journalctl -u api"'),
+        'inventory.toml:25: environments.staging.services.api.log: unknown key "log"; did you mean "logs"?',
+        id="logs-typo",
+    ),
+    pytest.param(
+        _edit("postgres_port = 5432", 'postgres_port = 5432\nkey_owner = "postgres"'),
+        "inventory.toml:17: environments.staging.database.key_owner: expected \"UID:GID\" in digits, like "
+        '"70:70", or "" (read TLS_KEY_OWNER from the database service\'s configuration, else 70:70), '
+        'got "postgres"',
+        id="key-owner",
+    ),
+    pytest.param(
+        _edit("postgres_port = 5432", 'postgres_port = 5432\npg_hba_path = "pg_hba.conf"'),
+        "inventory.toml:17: environments.staging.database.pg_hba_path: expected an absolute container path "
+        'of pg_hba.conf starting with /, got "pg_hba.conf"',
+        id="pg-hba-relative",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.credentials]\nsecret = "s"\nfile = "/f"'),
+        "inventory.toml:22: environments.staging.credentials.file: set either secret (a Secrets Manager JSON "
+        "secret) or file (a KEY=VALUE file on the database host), not both; remove one",
+        id="secret-and-file",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.credentials]\nfile = "probe.env"'),
+        "inventory.toml:21: environments.staging.credentials.file: expected an absolute path of the KEY=VALUE "
+        'file on the database host starting with /, got "probe.env"',
+        id="file-relative",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.credentials]\nredis_password = "hunter2"'),
+        "inventory.toml:21: environments.staging.credentials.redis_password: a password is never written in "
+        'the inventory; name the key that holds it in the secret (or file) instead, e.g. redis_password_key = '
+        '"REDIS_PASSWORD", and remove redis_password',
+        id="password-literal",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.tls_secrets]\nlayout = "shared"'),
+        'inventory.toml:20: environments.staging.tls_secrets.name: layout = "shared" needs name = "..." (the '
+        "one Secrets Manager JSON secret holding every service's INTERNAL_* values, e.g. "
+        '"voiceai/staging/internal-tls")',
+        id="shared-without-name",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.tls_secrets]\nname = "x/tls"'),
+        'inventory.toml:21: environments.staging.tls_secrets.name: is only read with layout = "shared"; '
+        'remove it, or set layout = "shared"',
+        id="name-without-shared",
+    ),
+    pytest.param(
+        _edit(
+            'kind = "ssm"',
+            'kind = "ssm"\n[environments.staging.tls_secrets]\nlayout = "shared"\nname = "t"\nsecret_suffix = "s"',
+        ),
+        'inventory.toml:23: environments.staging.tls_secrets.secret_suffix: is not used with layout = "shared" '
+        "(name is the secret); remove it",
+        id="suffix-with-shared",
+    ),
+    pytest.param(
+        _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.commands]\nread_only = ["update"]'),
+        'inventory.toml:21: environments.staging.commands.read_only[0]: expected "telpro_ssl_check" or '
+        '"running_check", got "update"',
+        id="read-only-update",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), ADDED_MALFORMED)
+def test_added_keys_malformed(text: str, message: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value) == message
+
+
+def _quoting_env(root: str, host_name: str) -> Environment:
+    text = f"""\
+version = 1
+[environments.q]
+namespace = "voiceai/q"
+managed_database = true
+[environments.q.commands]
+update = "{{root}}/opt/services/{{service}}/update.sh --restart-only --host {{host}}"
+telpro_ssl_check = "awk 'NR == 1 {{print}}' {{root}}/opt/services/{{service}}/modules | grep -qxF {{host}}"
+[environments.q.services.api]
+running_check = "test -x {{root}}/opt/services/{{service}}/update.sh && echo {{host}} {{address}}"
+logs = "cat {{root}}/opt/services/{{service}}/log"
+[[environments.q.hosts]]
+name = {json.dumps(host_name)}
+address = "127.0.0.1"
+service = "api"
+root = {json.dumps(root)}
+"""
+    return parse_inventory(text, "q.toml").env()
+
+
+def _bash(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+def test_commands_are_shell_quoted(tmp_path: Path) -> None:
+    """A root with a space, a `$` and a quote, and a host name that tries command substitution, reach
+    the commands as the literal words they are: bash itself is the oracle."""
+    root = tmp_path / "h 1$HOME'q"
+    svc = root / "opt/services/api"
+    svc.mkdir(parents=True)
+    script = svc / "update.sh"
+    script.write_text('#!/bin/sh\nprintf "%s|" "$0" "$@"\n')
+    script.chmod(0o755)
+    (svc / "log").write_text("the log\n")
+    hostile = "api-01$(touch pwned)`touch pwned2`;touch pwned3 'x\""
+    (svc / "modules").write_text(f"{hostile}\nother\n")
+    env = _quoting_env(str(root), hostile)
+    host = env.hosts[0]
+
+    update = env.update_command(host)
+    assert update.startswith(shlex.quote(str(root)) + "/opt/services/api/update.sh ")
+    r = _bash(update, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{script}|--restart-only|--host|{hostile}|"
+
+    r = _bash(env.running_check_command(host), tmp_path)
+    assert (r.returncode, r.stdout) == (0, f"{hostile} 127.0.0.1\n")
+    r = _bash(env.logs_command(host), tmp_path)
+    assert (r.returncode, r.stdout) == (0, "the log\n")
+    # telpro_ssl_check keeps braces that are not placeholders (awk's {print}) as written
+    telpro = env.telpro_check_command(host)
+    assert telpro.startswith("awk 'NR == 1 {print}' ")
+    assert _bash(telpro, tmp_path).returncode == 0
+    assert not any((tmp_path / n).exists() for n in ("pwned", "pwned2", "pwned3"))
+
+
+def test_empty_root_vanishes_inside_a_word_and_stays_a_word_alone() -> None:
+    env = _quoting_env("/", "api-01")
+    host = env.hosts[0]
+    assert env.update_command(host) == "/opt/services/api/update.sh --restart-only --host api-01"
+    from probes.inventory import render_command
+
+    assert render_command("ls {root} -d", {"root": ""}) == "ls '' -d"
+    assert render_command("x{root};y", {"root": ""}) == "x;y"
+    assert render_command("echo {{{root}}}", {"root": "a b"}) == "echo {'a b'}"
+
+
+def test_example_shows_the_added_keys() -> None:
+    env = load_inventory(EXAMPLE).env()
+    assert env.service("database").tls_material == ("ca", "cert", "key") and env.service("database").consumes == ()
+    api = env.host("staging-api-01")
+    assert env.running_check_command(api) == (
+        "out=$(docker compose --project-directory /opt/services/api ps --status running -q) || exit 2; "
+        'test -n "$out"'
+    )
+    assert env.logs_command(api).startswith("docker compose --project-directory /opt/services/api logs ")
+    assert env.running_check_command(env.host("staging-voice-01")) == ""
+    assert (env.database.key_owner, env.database.pg_hba_path) == ("", "/mnt/data/postgres/pg_hba.conf")
+    assert env.commands.read_only == ()
