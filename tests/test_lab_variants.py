@@ -409,6 +409,8 @@ class TestProbeNotSuperuser:
                              sslmode="prefer", connect_timeout=5) as conn:
             clients = conn.execute("SHOW CLIENTS").fetchall()
             assert clients
+            config = {r[0]: r[1] for r in conn.execute("SHOW CONFIG").fetchall()}
+            assert config["stats_users"] == PROBE_CONSOLE_USER and config["admin_users"] == "pgbouncer_admin"
             with pytest.raises(psycopg.Error, match="admin"):
                 conn.execute("PAUSE")
 
@@ -543,6 +545,9 @@ class TestHostile:
         assert pid and _uid_of(pid) == (999, 999)
         with pytest.raises(LabError, match="a different lab is running"):
             control.up(replace(spec, variants=()))
+        r = subprocess.run([sys.executable, "-m", "lab", "--dir", spec.dir, "status", "--json"], cwd=REPO,
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 0 and json.loads(r.stdout)["variants"] == list(spec.variants)
 
     def test_straggler_stopped_pg_on_hostile(self, spec: LabSpec) -> None:
         scenarios.apply(spec, "straggler-stopped-pg")
