@@ -1,8 +1,10 @@
 """Runbook step 1: push the cert material into Secrets Manager, validated first; check what is stored.
 
-`push` validates CA, cert and key locally (chain, key match, SAN covers the DB's private DNS
-name, not expired) and only then writes the three base64 values into each consuming service's
-JSON secret, merging with the keys already there (a secret write replaces the whole JSON).
+`push` validates CA, cert and key locally (chain, key match, SAN covers the DB's private DNS name, not
+expired) and only then writes, for each consuming service, the values that service needs (the
+inventory's `tls_material`: the private key only where TLS is served) and only where they change — in
+the inventory's layout, merging with the keys already in a JSON secret (a secret write replaces the
+whole JSON). The caller takes the fleet lock and journals it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from probes import certs
 from probes.aws import Aws, AwsError, explain
+from probes.collect.fleetconfig import cert_checks, needs_of, read_material
 from probes.inventory import Environment
 from probes.model import CheckResult, Verdict
 
@@ -28,17 +31,22 @@ class PushResult:
     checks: tuple[CheckResult, ...]
     written: tuple[str, ...]  # secret names written
     reason: str
+    unchanged: tuple[str, ...] = ()  # secret names that already held these values
 
 
 def consumers(env: Environment) -> list[str]:
-    """Every service whose hosts decode INTERNAL_* ("scope: all")."""
-    return list(env.service_names)
+    """Every service whose hosts decode some of the INTERNAL_* material."""
+    return [s for s in env.service_names if env.service(s).tls_material]
 
 
 def validate(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *, dns_name: str) -> list[CheckResult]:
     vals = [base64.b64encode(p).decode() for p in (ca_pem, cert_pem, key_pem)]
     return certs.check_material(vals[0], vals[1], vals[2], dns_name=dns_name, target="local files",
                                 now=datetime.now(UTC))
+
+
+def _missing(exc: BaseException) -> bool:
+    return type(exc).__name__ == "ResourceNotFoundException"
 
 
 async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *,
@@ -48,68 +56,71 @@ async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_p
     if bad:
         return PushResult(False, tuple(checks), (), "refused, nothing written: " + "; ".join(c.summary for c in bad))
     values = {k: base64.b64encode(p).decode() for k, p in zip(KEYS, (ca_pem, cert_pem, key_pem), strict=True)}
-    names = [env.secret_name(s) if env.tls_secrets.layout == "json" else s for s in consumers(env)]
-    if dry_run:
-        return PushResult(True, tuple(checks), (), "dry run: would write " + ", ".join(names))
+    # what each secret must hold: (secret name -> {key: value}); a "shared" secret holds the union
+    plan: dict[str, dict[str, str]] = {}
+    for service in consumers(env):
+        needed = {k: values[k] for k in needs_of(env, service)}
+        if env.tls_secrets.layout == "separate":
+            for k, v in needed.items():
+                plan.setdefault(env.tls_secret_name(service, k), {})[k] = v
+        else:
+            plan.setdefault(env.tls_secret_name(service, KEYS[0]), {}).update(needed)
     sm: Any = aws.secretsmanager
     written: list[str] = []
+    unchanged: list[str] = []
     try:
-        for service in consumers(env):
-            if env.tls_secrets.layout == "json":
-                name = env.secret_name(service)
-                try:
-                    current = json.loads((await asyncio.to_thread(sm.get_secret_value, SecretId=name))
-                                         .get("SecretString") or "{}")
-                    if not isinstance(current, dict):
-                        return PushResult(False, tuple(checks), tuple(written),
-                                          f"{name} is not a JSON object; fix it by hand first")
-                    current.update(values)  # merge: every other key kept
-                    await asyncio.to_thread(sm.put_secret_value, SecretId=name, SecretString=json.dumps(current))
-                except Exception as exc:
-                    if type(exc).__name__ != "ResourceNotFoundException":
-                        raise
-                    await asyncio.to_thread(sm.create_secret, Name=name, SecretString=json.dumps(values))
-                written.append(name)
+        for name, wanted in plan.items():
+            raw = env.tls_secrets.layout == "separate"
+            try:
+                resp = await asyncio.to_thread(sm.get_secret_value, SecretId=name)
+                text = resp.get("SecretString") or ("" if raw else "{}")
+                current: Any = text if raw else json.loads(text)
+            except json.JSONDecodeError:
+                return PushResult(False, tuple(checks), tuple(written), f"{name} is not JSON; fix it by hand first")
+            except Exception as exc:
+                if not _missing(exc):
+                    raise
+                current = None
+            if raw:
+                new_text = next(iter(wanted.values()))
+                if current == new_text:
+                    unchanged.append(name)
+                    continue
             else:
-                for k, v in values.items():
-                    name = env.tls_secret_name(service, k)
-                    try:
-                        await asyncio.to_thread(sm.put_secret_value, SecretId=name, SecretString=v)
-                    except Exception as exc:
-                        if type(exc).__name__ != "ResourceNotFoundException":
-                            raise
-                        await asyncio.to_thread(sm.create_secret, Name=name, SecretString=v)
-                    written.append(name)
+                if current is not None and not isinstance(current, dict):
+                    return PushResult(False, tuple(checks), tuple(written), f"{name} is not a JSON object; fix it by "
+                                                                            "hand first")
+                base = dict(current or {})
+                if all(base.get(k) == v for k, v in wanted.items()):
+                    unchanged.append(name)
+                    continue
+                base.update(wanted)  # merge: every other key kept
+                new_text = json.dumps(base)
+            if dry_run:
+                written.append(name)
+                continue
+            if current is None:
+                await asyncio.to_thread(sm.create_secret, Name=name, SecretString=new_text)
+            else:
+                await asyncio.to_thread(sm.put_secret_value, SecretId=name, SecretString=new_text)
+            written.append(name)
     except Exception as exc:
         return PushResult(False, tuple(checks), tuple(written),
                           explain(exc, "writing the cert material") + (f" (already written: {', '.join(written)})"
-                                                                       if written else "; nothing written"))
-    return PushResult(True, tuple(checks), tuple(written), f"written to {len(written)} secrets")
+                                                                       if written else "; nothing written"),
+                          tuple(unchanged))
+    verb = "would write" if dry_run else "written to"
+    text = f"{verb} {len(written)} secret(s)" + (f": {', '.join(written)}" if written else "")
+    if unchanged:
+        text += f"; {len(unchanged)} already held these values"
+    return PushResult(True, tuple(checks), () if dry_run else tuple(written), text, tuple(unchanged))
 
 
 async def check(env: Environment, aws: Aws) -> list[CheckResult]:
-    """What is stored: every consuming service's material validated, and all agree."""
-    material: dict[str, tuple[str | None, str | None, str | None]] = {}
-    out: list[CheckResult] = []
-    for service in consumers(env):
-        try:
-            if env.tls_secrets.layout == "json":
-                data = await aws.secrets_under(f"{env.namespace}/{service}/")
-                material[service] = (data.get(KEYS[0]), data.get(KEYS[1]), data.get(KEYS[2]))
-            else:
-                vals: list[str | None] = []
-                for k in KEYS:
-                    try:
-                        d = await aws.secret_json(env.tls_secret_name(service, k))
-                        vals.append(d.get(k) or next(iter(d.values()), None))
-                    except AwsError:
-                        vals.append(None)
-                material[service] = (vals[0], vals[1], vals[2])
-        except AwsError as exc:
-            out.append(CheckResult("certs.present", service, Verdict.ERROR, str(exc)))
-    now = datetime.now(UTC)
-    for service, (ca, cert, key) in material.items():
-        out += certs.check_material(ca, cert, key, dns_name=env.database.dns_name, target=service, now=now)
-    if len(material) > 1:
-        out.append(certs.check_agreement(material, target="all services"))
-    return out
+    """What is stored: every consuming service's material validated (what it needs), and all agree."""
+    try:
+        material, errors = await read_material(env, aws, lambda s: aws.secrets_under(f"{env.namespace}/{s}/"))
+    except AwsError as exc:
+        return [CheckResult("certs.present", env.name, Verdict.ERROR, str(exc), why=exc.why)]
+    material = {s: v for s, v in material.items() if s in consumers(env)}
+    return [*errors, *cert_checks(env, material)]

@@ -1,94 +1,110 @@
 """Gates: pure decisions read from one `FleetSnapshot` — may a step run now, and did it work.
 
-`evaluate(gate, snapshot, service=..., now=...)` returns a `GateResult` whose status is "open",
-"closed" or "unknown" and whose reason is a sentence a person can act on. The UI and the CLI show
-that same reason. "unknown" means a fact the gate needs could not be measured (`None` in the
-snapshot). Like "closed", it blocks; it is never treated as a pass. The same registry holds the
-checks that run *before* a step (its gates) and *after* it (its verification).
+`evaluate(gate, snapshot, service=..., now=..., plan=..., step=...)` returns a `GateResult` whose status
+is "open", "closed" or "unknown", with a reason a person can act on (the UI and the CLI show the same
+one). A gate opens only on positive evidence about every instance the inventory names: "no connection
+seen" proves nothing, the cockpit's own connections are never evidence (the collector leaves them out),
+and a fact that could not be measured gives "unknown", which blocks like "closed". The same registry
+holds the checks that run before a step (its gates) and after it (its verification).
 
-This module also reads the other facts that `plans.position` builds on: whether a step's values are
-in the config store (`config_reading`), and whether they run on the hosts (`read_live`,
-`read_live_instance`). It also decides whether a rollback is safe (`rollback_blockers`) and whether
-a step may run in an environment before the previous one verified it (`env_order_gate`).
-Everything here is pure: no I/O, no clock (the caller passes `now`), and no textual.
+Pure: no I/O, no clock (the caller passes `now`), no textual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Literal
 
-from probes.model import CheckResult, Verdict
-from probes.snapshot import ConfiguredValue, Connection, DatabaseState, FleetSnapshot, InstanceState
+from plans.facts import (
+    LIVE,
+    MODES_WITHOUT_TLS,
+    NO_DATABASE,
+    Reading,
+    config_reading,
+    configured_value,
+    join,
+    read_live,
+    read_live_instance,
+    sorted_hosts,
+    unique,
+)
+from probes.model import CheckResult, Unknown, Verdict
+from probes.snapshot import (
+    CaFile,
+    ConfiguredValue,
+    Connection,
+    DatabaseState,
+    FleetSnapshot,
+    Handshake,
+    InstanceState,
+    LegUse,
+    LegView,
+)
 
 if TYPE_CHECKING:
     from plans.plan import Plan, Step
-    from plans.position import Position
-    from probes.inventory import Environment
 
 __all__ = [
     "DEFAULT_MAX_AGE",
     "GATES",
     "LIVE",
+    "NO_DATABASE",
     "GateResult",
     "GateSpec",
     "GateStatus",
-    "LiveFact",
     "Reading",
     "config_reading",
     "configured_value",
-    "env_order_gate",
     "evaluate",
     "read_live",
     "read_live_instance",
-    "rollback_blockers",
 ]
 
 GateStatus = Literal["open", "closed", "unknown"]
-
 DEFAULT_MAX_AGE: Final = 60.0  # seconds: a gate never opens on a snapshot older than this
-
-# libpq / PgBouncer sslmodes
-_MODES_REQUIRING_TLS: Final = frozenset({"require", "verify-ca", "verify-full"})
-_SERVER_MODES_VERIFYING: Final = frozenset({"verify-ca", "verify-full"})
-_MODES_WITHOUT_TLS: Final = frozenset({"", "disable"})
-_TRUE: Final = frozenset({"true", "on", "yes", "1"})
-
-NO_DATABASE: Final = (
-    "the database host could not be observed (unreachable, or its probes failed) — "
-    "check SSH to it and refresh"
-)
+DEFAULT_CA: Final = "/etc/ssl/internal/ca.crt"
 
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
-    """One gate's verdict on one snapshot (and one service, for per-service gates)."""
+    """One gate's verdict on one snapshot (and one service, for per-service gates). `overridden`
+    holds a person's reason when a closed or unknown gate was opened on purpose."""
 
     gate: str
     status: GateStatus
     reason: str
     service: str | None = None
+    overridden: str | None = None
 
     @property
     def open(self) -> bool:
         return self.status == "open"
 
     def to_json(self) -> dict[str, str | None]:
-        return {"gate": self.gate, "status": self.status, "reason": self.reason, "service": self.service}
+        out: dict[str, str | None] = {
+            "gate": self.gate,
+            "status": self.status,
+            "reason": self.reason,
+            "service": self.service,
+        }
+        if self.overridden is not None:
+            out["overridden"] = self.overridden
+        return out
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """One fact read from the snapshot: True/False, or None when it could not be measured."""
+class GateContext:
+    """What a gate may know besides the snapshot: the plan, the step it guards or verifies, the service."""
 
-    value: bool | None
-    detail: str
+    plan: Plan
+    step: Step | None
+    service: str | None
 
 
 _Verdict = tuple[GateStatus, str]
-_Check = Callable[[FleetSnapshot, str | None], _Verdict]
+_Check = Callable[[FleetSnapshot, GateContext], _Verdict]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,68 +115,11 @@ class GateSpec:
     check: _Check
 
 
-@dataclass(frozen=True, slots=True)
-class LiveFact:
-    """How a step's "running as configured" is read: from the database host or from each instance."""
-
-    name: str
-    per_instance: bool
-    summary: str
-    read_database: Callable[[DatabaseState], Reading] | None = None
-    read_instance: Callable[[InstanceState], Reading] | None = None
+# ------------------------------------------------------------------------------------ phrasing
 
 
-# --------------------------------------------------------------------------------------------
-# phrasing
-
-
-def _join(items: Sequence[str]) -> str:
-    """["a"] -> "a"; ["a", "b"] -> "a and b"; ["a", "b", "c"] -> "a, b and c"."""
-    items = list(items)
-    if not items:
-        return "(none)"
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for i in items:
-        if i not in out:
-            out.append(i)
-    return out
-
-
-_UNIDENTIFIED: Final = "an unidentified client"
-
-
-def _group(conns: Iterable[Connection], extra: Iterable[InstanceState] = ()) -> dict[str, list[str]]:
-    """Who, by service, with their instances (or addresses when the instance is unknown)."""
-    groups: dict[str, list[str]] = {}
-    for c in conns:
-        who = c.service if c.service and c.service != "?" else _UNIDENTIFIED
-        where = c.instance or c.addr
-        lst = groups.setdefault(who, [])
-        if where not in lst:
-            lst.append(where)
-    for inst in extra:
-        lst = groups.setdefault(inst.service, [])
-        if inst.host not in lst:
-            lst.append(inst.host)
-    return groups
-
-
-def _who(groups: Mapping[str, list[str]]) -> str:
-    return _join([f"{svc} ({', '.join(sorted(where))})" for svc, where in groups.items()])
-
-
-def _verb(groups: Mapping[str, list[str]], singular: str, plural: str) -> str:
-    return singular if len(groups) == 1 else plural
-
-
-def _named(groups: Mapping[str, list[str]]) -> list[str]:
-    return [s for s in groups if s != _UNIDENTIFIED]
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _combine(closed: list[str], unknown: list[str], ok: str) -> _Verdict:
@@ -172,404 +131,525 @@ def _combine(closed: list[str], unknown: list[str], ok: str) -> _Verdict:
     return "open", ok
 
 
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
+def _why(u: Unknown) -> str:
+    return f"{u.why.value}: {u.detail}" if u.detail else u.why.value
 
 
-# --------------------------------------------------------------------------------------------
-# the gates
+def _db(s: FleetSnapshot) -> DatabaseState | _Verdict:
+    if isinstance(s.database, Unknown):
+        return "unknown", f"{NO_DATABASE} ({_why(s.database)})"
+    if s.database.reachable is not True:
+        r = s.database.reachable
+        return "unknown", NO_DATABASE + (f" ({_why(r)})" if isinstance(r, Unknown) else "")
+    return s.database
 
 
-def _certs_valid(s: FleetSnapshot, service: str | None) -> _Verdict:
-    checks = [c for c in s.certs]
+def _leg(s: FleetSnapshot, leg: Literal["leg1", "leg2", "postgres", "redis"], what: str) -> LegView | str:
+    view = s.leg(leg)
+    if isinstance(view, Unknown):
+        return f"who is connected to {what} could not be read ({_why(view)}) — refresh"
+    return view
+
+
+_UNIDENTIFIED: Final = "an unidentified client"
+
+
+def _by_service(insts: Iterable[InstanceState], note: Callable[[InstanceState], str] = lambda i: "") -> tuple[str, str]:
+    """("voice (staging-voice-01, staging-voice-02) and ops (staging-ops-01)", "voice and ops"), in
+    inventory order — stable from one poll to the next."""
+    groups: dict[str, list[str]] = {}
+    for i in insts:
+        groups.setdefault(i.service, []).append(i.host + note(i))
+    return join(f"{svc} ({', '.join(hosts)})" for svc, hosts in groups.items()), join(groups)
+
+
+def _who(conns: Iterable[Connection]) -> str:
+    groups: dict[str, list[str]] = {}
+    for c in conns:
+        who = c.service if c.service and c.service != "?" else _UNIDENTIFIED
+        groups.setdefault(who, []).append(c.instance or c.addr)
+    return join(f"{svc} ({', '.join(sorted_hosts(where))})" for svc, where in sorted(groups.items()))
+
+
+# ------------------------------------------------------------------------------------ the gates
+
+
+def _certs_valid(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    checks = list(s.certs)
     if not checks:
-        return "unknown", "no cert check has run — run the cert checks and refresh"
+        return "unknown", "no cert check has run (the cert material could not be read) — fix access and refresh"
 
     def grouped(results: list[CheckResult]) -> str:
         by_summary: dict[tuple[str, str], list[str]] = {}
         for c in results:
             by_summary.setdefault((c.check, c.summary), []).append(c.target)
-        everywhere = set(c.target for c in results)
+        everywhere = {c.target for c in results}
         parts = [
-            summary if set(t) == everywhere else f"{', '.join(_unique(t))}: {summary}"
-            for (_, summary), t in by_summary.items()
+            summary if set(t) == everywhere else f"{', '.join(unique(t))}: {summary}"
+            for (_, summary), t in sorted(by_summary.items())
         ]
         return "; ".join(parts[:4]) + (f" (and {len(parts) - 4} more)" if len(parts) > 4 else "")
 
     fails = [c for c in checks if c.verdict is Verdict.FAIL]
     errors = [c for c in checks if c.verdict is Verdict.ERROR]
     warns = [c for c in checks if c.verdict is Verdict.WARN]
-    covered = {c.target for c in checks}
-    consumers = _unique(i.service for i in s.instances)
-    uncovered = [
-        svc
-        for svc in consumers
-        if svc not in covered and not any(i.host in covered for i in s.instances_of(svc))
-    ]
+    covered = unique([c.target for c in checks])
+    consumers = unique([i.service for i in s.instances])
+    uncovered = [svc for svc in consumers if svc not in covered]
     if fails:
-        where = _join(_unique(c.target for c in fails))
         return (
             "closed",
-            f"the cert material fails its checks under {where} ({grouped(fails)}) — fix the material "
-            "and push it again (cockpit certs push)",
+            f"the cert material fails its checks under {join(unique([c.target for c in fails]))} "
+            f"({grouped(fails)}) — fix the material and push it again (cockpit certs push)",
         )
     if errors:
-        where = _join(_unique(c.target for c in errors))
         return (
             "unknown",
-            f"the cert checks could not run under {where} ({grouped(errors)}) — fix what stops them "
-            "and refresh",
+            f"the cert checks could not run under {join(unique([c.target for c in errors]))} "
+            f"({grouped(errors)}) — fix what stops them and refresh",
         )
     if uncovered:
-        return (
-            "unknown",
-            f"no cert check covers {_join(uncovered)}: the material under "
-            f"{'its' if len(uncovered) == 1 else 'their'} prefix was not read — refresh the cert checks",
+        return "unknown", (
+            f"no cert check covers {join(uncovered)}: the material under "
+            f"{'its' if len(uncovered) == 1 else 'their'} prefix was not read — refresh"
         )
-    ok = f"the cert material passes every check under {_join(_unique(c.target for c in checks))}"
+    ok = f"the cert material passes every check under {join(covered)}"
     if warns:
         ok += f" (warning: {grouped(warns)})"
     return "open", ok
 
 
-def _postgres_tls_verifies(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    if db.postgres_tls_verified is True:
-        return "open", "Postgres TLS verifies against the internal CA and the database's DNS name"
-    if db.postgres_ssl is False:
-        return (
-            "closed",
-            "Postgres does not serve TLS yet (ssl = off) — set POSTGRES_TLS_ENABLED=on and restart "
-            "the database host",
-        )
-    if db.postgres_tls_verified is None:
-        return "unknown", "could not measure whether Postgres TLS verifies (handshake not tried) — refresh"
-    return (
-        "closed",
-        "Postgres serves TLS but the handshake does not verify against the internal CA and the "
-        "database's DNS name — check the cert material (SAN, CA, expiry) and push it again",
+def _handshake_gate(h: Handshake | Unknown, what: str, not_offered: str) -> _Verdict:
+    if isinstance(h, Unknown):
+        return "unknown", f"could not measure whether {what} TLS verifies ({_why(h)}) — refresh"
+    if h is Handshake.VERIFIED:
+        return "open", f"{what} TLS verifies against the internal CA and the database's DNS name"
+    if h is Handshake.NOT_OFFERED:
+        return "closed", not_offered
+    return "closed", (
+        f"{what} serves TLS but the handshake does not verify against the internal CA and the "
+        "database's DNS name — check the cert material (SAN, CA, expiry) and push it again"
     )
 
 
-def _leg2_tls_and_e2e(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    leg2 = s.connections("leg2")
+def _postgres_tls_verifies(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    return _handshake_gate(
+        db.postgres_tls,
+        "Postgres",
+        "Postgres does not serve TLS yet — set POSTGRES_TLS_ENABLED=on and restart the database host",
+    )
+
+
+def _redis_tls_verifies(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    return _handshake_gate(
+        db.redis_tls,
+        "Redis's",
+        "Redis has no TLS listener yet — set REDIS_TLS_ENABLED=true on the database and restart the database host",
+    )
+
+
+def _leg2_tls_and_e2e(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
     closed: list[str] = []
     unknown: list[str] = []
-    plain = [c for c in leg2 if not c.tls]
-    if plain:
+    leg2 = _leg(s, "leg2", "Postgres from PgBouncer")
+    n = 0
+    if isinstance(leg2, str):
+        unknown.append(leg2)
+    else:
+        plain = [c for c in leg2.connections if not c.tls]
+        n = len(leg2.connections)
+        if plain:
+            closed.append(
+                f"{_count(len(plain), 'PgBouncer→Postgres connection')} "
+                f"({', '.join(sorted_hosts([c.addr for c in plain]))}) {'is' if len(plain) == 1 else 'are'} "
+                "still plaintext — set PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca and restart the database host"
+            )
+        elif not leg2.connections:
+            unknown.append(
+                "no PgBouncer→Postgres connection of an app is seen yet — make sure the apps run and refresh"
+            )
+    if isinstance(db.end_to_end_ok, Unknown):
+        unknown.append(f"the end-to-end query through PgBouncer was not measured ({_why(db.end_to_end_ok)})")
+    elif not db.end_to_end_ok:
         closed.append(
-            f"{_count(len(plain), 'PgBouncer→Postgres connection')} ({', '.join(c.addr for c in plain)}) "
-            f"{'is' if len(plain) == 1 else 'are'} still plaintext — set PGBOUNCER_SERVER_TLS_SSLMODE="
-            "verify-ca and restart the database host"
+            "a query through PgBouncer did not answer in time — check PgBouncer's log for the server TLS handshake"
         )
-    elif not leg2:
-        unknown.append(
-            "no PgBouncer→Postgres connection seen yet — send a query through PgBouncer (or wait for "
-            "traffic) and refresh"
-        )
-    if db.end_to_end_ok is False:
-        closed.append(
-            "a query through PgBouncer did not answer in time — check PgBouncer's log for the server "
-            "TLS handshake"
-        )
-    elif db.end_to_end_ok is None:
-        unknown.append("the end-to-end query through PgBouncer was not measured — refresh")
     return _combine(
         closed,
         unknown,
-        f"every PgBouncer→Postgres connection is TLS ({_count(len(leg2), 'connection')}) and a query "
-        "through PgBouncer answers",
+        f"every PgBouncer→Postgres connection is TLS ({_count(n, 'connection')}) and a query through PgBouncer answers",
     )
 
 
-def _client_mode_problem(db: DatabaseState) -> tuple[list[str], list[str]]:
+def _client_mode_problems(db: DatabaseState) -> tuple[list[str], list[str]]:
     closed: list[str] = []
     unknown: list[str] = []
     mode = db.pgbouncer_client_tls_sslmode
-    if mode is None:
-        unknown.append("PgBouncer's client_tls_sslmode could not be read — refresh")
-    elif mode in _MODES_WITHOUT_TLS:
+    if isinstance(mode, Unknown):
+        unknown.append(f"PgBouncer's client_tls_sslmode could not be read ({_why(mode)}) — refresh")
+    elif mode in MODES_WITHOUT_TLS:
         closed.append(
             f"PgBouncer does not offer TLS to clients (client_tls_sslmode = {mode or 'disable'}) — set "
             "PGBOUNCER_CLIENT_TLS_SSLMODE=allow and restart the database host first"
         )
-    if db.pgbouncer_tls_verified is False and not closed:
-        closed.append(
-            "PgBouncer's TLS does not verify against the internal CA and the database's DNS name — "
-            "check the cert material"
-        )
-    elif db.pgbouncer_tls_verified is None and not closed:
-        unknown.append("could not measure whether PgBouncer's TLS verifies — refresh")
+    if not closed:
+        status, reason = _handshake_gate(db.pgbouncer_tls, "PgBouncer's", "PgBouncer does not offer TLS to clients")
+        if status == "closed":
+            closed.append(reason)
+        elif status == "unknown":
+            unknown.append(reason)
     return closed, unknown
 
 
-def _pgbouncer_offers_tls_and_ca_files(s: FleetSnapshot, service: str | None) -> _Verdict:
-    assert service is not None
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    closed, unknown = _client_mode_problem(db)
-    insts = s.instances_of(service)
-    if not insts:
-        unknown.append(f"no instance of {service} is in the snapshot — check the inventory and refresh")
-    bad = [i.host for i in insts if i.ca_file_ok is False]
-    unseen = [i.host for i in insts if i.ca_file_ok is None]
-    if bad:
-        closed.append(
-            f"the CA file on {_join(bad)} is missing or is not the internal CA — push the certs and restart "
-            f"{'it' if len(bad) == 1 else 'them'} so init.sh writes /etc/ssl/internal/ca.crt"
-        )
-    if unseen:
-        unknown.append(f"could not check the CA file on {_join(unseen)} (unreachable?) — refresh")
+def _pgbouncer_tls_verifies(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    closed, unknown = _client_mode_problems(db)
     return _combine(
         closed,
         unknown,
-        f"PgBouncer offers verified TLS to clients and every {service} instance "
-        f"({', '.join(i.host for i in insts)}) has the internal CA file",
+        f"PgBouncer offers TLS to clients (client_tls_sslmode = "
+        f"{db.pgbouncer_client_tls_sslmode}) and it verifies against the internal CA",
     )
 
 
-def _pgbouncer_tls_verifies(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    closed, unknown = _client_mode_problem(db)
-    return _combine(
-        closed,
-        unknown,
-        f"PgBouncer offers TLS to clients (client_tls_sslmode = {db.pgbouncer_client_tls_sslmode}) and it "
-        "verifies against the internal CA",
-    )
+def _ca_variables(plan: Plan) -> tuple[str, ...]:
+    return tuple(getattr(plan, "ca_file_variables", ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")))
 
 
-def _app_instances(s: FleetSnapshot) -> list[InstanceState]:
-    """The instances that are clients: all but the database host itself."""
-    db_host = s.database.host if s.database is not None else None
-    return [i for i in s.instances if i.host != db_host]
+def _ca_paths(s: FleetSnapshot, ctx: GateContext, inst: InstanceState) -> list[tuple[str, str]]:
+    """(variable, path) the service will use once the step is applied: the step's own value for each
+    CA-file variable it sets, else the value configured now, else the runbook's path."""
+    out: list[tuple[str, str]] = []
+    step_values = {c.var: c.value for c in ctx.step.changes} if ctx.step is not None else {}
+    ca_vars = _ca_variables(ctx.plan)
+    wanted = [v for v in ca_vars if v in step_values] or [v for v in ca_vars if v.startswith("DATABASE")][:1]
+    for var in wanted:
+        if var in step_values:
+            out.append((var, step_values[var]))
+            continue
+        cv = configured_value(s, inst.service, var, inst)
+        path = cv.value if isinstance(cv, ConfiguredValue) and cv.value else DEFAULT_CA
+        out.append((var, path))
+    return out
 
 
-def _plaintext_leg1(s: FleetSnapshot) -> tuple[dict[str, list[str]], int, list[str]]:
-    """(plaintext clients by service, TLS connections seen, app instances never seen on Leg 1)."""
-    leg1 = s.connections("leg1")
-    plain = [c for c in leg1 if not c.tls]
-    seen = {c.instance for c in leg1 if c.instance}
-    apps = _app_instances(s)
-    extra = [i for i in apps if i.db_tls is False and i.host not in seen]
-    unseen = [i.host for i in apps if i.db_tls is None and i.host not in seen]
-    return _group(plain, extra), sum(1 for c in leg1 if c.tls), unseen
-
-
-def _no_plaintext_leg1(s: FleetSnapshot, service: str | None) -> _Verdict:
-    if s.database is None:
-        return "unknown", NO_DATABASE
-    groups, tls_seen, unseen = _plaintext_leg1(s)
-    if groups:
-        named = _named(groups)
-        action = f"flip {_join(named)} first" if named else "identify it and move it to TLS first"
-        verb = _verb(groups, "still connects", "still connect")
-        return "closed", f"{_who(groups)} {verb} to PgBouncer in plaintext — {action}"
-    if tls_seen == 0 and not any(i.db_tls for i in _app_instances(s)):
-        return (
-            "unknown",
-            "no client connection to PgBouncer is seen, so plaintext clients cannot be ruled out — make "
-            "sure the apps are running and refresh",
-        )
-    ok = f"no client connects to PgBouncer in plaintext ({_count(tls_seen, 'TLS connection')} seen)"
-    if unseen:
-        ok += f"; no connection seen from {_join(unseen)}"
-    return "open", ok
-
-
-def _no_plaintext_postgres(s: FleetSnapshot, service: str | None) -> _Verdict:
-    if s.database is None:
-        return "unknown", NO_DATABASE
-    closed: list[str] = []
-    leg2 = [c for c in s.connections("leg2") if not c.tls]
-    if leg2:
-        closed.append(
-            f"PgBouncer ({', '.join(c.addr for c in leg2)}) still connects to Postgres in plaintext — set "
-            "PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca and restart the database host first"
-        )
-    direct = [c for c in s.connections("postgres") if not c.tls]
-    if direct:
-        groups = _group(direct)
-        verb = _verb(groups, "still connects", "still connect")
-        closed.append(
-            f"{_who(groups)} {verb} directly to Postgres in plaintext — move "
-            f"{'it' if len(groups) == 1 else 'them'} to TLS first; hostssl-only would refuse "
-            f"{'it' if len(groups) == 1 else 'them'}"
-        )
-    n = len(s.connections("leg2")) + len(s.connections("postgres"))
-    return _combine(closed, [], f"no connection to Postgres is plaintext ({_count(n, 'connection')} seen)")
-
-
-def _postgres_hostssl_only(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
+def _ca_file_problems(s: FleetSnapshot, ctx: GateContext, service: str) -> tuple[list[str], list[str], str]:
     closed: list[str] = []
     unknown: list[str] = []
-    if db.pg_hba_hostssl_only is False:
-        closed.append(
-            "pg_hba.conf still accepts plaintext (not hostssl-only) — set POSTGRES_FORCE_SSL=on and "
-            "restart the database host"
-        )
-    elif db.pg_hba_hostssl_only is None:
-        unknown.append("pg_hba.conf could not be read — refresh")
-    status, reason = _no_plaintext_postgres(s, service)
-    if status == "closed":
-        closed.append(reason)
-    return _combine(closed, unknown, "pg_hba.conf is hostssl-only and no connection to Postgres is plaintext")
-
-
-def _redis_tls_verifies(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    if db.redis_tls_verified is True:
-        return "open", "Redis's TLS listener verifies against the internal CA and the database's DNS name"
-    if db.redis_tls_port == 0:
-        return (
-            "closed",
-            "Redis has no TLS listener yet (tls-port 0) — set REDIS_TLS_ENABLED=true on the database and "
-            "restart the database host",
-        )
-    if db.redis_tls_verified is None:
-        return "unknown", "could not measure whether Redis TLS verifies (handshake not tried) — refresh"
-    return (
-        "closed",
-        f"Redis listens for TLS on :{db.redis_tls_port} but the handshake does not verify against the "
-        "internal CA and the database's DNS name — check the cert material",
-    )
-
-
-def _telpro_ssl_build(s: FleetSnapshot, service: str | None) -> _Verdict:
-    svc = service or "telpro"
-    insts = s.instances_of(svc)
+    insts = s.instances_of(service)
     if not insts:
-        return "unknown", f"no {svc} instance is in the snapshot — check the inventory and refresh"
-    bad = [i.host for i in insts if i.telpro_ssl is False]
-    unseen = [i.host for i in insts if i.telpro_ssl is None]
-    closed = (
-        [
-            f"{_join(bad)} {'runs' if len(bad) == 1 else 'run'} a voiceai-telpro image without hiredis_ssl — "
-            "ship the SSL build of voiceai-telpro before flipping its Redis to TLS"
-        ]
-        if bad
-        else []
-    )
-    unknown = [f"could not check the voiceai-telpro build on {_join(unseen)} — refresh"] if unseen else []
-    return _combine(
-        closed, unknown, f"every {svc} instance runs the SSL build of voiceai-telpro (hiredis_ssl)"
-    )
-
-
-def _plaintext_redis(s: FleetSnapshot) -> tuple[dict[str, list[str]], int]:
-    conns = s.connections("redis")
-    plain = [c for c in conns if not c.tls]
-    seen = {c.instance for c in conns if c.instance}
-    extra = [i for i in _app_instances(s) if i.redis_tls is False and i.host not in seen]
-    return _group(plain, extra), sum(1 for c in conns if c.tls)
-
-
-def _endpoint_port(endpoint: str) -> int | None:
-    _, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return int(port)
-
-
-def _no_plaintext_redis(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    closed: list[str] = []
-    groups, tls_seen = _plaintext_redis(s)
-    if groups:
-        named = _named(groups)
-        action = f"flip {_join(named)} first" if named else "identify it and move it to TLS first"
+        return [], [f"no instance of {service} is in the snapshot — check the inventory and refresh"], ""
+    bad: dict[str, list[str]] = {}
+    unseen: dict[str, list[str]] = {}
+    paths: set[str] = set()
+    for inst in insts:
+        for _var, path in _ca_paths(s, ctx, inst):
+            paths.add(path)
+            state = inst.ca_file(path)
+            if isinstance(state, Unknown):
+                unseen.setdefault(path, []).append(f"{inst.host} ({_why(state)})")
+            elif state is not CaFile.MATCHES:
+                bad.setdefault(path, []).append(f"{inst.host} ({state.value})")
+    for path, hosts in sorted(bad.items()):
         closed.append(
-            f"{_who(groups)} {_verb(groups, 'still connects', 'still connect')} to Redis in plaintext "
-            f"— {action}"
+            f"the internal CA is not at {path} on {join(unique(hosts))} — push the certs and restart "
+            f"{'it' if len(hosts) == 1 else 'them'} (cockpit restart {service}) so init.sh writes it"
         )
-    ep = db.otel_redis_endpoint
-    if ep is not None and db.redis_port and _endpoint_port(ep) == db.redis_port:
-        closed.append(
-            f"the OTel collector's REDIS_ENDPOINT is still the plaintext port ({ep}) — restart the database "
-            "host so init.sh switches it to the TLS port"
-        )
-    if not closed and tls_seen == 0:
-        return (
-            "unknown",
-            "no Redis client connection is seen, so plaintext clients cannot be ruled out — make sure the "
-            "apps and the OTel collector are running and refresh",
-        )
+    for path, hosts in sorted(unseen.items()):
+        unknown.append(f"could not check {path} on {join(unique(hosts))} — refresh")
+    return closed, unknown, join(sorted(paths))
+
+
+def _pgbouncer_offers_tls_and_ca_files(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    assert ctx.service is not None
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    closed, unknown = _client_mode_problems(db)
+    c2, u2, paths = _ca_file_problems(s, ctx, ctx.service)
+    hosts = ", ".join(unique([i.host for i in s.instances_of(ctx.service)]))
     return _combine(
-        closed, [], f"no client connects to Redis in plaintext ({_count(tls_seen, 'TLS connection')} seen)"
+        closed + c2,
+        unknown + u2,
+        f"PgBouncer offers verified TLS to clients and every {ctx.service} "
+        f"instance ({hosts}) has the internal CA at {paths}",
     )
 
 
-def _redis_plaintext_dropped(s: FleetSnapshot, service: str | None) -> _Verdict:
-    db = s.database
-    if db is None:
-        return "unknown", NO_DATABASE
-    if db.redis_port is None:
-        return "unknown", "Redis's plaintext port could not be read — refresh"
-    if db.redis_port != 0:
-        return (
-            "closed",
-            f"Redis still listens in plaintext on :{db.redis_port} — set REDIS_FORCE_TLS=true and restart "
-            "the database host",
-        )
-    status, reason = _no_plaintext_redis(s, service)
-    if status == "closed":
-        return status, reason
-    return "open", "Redis no longer listens in plaintext (port 0)"
+def _ca_files(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    assert ctx.service is not None
+    closed, unknown, paths = _ca_file_problems(s, ctx, ctx.service)
+    hosts = ", ".join(unique([i.host for i in s.instances_of(ctx.service)]))
+    return _combine(closed, unknown, f"every {ctx.service} instance ({hosts}) has the internal CA at {paths}")
 
 
 def _service_tls(
-    s: FleetSnapshot, service: str, fact: Callable[[InstanceState], bool | None], what: str
+    s: FleetSnapshot, service: str, use: Callable[[InstanceState], LegUse | Unknown], what: str
 ) -> _Verdict:
     insts = s.instances_of(service)
     if not insts:
         return "unknown", f"no instance of {service} is in the snapshot — check the inventory and refresh"
-    plain = [i.host for i in insts if fact(i) is False]
-    down = [i.host for i in insts if fact(i) is None and i.healthy is False]
-    unseen = [i.host for i in insts if fact(i) is None and i.healthy is not False]
+    plain, down, unseen, unread = [], [], [], []
+    for i in insts:
+        u = use(i)
+        if isinstance(u, Unknown):
+            unread.append(f"{i.host} ({_why(u)})")
+        elif u.plain:
+            plain.append(i.host)
+        elif not u.tls:
+            if i.running is False:
+                down.append(f"{i.host} (not running)")
+            elif i.healthy is False:
+                down.append(f"{i.host} (unhealthy)")
+            else:
+                unseen.append(i.host)
     closed: list[str] = []
     unknown: list[str] = []
     if plain:
         closed.append(
-            f"{_join(plain)} still {'connects' if len(plain) == 1 else 'connect'} to {what} in plaintext — "
-            f"restart {'it' if len(plain) == 1 else 'them'} so the new setting takes effect"
+            f"{join(unique(plain))} still {'connects' if len(plain) == 1 else 'connect'} to {what} in "
+            f"plaintext — restart {'it' if len(plain) == 1 else 'them'} so the new setting takes effect"
         )
     if down:
         closed.append(
-            f"{_join(down)} {'is' if len(down) == 1 else 'are'} unhealthy with no connection to {what} — "
+            f"{join(unique(down))} {'has' if len(down) == 1 else 'have'} no connection to {what} — "
             "check its logs: the TLS connection may be refused"
         )
+    if unread:
+        unknown.append(f"could not read the connections of {join(unique(unread))} — refresh")
     if unseen:
-        unknown.append(f"no connection to {what} seen from {_join(unseen)} — make sure it runs and refresh")
+        unknown.append(f"no connection to {what} seen from {join(unique(unseen))} — make sure it runs and refresh")
+    hosts = ", ".join(unique([i.host for i in insts]))
+    return _combine(closed, unknown, f"every {service} instance ({hosts}) connects to {what} over TLS")
+
+
+def _service_postgres_tls(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    assert ctx.service is not None
+    return _service_tls(s, ctx.service, lambda i: i.db, "PgBouncer")
+
+
+def _service_redis_tls(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    assert ctx.service is not None
+    return _service_tls(s, ctx.service, lambda i: i.redis, "Redis")
+
+
+def _client_step(ctx: GateContext, live: str) -> Step | None:
+    """The per-service step that moves clients of one leg (its live fact is `live`): among the
+    step's own dependencies when there is a step, else anywhere in the plan."""
+    plan = ctx.plan
+    pool = plan.ancestors(ctx.step) if ctx.step is not None else plan.steps
+    return next((st for st in reversed(pool) if st.per_service and st.live == live), None)
+
+
+def _no_plaintext_clients(
+    s: FleetSnapshot,
+    ctx: GateContext,
+    leg: Literal["leg1", "redis"],
+    consumes: str,
+    use: Callable[[InstanceState], LegUse | Unknown],
+    live: str,
+    what: str,
+) -> tuple[list[str], list[str], int]:
+    """Positive evidence about every instance of every service consuming `what`: configured for TLS (the
+    per-service step is in place for it) AND seen on TLS — or known to be down, configured for TLS
+    (it will come back on TLS). Anything else, named."""
+    closed: list[str] = []
+    unknown: list[str] = []
+    view = _leg(s, leg, what)
+    if isinstance(view, str):
+        return [], [view], 0
+    strays = [c for c in view.connections if not c.tls and c.instance is None]
+    if strays:
+        closed.append(
+            f"{_who(strays)} {'connects' if len(strays) == 1 else 'connect'} to {what} in plaintext from an "
+            "address that is no host of the inventory — identify it and move it to TLS first"
+        )
+    step = _client_step(ctx, live)
+    plain: list[InstanceState] = []
+    unconfigured: list[InstanceState] = []
+    unsure: list[str] = []
+    for i in (i for i in s.instances if consumes in i.consumes):
+        u = use(i)
+        if isinstance(u, LegUse) and u.plain:
+            plain.append(i)
+            continue
+        cfg = config_reading(ctx.plan, step, i.service, s, i) if step is not None else None
+        if cfg is not None and cfg.value is False:
+            unconfigured.append(i)
+            continue
+        if cfg is not None and isinstance(cfg.value, Unknown):
+            unsure.append(f"{i.host} (its configuration could not be read: {_why(cfg.value)})")
+        elif isinstance(u, Unknown):
+            unsure.append(f"{i.host} ({_why(u)})")
+        elif u.tls or i.running is False:
+            continue  # seen on TLS; or down, configured for TLS: it will come back on TLS
+        elif i.reachable is not True:
+            unsure.append(f"{i.host} (no connection seen; unreachable)")
+        elif isinstance(i.running, Unknown):
+            unsure.append(f"{i.host} (no connection seen; not known to be running or stopped)")
+        else:
+            unsure.append(f"{i.host} (no connection seen; running but not connected)")
+    if plain:
+        who, svcs = _by_service(plain)
+        one = len({i.service for i in plain}) == 1
+        closed.append(f"{who} still {'connects' if one else 'connect'} to {what} in plaintext — flip {svcs} first")
+    if unconfigured:
+        who, svcs = _by_service(unconfigured, lambda i: ", stopped" if i.running is False else "")
+        one = len({i.service for i in unconfigured}) == 1
+        closed.append(
+            f"{who} {'is' if one else 'are'} still configured for plaintext to {what} "
+            f"({step.id if step else 'its per-service step'} not in place: stopped or not, "
+            f"{'it' if len(unconfigured) == 1 else 'they'} would come back on plaintext) — flip {svcs} first"
+        )
+    if unsure:
+        unknown.append(
+            f"no evidence that {join(unsure)} would use TLS to {what} — start it, or override this gate "
+            "with a reason if you know better"
+        )
+    tls = sum(1 for c in view.connections if c.tls)
+    return closed, unknown, tls
+
+
+def _no_plaintext_leg1(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    closed, unknown, tls = _no_plaintext_clients(
+        s, ctx, "leg1", "postgres", lambda i: i.db, "instance_db_tls", "PgBouncer"
+    )
     return _combine(
         closed,
         unknown,
-        f"every {service} instance ({', '.join(i.host for i in insts)}) connects to {what} over TLS",
+        f"every client of PgBouncer is configured for TLS and connects over TLS ({_count(tls, 'TLS connection')} seen)",
     )
 
 
-def _service_postgres_tls(s: FleetSnapshot, service: str | None) -> _Verdict:
-    assert service is not None
-    return _service_tls(s, service, lambda i: i.db_tls, "PgBouncer")
+def _no_plaintext_redis(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    closed, unknown, tls = _no_plaintext_clients(
+        s, ctx, "redis", "redis", lambda i: i.redis, "instance_redis_tls", "Redis"
+    )
+    ep, port = db.otel_redis_endpoint, db.redis_port
+    if isinstance(ep, Unknown):
+        unknown.append(f"the OTel collector's Redis connection could not be read ({_why(ep)})")
+    elif not ep:
+        unknown.append(
+            "the OTel collector's Redis connection is not seen — make sure it runs (it may still use the "
+            "plaintext port)"
+        )
+    elif isinstance(port, Unknown):
+        unknown.append(f"cannot tell whether the OTel collector ({ep}) uses the plaintext port: Redis's port could "
+                       f"not be read ({_why(port)})")
+    elif port and ep.rpartition(":")[2] == str(port):
+        closed.append(
+            f"the OTel collector's REDIS_ENDPOINT is still the plaintext port ({ep}) — restart the database "
+            "host so init.sh switches it to the TLS port"
+        )
+    return _combine(
+        closed,
+        unknown,
+        f"every client of Redis is configured for TLS and connects over TLS ({_count(tls, 'TLS connection')} seen)",
+    )
 
 
-def _service_redis_tls(s: FleetSnapshot, service: str | None) -> _Verdict:
-    assert service is not None
-    return _service_tls(s, service, lambda i: i.redis_tls, "Redis")
+def _no_plaintext_postgres(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    closed: list[str] = []
+    unknown: list[str] = []
+    n = 0
+    for leg in ("leg2", "postgres"):
+        view = _leg(s, leg, "Postgres")
+        if isinstance(view, str):
+            unknown.append(view)
+            continue
+        n += len(view.connections)
+        plain = [c for c in view.connections if not c.tls]
+        if plain and leg == "leg2":
+            closed.append(
+                f"PgBouncer ({', '.join(sorted_hosts([c.addr for c in plain]))}) still connects to Postgres "
+                "in plaintext — set PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca and restart the database host first"
+            )
+        elif plain:
+            closed.append(
+                f"{_who(plain)} still {'connects' if len(plain) == 1 else 'connect'} directly to Postgres in "
+                f"plaintext — move {'it' if len(plain) == 1 else 'them'} to TLS first; hostssl-only would "
+                f"refuse {'it' if len(plain) == 1 else 'them'}"
+            )
+    return _combine(closed, unknown, f"no connection to Postgres is plaintext ({_count(n, 'connection')} seen)")
+
+
+def _postgres_hostssl_only(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    closed: list[str] = []
+    unknown: list[str] = []
+    hba = db.pg_hba_hostssl_only
+    if isinstance(hba, Unknown):
+        unknown.append(f"pg_hba.conf could not be read ({_why(hba)}) — refresh")
+    elif not hba:
+        closed.append(
+            "pg_hba.conf still lets TCP connections in without TLS — set POSTGRES_FORCE_SSL=on and restart "
+            "the database host"
+        )
+    status, reason = _no_plaintext_postgres(s, ctx)
+    (closed if status == "closed" else unknown if status == "unknown" else []).append(reason)
+    return _combine(closed, unknown, "pg_hba.conf is hostssl-only and no connection to Postgres is plaintext")
+
+
+def _telpro_ssl_build(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    svc = ctx.service or "telpro"
+    insts = s.instances_of(svc)
+    if not insts:
+        return "unknown", f"no {svc} instance is in the snapshot — check the inventory and refresh"
+    bad = [i.host for i in insts if i.telpro_ssl is False]
+    unseen = [f"{i.host} ({_why(i.telpro_ssl)})" for i in insts if isinstance(i.telpro_ssl, Unknown)]
+    closed = (
+        [
+            f"{join(unique(bad))} {'runs' if len(bad) == 1 else 'run'} a voiceai-telpro image without "
+            "hiredis_ssl — ship the SSL build of voiceai-telpro before flipping its Redis to TLS"
+        ]
+        if bad
+        else []
+    )
+    unknown = [f"could not check the voiceai-telpro build on {join(unique(unseen))}"] if unseen else []
+    return _combine(closed, unknown, f"every {svc} instance runs the SSL build of voiceai-telpro (hiredis_ssl)")
+
+
+def _redis_plaintext_dropped(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
+    db = _db(s)
+    if not isinstance(db, DatabaseState):
+        return db
+    if isinstance(db.redis_port, Unknown):
+        return "unknown", f"Redis's plaintext port could not be read ({_why(db.redis_port)}) — refresh"
+    if db.redis_port != 0:
+        return "closed", (
+            f"Redis still listens in plaintext on :{db.redis_port} — set REDIS_FORCE_TLS=true and "
+            "restart the database host"
+        )
+    view = _leg(s, "redis", "Redis")
+    if isinstance(view, LegView):
+        plain = [c for c in view.connections if not c.tls]
+        if plain:
+            return "closed", f"{_who(plain)} still connect to Redis in plaintext"
+    else:
+        return "unknown", f"Redis's plaintext port is 0, but {view}"
+    return "open", "Redis no longer listens in plaintext (port 0)"
 
 
 def _spec(name: str, per_service: bool, summary: str, check: _Check) -> tuple[str, GateSpec]:
@@ -579,83 +659,95 @@ def _spec(name: str, per_service: bool, summary: str, check: _Check) -> tuple[st
 GATES: Final[Mapping[str, GateSpec]] = MappingProxyType(
     dict(
         [
-            _spec(
-                "certs_valid",
-                False,
-                "every cert check under every consuming service is OK or WARN",
-                _certs_valid,
-            ),
-            _spec("postgres_tls_verifies", False, "database.postgres_tls_verified", _postgres_tls_verifies),
+            _spec("certs_valid", False, "every cert check under every consuming service is OK or WARN", _certs_valid),
+            _spec("postgres_tls_verifies", False, "Postgres's TLS handshake verifies", _postgres_tls_verifies),
             _spec(
                 "leg2_tls_and_e2e",
                 False,
-                "every leg2 connection is TLS (at least one seen) and database.end_to_end_ok",
+                "every PgBouncer→Postgres connection of an app is TLS (at least one seen) and a "
+                "query through PgBouncer answers",
                 _leg2_tls_and_e2e,
             ),
             _spec(
                 "pgbouncer_tls_verifies",
                 False,
-                "PgBouncer's client_tls_sslmode is not disable and database.pgbouncer_tls_verified",
+                "PgBouncer offers TLS to clients and its handshake verifies",
                 _pgbouncer_tls_verifies,
             ),
             _spec(
                 "pgbouncer_offers_tls_and_ca_files",
                 True,
-                "PgBouncer offers verified TLS to clients and every instance of the service has ca_file_ok",
+                "PgBouncer offers verified TLS to clients and every instance of "
+                "the service has the internal CA at the path it will use",
                 _pgbouncer_offers_tls_and_ca_files,
+            ),
+            _spec(
+                "ca_files",
+                True,
+                "every instance of the service has the internal CA at each path the step sets",
+                _ca_files,
             ),
             _spec(
                 "service_postgres_tls",
                 True,
-                "every instance of the service has db_tls",
+                "every instance of the service connects to PgBouncer over TLS only",
                 _service_postgres_tls,
             ),
             _spec(
                 "no_plaintext_leg1",
                 False,
-                "no leg1 connection (or instance db_tls) is plaintext",
+                "every instance of every service consuming Postgres is configured for TLS and "
+                "seen on TLS (or down, configured for TLS); no unidentified plaintext client",
                 _no_plaintext_leg1,
             ),
             _spec(
                 "no_plaintext_postgres",
                 False,
-                "no postgres or leg2 connection is plaintext",
+                "no PgBouncer→Postgres or direct connection to Postgres is plaintext",
                 _no_plaintext_postgres,
             ),
             _spec(
                 "postgres_hostssl_only",
                 False,
-                "database.pg_hba_hostssl_only and no plaintext postgres/leg2 connection",
+                "pg_hba.conf is hostssl-only and no connection to Postgres is plaintext",
                 _postgres_hostssl_only,
             ),
-            _spec("redis_tls_verifies", False, "database.redis_tls_verified", _redis_tls_verifies),
+            _spec("redis_tls_verifies", False, "Redis's TLS listener's handshake verifies", _redis_tls_verifies),
             _spec(
                 "telpro_ssl_build",
                 True,
-                "every instance of the service (default telpro) has telpro_ssl",
+                "every instance of the service (default telpro) runs the hiredis_ssl build",
                 _telpro_ssl_build,
             ),
             _spec(
                 "service_redis_tls",
                 True,
-                "every instance of the service has redis_tls",
+                "every instance of the service connects to Redis over TLS only",
                 _service_redis_tls,
             ),
             _spec(
                 "no_plaintext_redis",
                 False,
-                "no redis connection (OTel collector included) or instance redis_tls is plaintext",
+                "every instance of every service consuming Redis is configured for TLS and "
+                "seen on TLS (or down, configured for TLS); the OTel collector uses the TLS port",
                 _no_plaintext_redis,
             ),
             _spec(
                 "redis_plaintext_dropped",
                 False,
-                "database.redis_port == 0 and no plaintext redis connection",
+                "Redis's plaintext port is 0 and no plaintext Redis client is seen",
                 _redis_plaintext_dropped,
             ),
         ]
     )
 )
+
+
+def _default_step(plan: Plan, gate: str) -> Step | None:
+    return next(
+        (st for st in plan.steps if gate in st.gates or st.verify == gate or any(gate in gs for _, gs in st.gates_for)),
+        None,
+    )
 
 
 def evaluate(
@@ -665,12 +757,16 @@ def evaluate(
     service: str | None = None,
     now: float,
     max_age: float | None = DEFAULT_MAX_AGE,
+    plan: Plan | None = None,
+    step: Step | None = None,
 ) -> GateResult:
-    """Decide `gate_name` on `snapshot` (for `service`, when the gate checks one service).
+    """Decide `gate_name` on `snapshot` (for `service`, when the gate checks one service), as a gate
+    or the verification of `step` in `plan` (default: the shipped runbook, and its first step that
+    uses this gate).
 
-    A snapshot older than `max_age` seconds at `now` gives "unknown" (None: no age limit, used to
-    read a position as of the snapshot itself). A managed database gives "closed": the runbook does
-    not apply. An unknown gate name, or a per-service gate without `service`, is a bug: ValueError.
+    A snapshot older than `max_age` seconds at `now` gives "unknown" (None: no age limit, used to read a
+    position as of the snapshot itself). A managed database gives "closed": the runbook does not apply.
+    An unknown gate name, or a per-service gate without `service`, is a bug: ValueError.
     """
     spec = GATES.get(gate_name)
     if spec is None:
@@ -682,8 +778,8 @@ def evaluate(
         return GateResult(
             gate_name,
             "closed",
-            f"{snapshot.env} uses a managed database (RDS/ElastiCache): there is no Postgres, PgBouncer or "
-            "Redis to flip, and the runbook does not apply",
+            f"{snapshot.env} uses a managed database (RDS/ElastiCache): there is "
+            "no Postgres, PgBouncer or Redis to flip, and the runbook does not apply",
             svc,
         )
     if max_age is not None:
@@ -695,434 +791,26 @@ def evaluate(
                 f"the snapshot is {age:.0f} s old (limit {max_age:.0f} s) — refresh before deciding",
                 svc,
             )
-    status, reason = spec.check(snapshot, svc)
+    if plan is None:
+        from plans.plan import default_plan
+
+        plan = default_plan()
+    if step is None:
+        step = _default_step(plan, gate_name)
+    status, reason = spec.check(snapshot, GateContext(plan, step, svc))
+    if status != "open" and snapshot.causes:
+        reason += f" [root cause: {snapshot.causes[0].text}]"
     return GateResult(gate_name, status, reason, svc)
 
 
-# --------------------------------------------------------------------------------------------
-# live facts: is a step's setting running?
-
-
-def _bool_reading(v: bool | None, yes: str, no: str, unknown: str) -> Reading:
-    return Reading(v, yes if v else (unknown if v is None else no))
-
-
-def _mode(v: str | None, what: str) -> str:
-    return f"{what} = {v or 'disable'}" if v is not None else f"{what} could not be read"
-
-
-def _live_postgres_ssl(db: DatabaseState) -> Reading:
-    return _bool_reading(db.postgres_ssl, "ssl = on", "ssl = off", "ssl could not be read")
-
-
-def _live_server_tls(db: DatabaseState) -> Reading:
-    v = db.pgbouncer_server_tls_sslmode
-    return Reading(None if v is None else v in _SERVER_MODES_VERIFYING, _mode(v, "server_tls_sslmode"))
-
-
-def _live_client_offered(db: DatabaseState) -> Reading:
-    v = db.pgbouncer_client_tls_sslmode
-    return Reading(None if v is None else v not in _MODES_WITHOUT_TLS, _mode(v, "client_tls_sslmode"))
-
-
-def _live_client_required(db: DatabaseState) -> Reading:
-    v = db.pgbouncer_client_tls_sslmode
-    return Reading(None if v is None else v in _MODES_REQUIRING_TLS, _mode(v, "client_tls_sslmode"))
-
-
-def _live_hostssl(db: DatabaseState) -> Reading:
-    return _bool_reading(
-        db.pg_hba_hostssl_only,
-        "pg_hba.conf is hostssl-only",
-        "pg_hba.conf accepts plaintext",
-        "pg_hba.conf could not be read",
+def override(result: GateResult, reason: str) -> GateResult:
+    """A closed or unknown gate opened on purpose, with the person's reason (journaled by the engine)."""
+    if result.open:
+        return result
+    return GateResult(
+        result.gate,
+        "open",
+        f"overridden: {reason.strip()} (otherwise {result.status}: {result.reason})",
+        result.service,
+        overridden=reason.strip(),
     )
-
-
-def _live_redis_tls_listener(db: DatabaseState) -> Reading:
-    p = db.redis_tls_port
-    if p is None:
-        return Reading(None, "Redis's tls-port could not be read")
-    return Reading(p > 0, f"tls-port = {p}")
-
-
-def _live_redis_plaintext_dropped(db: DatabaseState) -> Reading:
-    p = db.redis_port
-    if p is None:
-        return Reading(None, "Redis's port could not be read")
-    return Reading(p == 0, f"port = {p}")
-
-
-def _instance_reading(i: InstanceState, v: bool | None, what: str) -> Reading:
-    if v is None and i.reachable is False:
-        return Reading(None, f"{i.host} is unreachable")
-    return _bool_reading(
-        v,
-        f"connects to {what} over TLS",
-        f"connects to {what} in plaintext",
-        f"no connection to {what} seen",
-    )
-
-
-def _live_instance_db_tls(i: InstanceState) -> Reading:
-    return _instance_reading(i, i.db_tls, "PgBouncer")
-
-
-def _live_instance_redis_tls(i: InstanceState) -> Reading:
-    return _instance_reading(i, i.redis_tls, "Redis")
-
-
-def _db_fact(name: str, summary: str, read: Callable[[DatabaseState], Reading]) -> tuple[str, LiveFact]:
-    return name, LiveFact(name, False, summary, read_database=read)
-
-
-def _inst_fact(name: str, summary: str, read: Callable[[InstanceState], Reading]) -> tuple[str, LiveFact]:
-    return name, LiveFact(name, True, summary, read_instance=read)
-
-
-LIVE: Final[Mapping[str, LiveFact]] = MappingProxyType(
-    dict(
-        [
-            _db_fact("postgres_ssl", "database.postgres_ssl is True", _live_postgres_ssl),
-            _db_fact(
-                "pgbouncer_server_tls",
-                "pgbouncer_server_tls_sslmode is verify-ca or verify-full",
-                _live_server_tls,
-            ),
-            _db_fact(
-                "pgbouncer_client_tls_offered",
-                "pgbouncer_client_tls_sslmode is not disable",
-                _live_client_offered,
-            ),
-            _db_fact(
-                "pgbouncer_client_tls_required",
-                "pgbouncer_client_tls_sslmode is require, verify-ca or verify-full",
-                _live_client_required,
-            ),
-            _db_fact("pg_hba_hostssl_only", "database.pg_hba_hostssl_only is True", _live_hostssl),
-            _db_fact("redis_tls_listener", "database.redis_tls_port > 0", _live_redis_tls_listener),
-            _db_fact("redis_plaintext_dropped", "database.redis_port == 0", _live_redis_plaintext_dropped),
-            _inst_fact("instance_db_tls", "the instance's db_tls is True", _live_instance_db_tls),
-            _inst_fact("instance_redis_tls", "the instance's redis_tls is True", _live_instance_redis_tls),
-        ]
-    )
-)
-
-
-def read_live(name: str, snapshot: FleetSnapshot) -> Reading:
-    """A database-level live fact (ValueError for an unknown or per-instance name)."""
-    fact = LIVE.get(name)
-    if fact is None or fact.read_database is None:
-        raise ValueError(f"{name!r} is not a database-level live fact; known: {', '.join(LIVE)}")
-    if snapshot.database is None:
-        return Reading(None, NO_DATABASE)
-    return fact.read_database(snapshot.database)
-
-
-def read_live_instance(name: str, instance: InstanceState) -> Reading:
-    """A per-instance live fact (ValueError for an unknown or database-level name)."""
-    fact = LIVE.get(name)
-    if fact is None or fact.read_instance is None:
-        raise ValueError(f"{name!r} is not a per-instance live fact; known: {', '.join(LIVE)}")
-    return fact.read_instance(instance)
-
-
-# --------------------------------------------------------------------------------------------
-# configured facts: is a step's setting in the config store?
-
-
-def configured_value(
-    snapshot: FleetSnapshot, service: str, var: str, instance: InstanceState | None = None
-) -> ConfiguredValue | None:
-    """What `service` (or `instance`, with a per-host env-file store) resolves `var` to; None when
-    the snapshot does not say. Per-host values win; without `instance`, the hosts' values count when
-    every host of the service holds the same one."""
-    if instance is not None and var in instance.configured:
-        return instance.configured[var]
-    per_service = snapshot.configured.get(service)
-    if per_service is not None and var in per_service:
-        return per_service[var]
-    if instance is None:
-        insts = snapshot.instances_of(service)
-        vals = [i.configured[var] for i in insts if var in i.configured]
-        if vals and len(vals) == len(insts) and len({v.value for v in vals}) == 1:
-            return vals[0]
-    return None
-
-
-def config_reading(
-    plan: Plan, step: Step, service: str, snapshot: FleetSnapshot, instance: InstanceState | None = None
-) -> Reading:
-    """Does the config store hold every value `step` sets, for `service` (or one of its hosts)?
-
-    A value a later step of the plan sets for the same variable counts too (after pg-6 sets
-    PGBOUNCER_CLIENT_TLS_SSLMODE=require, pg-4's `allow` is superseded, not undone). None when a
-    value could not be read and none is known to differ.
-    """
-    wrong: list[str] = []
-    unread: list[str] = []
-    right: list[str] = []
-    for ch in step.changes:
-        cv = configured_value(snapshot, service, ch.var, instance)
-        if cv is None or cv.source == "error":
-            unread.append(ch.var)
-        elif cv.value is not None and cv.value in plan.accepted_values(step, ch.var):
-            right.append(f"{ch.var}={cv.value}")
-        else:
-            shown = "unset" if cv.value is None else f"{cv.value!r}"
-            wrong.append(f"{ch.var} is {shown} ({cv.source}), not {ch.value!r}")
-    if wrong:
-        return Reading(False, "; ".join(wrong))
-    if unread:
-        return Reading(None, f"{_join(unread)} could not be read from the config store")
-    return Reading(True, f"{', '.join(right)} in the config store")
-
-
-# --------------------------------------------------------------------------------------------
-# rollback safety
-
-
-def _in_place(plan: Plan, step: Step, service: str, snapshot: FleetSnapshot) -> Reading:
-    """Is `step` still in place for `service` — configured, or still running?"""
-    cfg = config_reading(plan, step, service, snapshot)
-    if cfg.value:
-        return Reading(True, cfg.detail)
-    fact = LIVE.get(step.live)
-    if fact is None:
-        return cfg
-    if fact.per_instance:
-        insts = snapshot.instances_of(service)
-        readings = [(i.host, read_live_instance(step.live, i)) for i in insts]
-        live = [h for h, r in readings if r.value]
-        if live:
-            return Reading(True, f"still live on {_join(live)}")
-        unread = [h for h, r in readings if r.value is None]
-        if unread and cfg.value is False:
-            return Reading(None, f"cannot tell whether it still runs on {_join(unread)}")
-        return Reading(cfg.value, cfg.detail)
-    live_r = read_live(step.live, snapshot)
-    if live_r.value:
-        return Reading(True, f"still live ({live_r.detail})")
-    if live_r.value is None:
-        return Reading(None, live_r.detail)
-    return cfg
-
-
-def _app_services(plan: Plan, snapshot: FleetSnapshot) -> list[str]:
-    names = _unique([*(i.service for i in snapshot.instances), *snapshot.configured])
-    return [n for n in names if n != plan.database_service]
-
-
-def _db_value(plan: Plan, snapshot: FleetSnapshot, var: str) -> ConfiguredValue | None:
-    return configured_value(snapshot, plan.database_service, var)
-
-
-def _hazards(plan: Plan, step: Step, service: str | None, snapshot: FleetSnapshot) -> list[str]:
-    """What the runbook's variables say breaks if this step's values go back."""
-    out: list[str] = []
-    db = snapshot.database
-    nodb = "cannot tell whether the rollback is safe: " + NO_DATABASE
-    for ch in step.changes:
-        back = ch.rollback
-        if step.scope == "database" and ch.var == "POSTGRES_TLS_ENABLED":
-            if db is None:
-                out.append(nodb)
-                continue
-            mode = db.pgbouncer_server_tls_sslmode
-            if mode is None:
-                out.append(
-                    "cannot tell how PgBouncer connects to Postgres (server_tls_sslmode unread) — refresh"
-                )
-            elif mode in _MODES_REQUIRING_TLS:
-                out.append(
-                    f"PgBouncer connects to Postgres with server_tls_sslmode = {mode}: "
-                    "turning Postgres TLS off "
-                    "would cut Leg 2 — roll back PGBOUNCER_SERVER_TLS_SSLMODE first"
-                )
-            cv = _db_value(plan, snapshot, "PGBOUNCER_SERVER_TLS_SSLMODE")
-            if cv is not None and cv.value in _MODES_REQUIRING_TLS and mode != cv.value:
-                out.append(
-                    f"PGBOUNCER_SERVER_TLS_SSLMODE={cv.value} is configured: "
-                    "after the next restart PgBouncer "
-                    "would need Postgres TLS — roll it back first"
-                )
-            if db.pg_hba_hostssl_only:
-                out.append(
-                    "pg_hba.conf is hostssl-only: with TLS off nobody could connect to Postgres — roll back "
-                    "POSTGRES_FORCE_SSL first"
-                )
-        elif step.scope == "database" and ch.var == "PGBOUNCER_SERVER_TLS_SSLMODE":
-            if back is not None and back in _MODES_REQUIRING_TLS:
-                continue
-            if db is None:
-                out.append(nodb)
-            elif db.pg_hba_hostssl_only:
-                out.append(
-                    "pg_hba.conf is hostssl-only: PgBouncer would be refused in plaintext — roll back "
-                    "POSTGRES_FORCE_SSL first"
-                )
-        elif step.scope == "database" and ch.var == "PGBOUNCER_CLIENT_TLS_SSLMODE":
-            if back is not None and back not in _MODES_WITHOUT_TLS:
-                continue  # e.g. require -> allow: TLS is still offered
-            needing: list[str] = []
-            unread: list[str] = []
-            for svc in _app_services(plan, snapshot):
-                cv = configured_value(snapshot, svc, "DATABASE_SSL_MODE")
-                tls_live = [i.host for i in snapshot.instances_of(svc) if i.db_tls]
-                if cv is not None and cv.value in _MODES_REQUIRING_TLS:
-                    needing.append(f"{svc} (DATABASE_SSL_MODE={cv.value})")
-                elif tls_live:
-                    needing.append(f"{svc} ({', '.join(tls_live)} connect over TLS)")
-                elif cv is None or cv.source == "error":
-                    unread.append(svc)
-            if needing:
-                out.append(
-                    f"{_join(needing)} {'requires' if len(needing) == 1 else 'require'} "
-                    "TLS to PgBouncer: with "
-                    "client TLS off they would be locked out — roll back their DATABASE_SSL_MODE first"
-                )
-            if unread:
-                out.append(
-                    f"cannot tell whether {_join(unread)} require TLS to PgBouncer (DATABASE_SSL_MODE unread)"
-                )
-        elif step.scope == "database" and ch.var == "REDIS_TLS_ENABLED":
-            needing = []
-            for svc in _app_services(plan, snapshot):
-                cv = configured_value(snapshot, svc, "REDIS_TLS_ENABLED")
-                tls_live = [i.host for i in snapshot.instances_of(svc) if i.redis_tls]
-                if cv is not None and (cv.value or "").lower() in _TRUE:
-                    needing.append(f"{svc} (REDIS_TLS_ENABLED=true)")
-                elif tls_live:
-                    needing.append(f"{svc} ({', '.join(tls_live)} connect over TLS)")
-            if needing:
-                out.append(
-                    f"{_join(needing)} {'uses' if len(needing) == 1 else 'use'} "
-                    "Redis over TLS: dropping the TLS "
-                    "listener would cut them off — roll back their REDIS_TLS_ENABLED first"
-                )
-        elif step.scope == "service" and ch.var == "DATABASE_SSL_MODE":
-            if back is not None and back in _MODES_REQUIRING_TLS:
-                continue
-            if db is None:
-                out.append(nodb)
-                continue
-            mode = db.pgbouncer_client_tls_sslmode
-            cv = _db_value(plan, snapshot, "PGBOUNCER_CLIENT_TLS_SSLMODE")
-            if mode is None:
-                out.append("cannot tell whether PgBouncer requires TLS (client_tls_sslmode unread) — refresh")
-            elif mode in _MODES_REQUIRING_TLS or (cv is not None and cv.value in _MODES_REQUIRING_TLS):
-                out.append(
-                    f"PgBouncer requires TLS from clients (client_tls_sslmode = "
-                    f"{mode if mode in _MODES_REQUIRING_TLS else (cv.value if cv else mode)}): "
-                    f"{service} would be "
-                    "refused in plaintext — roll back PGBOUNCER_CLIENT_TLS_SSLMODE=require first"
-                )
-        elif step.scope == "service" and ch.var == "REDIS_TLS_ENABLED":
-            if db is None:
-                out.append(nodb)
-                continue
-            cv = _db_value(plan, snapshot, "REDIS_FORCE_TLS")
-            if db.redis_port is None:
-                out.append("cannot tell whether Redis still listens in plaintext (port unread) — refresh")
-            elif db.redis_port == 0 or (cv is not None and (cv.value or "").lower() in _TRUE):
-                out.append(
-                    "Redis's plaintext listener is dropped (or REDIS_FORCE_TLS=true is configured): "
-                    f"{service} "
-                    "would be cut off in plaintext — roll back REDIS_FORCE_TLS first"
-                )
-    return out
-
-
-def rollback_blockers(plan: Plan, step: Step, service: str | None, snapshot: FleetSnapshot) -> list[str]:
-    """Why rolling back `step` (for `service`, on a per-service step) now is unsafe; [] = safe.
-
-    Two kinds of reason: a later step (one that runs after this one) is still in place —
-    configured, or still running — since rollback goes newest first; or a fact the runbook's
-    variables depend on says the rollback would cut someone off (Postgres TLS off while PgBouncer
-    verifies it, client TLS off while an app requires it, Redis TLS off while an app uses it, …).
-    A fact that could not be measured blocks too.
-    """
-    if step.kind == "certs":
-        return [
-            f"{step.id} ({step.title}) has no rollback: the cockpit does not remove cert material, since "
-            "every TLS listener and client depends on it"
-        ]
-    if step.scope == "service" and not service:
-        raise ValueError(f"step {step.id} is per service; pass the service to roll back")
-    out: list[str] = []
-    for later in reversed(plan.descendants(step)):
-        if later.kind == "certs":
-            continue
-        if later.scope == "service":
-            svcs = [service] if (step.scope == "service" and service) else _app_services(plan, snapshot)
-        else:
-            svcs = [plan.database_service]
-        in_place: list[str] = []
-        unsure: list[str] = []
-        for svc in svcs:
-            r = _in_place(plan, later, svc, snapshot)
-            if r.value:
-                in_place.append(svc)
-            elif r.value is None:
-                unsure.append(f"{svc}: {r.detail}")
-        if in_place:
-            out.append(
-                f"{later.id} ({later.summary}) is still in place on {_join(in_place)} — roll it back "
-                f"{'there ' if later.scope == 'service' else ''}first (newest first)"
-            )
-        for u in unsure:
-            out.append(f"cannot tell whether {later.id} ({later.summary}) is still in place ({u}) — refresh")
-    out.extend(_hazards(plan, step, service, snapshot))
-    return _unique(out)
-
-
-# --------------------------------------------------------------------------------------------
-# environments in order
-
-
-def env_order_gate(
-    step: Step,
-    env: Environment,
-    previous_env_position: Position | None,
-    *,
-    service: str | None = None,
-    override: str | None = None,
-) -> GateResult:
-    """May `step` run in `env` yet? Only once the environment it comes after (`env.after`) has it
-    verified — for `service` when given, else for every target there. `override` is a reason
-    given by a person; a non-blank one opens the gate and is quoted in the reason."""
-    name = "env_order"
-    if not env.after:
-        return GateResult(name, "open", f"no environment comes before {env.name}", service)
-    prev = env.after
-    verdict: _Verdict
-    if previous_env_position is None:
-        verdict = (
-            "unknown",
-            f"{env.name} comes after {prev}, whose position is unknown — take a snapshot of {prev} first",
-        )
-    else:
-        sp = previous_env_position.step_position(step.id)
-        if sp is None:
-            verdict = ("unknown", f"{prev}'s position has no step {step.id} (another plan?) — refresh {prev}")
-        else:
-            targets = [t for t in sp.targets if service is None or t.service == service] or list(sp.targets)
-            if not targets:
-                verdict = ("unknown", f"{step.id} has no target in {prev}, so it cannot be verified there")
-            else:
-                behind = [t for t in targets if t.state != "verified"]
-                if behind:
-                    where = ", ".join(f"{t.service or prev}: {t.state}" for t in behind)
-                    verdict = (
-                        "closed",
-                        f"{step.id} is not verified in {prev} yet ({where}) — finish it there first, or "
-                        "override with a reason",
-                    )
-                else:
-                    verdict = ("open", f"{step.id} is verified in {prev}")
-    status, reason = verdict
-    if status != "open" and override is not None:
-        if override.strip():
-            return GateResult(name, "open", f"overridden: {override.strip()} (otherwise: {reason})", service)
-        reason += "; an override needs a non-empty reason"
-    return GateResult(name, status, reason, service)

@@ -16,10 +16,38 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes.inventory import Environment
+from probes.model import Why
 
 
 class AwsError(Exception):
-    """An AWS call failed, with a reason a person can act on."""
+    """An AWS call failed, with a reason a person can act on, and why it could not be measured."""
+
+    def __init__(self, message: str, why: Why = Why.UNREACHABLE) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+def classify(exc: BaseException) -> Why:
+    """Why an AWS call failed, for code that decides (the message is `explain`'s)."""
+    name = type(exc).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
+        return Why.NO_CREDENTIALS
+    if name in ("ConnectTimeoutError", "ReadTimeoutError"):
+        return Why.TIMEOUT
+    if name in ("EndpointConnectionError", "ConnectionClosedError"):
+        return Why.UNREACHABLE
+    err = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
+    code = str(err.get("Code", ""))
+    if code in ("AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+                "ExpiredTokenException", "403") or "not authorized to perform" in str(exc):
+        return Why.REFUSED
+    if code in ("ResourceNotFoundException", "ParameterNotFound"):
+        return Why.NOT_CHECKED
+    return Why.UNREACHABLE
+
+
+def aws_error(exc: BaseException, what: str) -> AwsError:
+    return AwsError(explain(exc, what), classify(exc))
 
 
 def explain(exc: BaseException, what: str) -> str:
@@ -68,7 +96,7 @@ class Aws:
             self._ssm: Any = session.client("ssm", endpoint_url=endpoint, config=cfg)
             self._sm: Any = session.client("secretsmanager", endpoint_url=endpoint, config=cfg)
         except Exception as exc:
-            raise AwsError(explain(exc, "AWS set-up")) from None
+            raise aws_error(exc, "AWS set-up") from None
 
     @property
     def ssm(self) -> Any:
@@ -82,7 +110,7 @@ class Aws:
         try:
             return await asyncio.to_thread(fn, **kw)
         except Exception as exc:
-            raise AwsError(explain(exc, what)) from None
+            raise aws_error(exc, what) from None
 
     async def parameters_by_path(self, prefix: str) -> dict[str, Parameter]:
         """Every parameter directly under prefix, by basename."""
@@ -112,16 +140,23 @@ class Aws:
             if not token:
                 return sorted(names)
 
-    async def secret_json(self, name: str) -> dict[str, str]:
-        """A JSON secret's keys (a non-JSON secret is returned under the key of its basename)."""
+    async def secret_json(self, name: str, *, raw_ok: bool = False) -> dict[str, str]:
+        """A JSON secret's keys. A secret that is not a JSON object is an error (never "missing
+        keys"), unless `raw_ok`: then a plain value is returned under the key of its basename."""
         resp = await self._call(f"secret {name}", self._sm.get_secret_value, SecretId=name)
         raw = resp.get("SecretString") or ""
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
-            return {name.rsplit("/", 1)[-1]: raw}
+            if raw_ok:
+                return {name.rsplit("/", 1)[-1]: raw}
+            raise AwsError(f"secret {name} is not JSON; the platform expects a JSON object of KEY: value pairs "
+                           "— fix the secret", Why.NOT_CHECKED) from None
         if not isinstance(data, Mapping):
-            raise AwsError(f"secret {name}: JSON but not an object; the platform expects KEY: value pairs")
+            if raw_ok:
+                return {name.rsplit("/", 1)[-1]: raw}
+            raise AwsError(f"secret {name}: JSON but not an object; the platform expects KEY: value pairs",
+                           Why.NOT_CHECKED)
         return {str(k): str(v) for k, v in data.items()}
 
     async def secrets_under(self, prefix: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from probes.model import CheckResult, Verdict
+from probes.model import CheckResult, Verdict, Why
 
 __all__ = [
     "CA_VAR",
@@ -249,13 +249,14 @@ def _bug(check: str, target: str, e: BaseException) -> CheckResult:
     # The message is kept short; check_material/check_agreement withhold any result that would
     # quote key material (`_scrubbed`).
     what = f"{type(e).__name__}: {_short(e, 200)}"
-    return _result(
+    return CheckResult(
         check,
         target,
         Verdict.ERROR,
         f"internal error in the cockpit's {check} check ({what}) — a bug in the cockpit, "
         "not a problem with the cert material; please report it",
         {"internal_error": True, "exception": what},
+        why=Why.BUG,
     )
 
 
@@ -330,10 +331,10 @@ def _blank(value: str | None) -> bool:
     return value is None or not value.strip()
 
 
-def _present(values: Mapping[str, str | None], target: str) -> CheckResult:
-    missing = [v for v in VARS if _blank(values[v])]
-    present = [v for v in VARS if v not in missing]
-    ev = {"missing": missing, "present": present}
+def _present(values: Mapping[str, str | None], target: str, needs: Sequence[str] = VARS) -> CheckResult:
+    missing = [v for v in VARS if v in needs and _blank(values[v])]
+    present = [v for v in VARS if not _blank(values[v])]
+    ev = {"missing": missing, "present": present, "needs": list(needs)}
     if missing:
         return _result(
             "certs.present",
@@ -343,7 +344,10 @@ def _present(values: Mapping[str, str | None], target: str) -> CheckResult:
             "to Secrets Manager",
             ev,
         )
-    return _result("certs.present", target, Verdict.OK, "all three cert values are present", ev)
+    if tuple(needs) == VARS:
+        return _result("certs.present", target, Verdict.OK, "all three cert values are present", ev)
+    return _result("certs.present", target, Verdict.OK, f"{', '.join(needs)} present (what this service needs)",
+                   ev)
 
 
 def _decode(values: Mapping[str, str | None], target: str, out: _Decoded) -> CheckResult:
@@ -625,29 +629,43 @@ def check_material(
     target: str,
     now: datetime,
     warn_days: int = 30,
+    needs: Sequence[str] = VARS,
 ) -> list[CheckResult]:
-    """The seven checks of one set of material, in `CHECK_IDS` order. Never raises.
+    """The checks of one set of material, in `CHECK_IDS` order. Never raises.
 
+    `needs`: the variables this service holds and needs (the inventory's `tls_material`): a service
+    that needs the CA only is checked for the CA only (present, decode, ca); the server cert's checks
+    (chain, key match, SAN, expiry) run where the cert is needed, the key match where the key is.
+    A private key held by a service that does not need it is flagged (`certs.key_scope`, WARN).
     `now` is the time to judge validity at (a naive datetime is taken as UTC).
     """
     try:
         values: dict[str, str | None] = {CA_VAR: ca_b64, CERT_VAR: cert_b64, KEY_VAR: key_b64}
+        if tuple(needs) != VARS:  # what a service does not need is neither checked nor required
+            values = {k: (v if k in needs else None) for k, v in values.items()}
         at = _aware(now)
         d = _Decoded()
         results = [
-            _guarded("certs.present", target, lambda: _present(values, target)),
+            _guarded("certs.present", target, lambda: _present(values, target, needs)),
             _guarded("certs.decode", target, lambda: _decode(values, target, d)),
         ]
         for var, got in ((CA_VAR, d.ca), (CERT_VAR, d.chain), (KEY_VAR, d.key)):
             if got is None:  # only when the decode step itself crashed
                 d.why.setdefault(var, f"the decode step did not finish for {var}")
-        results += [
-            _guarded("certs.ca", target, lambda: _ca(d, target, at, warn_days)),
-            _guarded("certs.chain", target, lambda: _chain(d, target)),
-            _guarded("certs.key_match", target, lambda: _key_match(d, target)),
-            _guarded("certs.san", target, lambda: _san(d, target, dns_name)),
-            _guarded("certs.expiry", target, lambda: _expiry(d, target, at, warn_days)),
-        ]
+        results.append(_guarded("certs.ca", target, lambda: _ca(d, target, at, warn_days)))
+        if CERT_VAR in needs:
+            results.append(_guarded("certs.chain", target, lambda: _chain(d, target)))
+            if KEY_VAR in needs:
+                results.append(_guarded("certs.key_match", target, lambda: _key_match(d, target)))
+            results += [
+                _guarded("certs.san", target, lambda: _san(d, target, dns_name)),
+                _guarded("certs.expiry", target, lambda: _expiry(d, target, at, warn_days)),
+            ]
+        if KEY_VAR not in needs and not _blank(key_b64):
+            results.append(_result(
+                "certs.key_scope", target, Verdict.WARN,
+                f"{target}'s secret holds {KEY_VAR} although {target} does not serve TLS — remove it: only the "
+                "services that serve TLS (the database) need the private key", {"holds_key": True}))
         fragments = _secret_fragments(
             [ca_b64, cert_b64, key_b64], [d.key_pem] if d.key_pem is not None else []
         )
@@ -670,7 +688,8 @@ def _value_digest(value: str) -> str:
 
 
 def _agreement(
-    per_service: Mapping[str, tuple[str | None, str | None, str | None]], target: str
+    per_service: Mapping[str, tuple[str | None, str | None, str | None]], target: str,
+    needs: Mapping[str, Sequence[str]] | None = None,
 ) -> CheckResult:
     if not per_service:
         return _not_checked("certs.agreement", target, "no services given")
@@ -682,6 +701,8 @@ def _agreement(
         groups: dict[str, list[str]] = {}
         for svc in services:
             val = per_service[svc][idx]
+            if needs is not None and var not in needs.get(svc, VARS):
+                continue  # not this service's material: neither compared nor required
             if not (val and val.strip()):
                 lacking.setdefault(svc, []).append(var)
                 continue
@@ -703,7 +724,8 @@ def _agreement(
             "certs.agreement",
             target,
             Verdict.OK,
-            f"all {len(services)} services hold the same CA, cert and key",
+            f"all {len(services)} services hold the same CA, cert and key" if needs is None else
+            f"all {len(services)} services hold the same material (each what it needs)",
             ev,
         )
     parts: list[str] = []
@@ -719,14 +741,15 @@ def _agreement(
         "certs.agreement",
         target,
         Verdict.FAIL,
-        "services disagree on the cert material: " + "; ".join(parts) + " — push the same three values "
-        "to every service",
+        "services disagree on the cert material: " + "; ".join(parts) + " — push the material again "
+        "(cockpit certs push) so every service holds the same values",
         ev,
     )
 
 
 def check_agreement(
-    per_service: Mapping[str, tuple[str | None, str | None, str | None]], *, target: str
+    per_service: Mapping[str, tuple[str | None, str | None, str | None]], *, target: str,
+    needs: Mapping[str, Sequence[str]] | None = None,
 ) -> CheckResult:
     """Do all services hold the same (CA, cert, key) values? Compared by SHA-256, never shown.
 
@@ -734,7 +757,7 @@ def check_agreement(
     INTERNAL_TLS_KEY_B64) values, None where absent. Check id "certs.agreement".
     """
     values = [v for triple in per_service.values() for v in triple] if per_service else []
-    res = _guarded("certs.agreement", target, lambda: _agreement(per_service, target))
+    res = _guarded("certs.agreement", target, lambda: _agreement(per_service, target, needs))
     try:
         return _scrubbed(res, _secret_fragments(values, []))
     except Exception as e:

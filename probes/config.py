@@ -14,18 +14,29 @@ from typing import Any
 import yaml
 
 from probes.aws import Aws, AwsError
+from probes.envparse import EnvValues, read_env
 from probes.inventory import Environment
-from probes.snapshot import ConfiguredValue
+from probes.model import Unknown
+from probes.snapshot import ConfigSource, Configured, ConfiguredValue
 
 DATABASE_VARS = (
     "POSTGRES_TLS_ENABLED", "POSTGRES_FORCE_SSL", "PGBOUNCER_SERVER_TLS_SSLMODE", "PGBOUNCER_CLIENT_TLS_SSLMODE",
     "REDIS_TLS_ENABLED", "REDIS_TLS_PORT", "REDIS_FORCE_TLS",
 )
 APP_VARS = ("DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE", "REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE", "REDIS_TLS_PORT")
+# platform variables the cockpit reads besides the plan's: the key owner, the Redis TLS port
+PLATFORM_VARS: Mapping[str, tuple[str, ...]] = {"database": ("TLS_KEY_OWNER", "REDIS_TLS_PORT"),
+                                                "app": ("REDIS_TLS_PORT",)}
 
 
-def rollout_vars(role: str) -> tuple[str, ...]:
-    return DATABASE_VARS if role == "database" else APP_VARS
+def rollout_vars(role: str, declared: Mapping[str, Iterable[str]] | None = None) -> tuple[str, ...]:
+    """The variables to resolve for a service of `role`: those a plan declares for it (`declared`:
+    role -> variables; the runbook's when None), plus the platform variables the cockpit reads."""
+    if declared is None:
+        base: Iterable[str] = DATABASE_VARS if role == "database" else APP_VARS
+    else:
+        base = declared.get("database" if role == "database" else "app", ())
+    return tuple(dict.fromkeys([*base, *PLATFORM_VARS.get("database" if role == "database" else "app", ())]))
 
 
 def parse_manifest(text: str, source: str) -> dict[str, dict[str, Any]]:
@@ -44,22 +55,15 @@ def parse_manifest(text: str, source: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def parse_env_text(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
+def parse_env_text(text: str | bytes) -> EnvValues:
+    """A KEY=VALUE file's values as bash sourcing it would set them (`probes.envparse`, the parser
+    the env-file store writes with: inline comments, quotes, `export`, last assignment wins).
+
+    Lines it cannot read are not dropped: they are in the result's `problems` ("line N: why",
+    never the line's text), and a caller must report them rather than read a missing key as unset.
+    `str` input is taken as UTF-8 (undecodable bytes kept via surrogateescape)."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    return read_env(data)
 
 
 def resolve(
@@ -74,40 +78,49 @@ def resolve(
     """Pure resolution of the named variables (later sources win; default only if unset)."""
     out: dict[str, ConfiguredValue] = {}
     for var in variables:
-        cv = ConfiguredValue(None, "unset")
+        cv = ConfiguredValue(None, ConfigSource.UNSET)
         if var in bootstrap:
-            cv = ConfiguredValue(bootstrap[var], "bootstrap")
+            cv = ConfiguredValue(bootstrap[var], ConfigSource.BOOTSTRAP)
         if envfile is not None and var in envfile:
-            cv = ConfiguredValue(envfile[var], "envfile")
+            cv = ConfiguredValue(envfile[var], ConfigSource.ENVFILE)
         if var in ssm:
             value, version = ssm[var]
-            cv = ConfiguredValue(value, "ssm", version)
+            cv = ConfiguredValue(value, ConfigSource.SSM, version)
         if var in secrets:
-            cv = ConfiguredValue(secrets[var], "secrets")
-        if cv.source == "unset" and "default" in manifest.get(var, {}):
-            cv = ConfiguredValue(str(manifest[var]["default"]), "default",
+            cv = ConfiguredValue(secrets[var], ConfigSource.SECRETS)
+        if cv.source is ConfigSource.UNSET and "default" in manifest.get(var, {}):
+            cv = ConfiguredValue(str(manifest[var]["default"]), ConfigSource.DEFAULT,
                                  ssm[var][1] if var in ssm else None)
         out[var] = cv
     return out
 
 
 async def read_service_config(
-    aws: Aws, env: Environment, service: str, role: str, *, manifest: Mapping[str, Mapping[str, Any]],
-    bootstrap: Mapping[str, str] | None = None, envfile: Mapping[str, str] | None = None,
+    aws: Aws, env: Environment, service: str, role: str, *, manifest: Mapping[str, Mapping[str, Any]] | Unknown,
+    bootstrap: Mapping[str, str] | Unknown | None = None, envfile: Mapping[str, str] | Unknown | None = None,
     secrets: Awaitable[dict[str, str]] | None = None, params: Awaitable[dict[str, Any]] | None = None,
-) -> dict[str, ConfiguredValue]:
-    """Resolve one service's rollout variables; AWS failures become source "error" values.
+    variables: Iterable[str] | None = None,
+) -> dict[str, Configured]:
+    """Resolve one service's rollout variables as the host would. A source that could not be read
+    (AWS refused or unreachable, the host's vars.yaml / .env / env file unreadable) makes every
+    variable it could decide an `Unknown` — never "unset" or the default.
 
-    `secrets`: the service's merged Secrets Manager keys when the caller already fetches them."""
-    variables = rollout_vars(role)
+    `secrets`/`params`: the service's Secrets Manager keys / SSM parameters when the caller already
+    fetches them."""
+    names = tuple(variables) if variables is not None else rollout_vars(role)
+    for what, source in (("vars.yaml", manifest), ("the bootstrap .env", bootstrap), ("the env file", envfile)):
+        if isinstance(source, Unknown):
+            return {v: Unknown(source.why, f"{what}: {source.detail}") for v in names}
+    assert not isinstance(manifest, Unknown) and not isinstance(bootstrap, Unknown)
+    assert not isinstance(envfile, Unknown)
     try:
         found_params = await (params if params is not None else aws.parameters_by_path(f"/{env.namespace}/{service}/"))
         secret_keys = await (secrets if secrets is not None else aws.secrets_under(f"{env.namespace}/{service}/"))
     except AwsError as exc:
-        return {v: ConfiguredValue(None, "error:" + str(exc)) for v in variables}
-    ssm = {k: (p.value, p.version) for k, p in found_params.items() if k in variables}
+        return {v: Unknown(exc.why, str(exc)) for v in names}
+    ssm = {k: (p.value, p.version) for k, p in found_params.items() if k in names}
     if env.config_store.kind != "ssm":
         ssm = {}
-    found = {k: v for k, v in secret_keys.items() if k in variables}  # drop every other (secret) key at once
-    return resolve(variables, bootstrap=bootstrap or {}, ssm=ssm, secrets=found, manifest=manifest,
-                   envfile=envfile)
+    found = {k: v for k, v in secret_keys.items() if k in names}  # drop every other (secret) key at once
+    return dict(resolve(names, bootstrap=bootstrap or {}, ssm=ssm, secrets=found, manifest=manifest,
+                        envfile=envfile))

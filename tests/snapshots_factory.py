@@ -19,8 +19,20 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from probes.model import CheckResult, Verdict
-from probes.snapshot import ConfiguredValue, Connection, DatabaseState, FleetSnapshot, InstanceState
+from probes.model import CheckResult, Unknown, Verdict, Why
+from probes.snapshot import (
+    CaFile,
+    ConfigSource,
+    ConfiguredValue,
+    Connection,
+    DatabaseState,
+    FleetSnapshot,
+    Handshake,
+    InstanceState,
+    Leg,
+    LegUse,
+    LegView,
+)
 
 T0 = 1_800_000_000.0
 CA_FILE = "/etc/ssl/internal/ca.crt"
@@ -60,7 +72,7 @@ def _pg_steps(n: int, s: Settings) -> None:
         ("database", {"POSTGRES_TLS_ENABLED": "on"}),
         ("database", {"PGBOUNCER_SERVER_TLS_SSLMODE": "verify-ca"}),
         ("database", {"PGBOUNCER_CLIENT_TLS_SSLMODE": "allow"}),
-        ("*", {"DATABASE_SSL_MODE": "verify-full"}),
+        ("*", {"DATABASE_SSL_MODE": "verify-full", "DATABASE_SSL_CA_FILE": CA_FILE}),
         ("database", {"PGBOUNCER_CLIENT_TLS_SSLMODE": "require"}),
         ("database", {"POSTGRES_FORCE_SSL": "on"}),
     ]
@@ -93,14 +105,14 @@ def _resolve(service: str, set_values: Mapping[str, str | None]) -> dict[str, Co
     out: dict[str, ConfiguredValue] = {}
     for var, default in defaults.items():
         if var in set_values and set_values[var] is not None:
-            out[var] = ConfiguredValue(set_values[var], "ssm", 1)
+            out[var] = ConfiguredValue(set_values[var], ConfigSource.SSM, 1)
         else:
-            out[var] = ConfiguredValue(default, "default")
+            out[var] = ConfiguredValue(default, ConfigSource.DEFAULT)
     return out
 
 
 def _effective(service: str, set_values: Mapping[str, str | None]) -> dict[str, str]:
-    return {k: v.value or "" for k, v in _resolve(service, set_values).items()}
+    return {k: v.value or "" for k, v in _resolve(service, set_values).items() if isinstance(v, ConfiguredValue)}
 
 
 def _cert_checks(certs: str, services: tuple[str, ...]) -> tuple[CheckResult, ...]:
@@ -204,16 +216,16 @@ def fleet(
                 db_ok = client_mode != "disable" and certs_ok
             else:
                 db_ok = client_mode in ("disable", "allow", "prefer")
-            db_tls: bool | None = None
+            db_use = LegUse()
             if db_ok and leg2_works:
                 conns.append(Connection("leg1", svc, host, f"{addr}:{port}", wants_db_tls, ""))
-                db_tls = wants_db_tls
+                db_use = LegUse(1, 0) if wants_db_tls else LegUse(0, 1)
             wants_redis_tls = r["REDIS_TLS_ENABLED"] == "true"
             if wants_redis_tls:
                 redis_ok = tls_listener and bool(r["REDIS_TLS_CA_FILE"]) and (svc != "telpro" or telpro_ssl)
             else:
                 redis_ok = not plain_dropped
-            redis_tls: bool | None = None
+            redis_use = LegUse()
             if redis_ok:
                 conns.append(
                     Connection(
@@ -225,21 +237,30 @@ def fleet(
                         "6380" if wants_redis_tls else "6379",
                     )
                 )
-                redis_tls = wants_redis_tls
-            healthy = None if svc in NO_HEALTH else (db_tls is not None and redis_tls is not None)
+                redis_use = LegUse(1, 0) if wants_redis_tls else LegUse(0, 1)
+            healthy: bool | Unknown = (Unknown(Why.NOT_CHECKED, f"{svc} has no health URL") if svc in NO_HEALTH
+                                       else (db_use.seen and redis_use.seen))
             instances.append(
                 InstanceState(
                     host=host,
                     service=svc,
                     address=addr,
                     reachable=True,
-                    ca_file_ok=True,
-                    telpro_ssl=telpro_ssl if svc == "telpro" else None,
+                    running=True,
                     healthy=healthy,
-                    db_tls=db_tls,
-                    redis_tls=redis_tls,
+                    ca_files={CA_FILE: CaFile.MATCHES},
+                    telpro_ssl=telpro_ssl if svc == "telpro" else Unknown(Why.NOT_CHECKED, "not a TelPro host"),
+                    db=db_use,
+                    redis=redis_use,
                 )
             )
+
+    legs: dict[Leg, LegView] = {
+        leg: LegView(tuple(c for c in conns if c.leg == leg)) for leg in ("leg1", "leg2", "postgres", "redis")
+    }
+
+    def shake(offered: bool) -> Handshake:
+        return (Handshake.VERIFIED if certs_ok else Handshake.NOT_VERIFIED) if offered else Handshake.NOT_OFFERED
 
     database = DatabaseState(
         host=DB_HOST,
@@ -250,12 +271,12 @@ def fleet(
         pgbouncer_server_tls_sslmode=server_mode,
         redis_port=0 if plain_dropped else 6379,
         redis_tls_port=6380 if tls_listener else 0,
-        postgres_tls_verified=pg_ssl and certs_ok,
-        pgbouncer_tls_verified=client_mode != "disable" and certs_ok,
-        redis_tls_verified=tls_listener and certs_ok,
+        postgres_tls=shake(pg_ssl),
+        pgbouncer_tls=shake(client_mode != "disable"),
+        redis_tls=shake(tls_listener),
         end_to_end_ok=leg2_works,
         otel_redis_endpoint=f"{DB_ADDR}:6380" if tls_listener else f"{DB_ADDR}:6379",
-        connections=tuple(conns),
+        legs=legs,
     )
     cert_checks = _cert_checks(certs, ("database", *SERVICES))
     configured = {svc: _resolve(svc, store.get(svc, {})) for svc in ("database", *SERVICES)}
@@ -276,12 +297,12 @@ def fleet(
 
 
 def with_database(snap: FleetSnapshot, **changes: Any) -> FleetSnapshot:
-    assert snap.database is not None
+    assert isinstance(snap.database, DatabaseState)
     return dataclasses.replace(snap, database=dataclasses.replace(snap.database, **changes))
 
 
-def without_database(snap: FleetSnapshot) -> FleetSnapshot:
-    return dataclasses.replace(snap, database=None)
+def without_database(snap: FleetSnapshot, why: Why = Why.UNREACHABLE) -> FleetSnapshot:
+    return dataclasses.replace(snap, database=Unknown(why, "the database host could not be observed"))
 
 
 def with_instance(snap: FleetSnapshot, host: str, **changes: Any) -> FleetSnapshot:
@@ -293,14 +314,47 @@ def with_instance(snap: FleetSnapshot, host: str, **changes: Any) -> FleetSnapsh
     )
 
 
-def with_connections(snap: FleetSnapshot, *conns: Connection, leg: str | None = None) -> FleetSnapshot:
-    """Replace the connections of `leg` (all of them when None) with `conns`."""
-    assert snap.database is not None
-    kept = () if leg is None else tuple(c for c in snap.database.connections if c.leg != leg)
-    return with_database(snap, connections=kept + conns)
+def with_connections(snap: FleetSnapshot, *conns: Connection, leg: Leg | None = None) -> FleetSnapshot:
+    """Replace the connections of `leg` (all of them when None) with `conns`; the instances' own
+    counts follow (as the collector attributes them)."""
+    assert isinstance(snap.database, DatabaseState)
+    legs: dict[Leg, LegView | Unknown] = dict(snap.database.legs)
+    for name in ("leg1", "leg2", "postgres", "redis"):
+        if leg is None or name == leg:
+            legs[name] = LegView(tuple(c for c in conns if c.leg == name))  # type: ignore[index]
+    snap = with_database(snap, legs=legs)
+    return _recount(snap)
 
 
-def with_config(snap: FleetSnapshot, service: str, var: str, value: ConfiguredValue | None) -> FleetSnapshot:
+def with_leg_unknown(snap: FleetSnapshot, leg: Leg, why: Why = Why.REFUSED) -> FleetSnapshot:
+    """`leg` could not be read (and so every instance's use of it)."""
+    assert isinstance(snap.database, DatabaseState)
+    legs: dict[Leg, LegView | Unknown] = dict(snap.database.legs)
+    legs[leg] = Unknown(why, f"{leg} could not be read")
+    return _recount(with_database(snap, legs=legs))
+
+
+def _recount(snap: FleetSnapshot) -> FleetSnapshot:
+    assert isinstance(snap.database, DatabaseState)
+    db = snap.database
+
+    def use(host: str, names: tuple[Leg, ...]) -> LegUse | Unknown:
+        tls = plain = 0
+        for n in names:
+            view = db.leg(n)
+            if isinstance(view, Unknown):
+                return view
+            for c in view.connections:
+                if c.instance == host:
+                    tls, plain = (tls + 1, plain) if c.tls else (tls, plain + 1)
+        return LegUse(tls, plain)
+
+    return dataclasses.replace(snap, instances=tuple(
+        dataclasses.replace(i, db=use(i.host, ("leg1", "postgres")), redis=use(i.host, ("redis",)))
+        for i in snap.instances))
+
+
+def with_config(snap: FleetSnapshot, service: str, var: str, value: ConfiguredValue | Unknown | None) -> FleetSnapshot:
     """Set (or, with None, drop: "not read") one configured value."""
     configured = {s: dict(v) for s, v in snap.configured.items()}
     if value is None:
@@ -311,4 +365,4 @@ def with_config(snap: FleetSnapshot, service: str, var: str, value: ConfiguredVa
 
 
 def managed(snap: FleetSnapshot) -> FleetSnapshot:
-    return dataclasses.replace(snap, managed_database=True, database=None)
+    return dataclasses.replace(snap, managed_database=True, database=Unknown(Why.NOT_CHECKED, "managed database"))

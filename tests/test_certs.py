@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +25,18 @@ from probes.model import CheckResult, Verdict
 DNS = "staging-database-01.voiceai.internal"
 TARGET = "staging-db"
 NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _material_made_at_now() -> Iterator[None]:
+    """Material is issued at NOW, the time the checks judge at — not at whatever time the fixture runs
+    (on a loaded machine, minutes after this module was imported)."""
+    saved = pki._now
+    pki._now = lambda: NOW  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pki._now = saved  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from plans.gates import GATES, LIVE, NO_DATABASE, GateResult, env_order_gate, evaluate, rollback_blockers
+from plans.gates import GATES, LIVE, NO_DATABASE, GateResult, evaluate
+from plans.hazards import rollback_blockers
 from plans.plan import default_plan
-from plans.position import derive_position
+from plans.position import derive_position, env_order_gate
 from probes.inventory import Environment, load_inventory
-from probes.snapshot import ConfiguredValue, Connection, FleetSnapshot
+from probes.model import Unknown, Why
+from probes.snapshot import CaFile, Connection, FleetSnapshot, Handshake, LegUse, LegView
 from tests.snapshots_factory import (
     SERVICES,
     T0,
@@ -22,8 +24,17 @@ from tests.snapshots_factory import (
     with_connections,
     with_database,
     with_instance,
+    with_leg_unknown,
     without_database,
 )
+
+UNREAD = Unknown(Why.TIMEOUT, "no answer")
+
+
+def conns(snap: FleetSnapshot, leg: str) -> tuple[Connection, ...]:
+    view = snap.leg(leg)  # type: ignore[arg-type]
+    assert isinstance(view, LegView)
+    return view.connections
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = default_plan()
@@ -59,6 +70,7 @@ def test_registry_is_plain_data() -> None:
     }
     assert {n for n, g in GATES.items() if g.per_service} == {
         "pgbouncer_offers_tls_and_ca_files",
+        "ca_files",
         "telpro_ssl_build",
         "service_postgres_tls",
         "service_redis_tls",
@@ -103,12 +115,12 @@ def test_certs_valid_needs_every_consuming_service() -> None:
 
 
 def test_postgres_tls_verifies() -> None:
-    assert_gate("postgres_tls_verifies", fleet(1), "closed", "ssl = off", "POSTGRES_TLS_ENABLED=on")
+    assert_gate("postgres_tls_verifies", fleet(1), "closed", "does not serve TLS yet", "POSTGRES_TLS_ENABLED=on")
     assert_gate("postgres_tls_verifies", fleet(2), "open")
     assert_gate("postgres_tls_verifies", fleet(2, certs="bad-san"), "closed", "does not verify")
-    assert_gate("postgres_tls_verifies", with_database(fleet(2), postgres_tls_verified=None), "unknown")
+    assert_gate("postgres_tls_verifies", with_database(fleet(2), postgres_tls=UNREAD), "unknown", "timeout")
     r = gate("postgres_tls_verifies", without_database(fleet(2)))
-    assert (r.status, r.reason) == ("unknown", NO_DATABASE)
+    assert r.status == "unknown" and r.reason.startswith(NO_DATABASE)
 
 
 def test_leg2_tls_and_e2e() -> None:
@@ -125,9 +137,10 @@ def test_leg2_tls_and_e2e() -> None:
         "leg2_tls_and_e2e",
         with_connections(fleet(3), leg="leg2"),
         "unknown",
-        "no PgBouncer→Postgres connection seen yet",
+        "no PgBouncer→Postgres connection of an app is seen yet",
     )
-    assert_gate("leg2_tls_and_e2e", with_database(fleet(3), end_to_end_ok=None), "unknown", "not measured")
+    assert_gate("leg2_tls_and_e2e", with_database(fleet(3), end_to_end_ok=UNREAD), "unknown", "not measured")
+    assert_gate("leg2_tls_and_e2e", with_leg_unknown(fleet(3), "leg2"), "unknown", "could not be read")
     assert_gate("leg2_tls_and_e2e", with_database(fleet(3), end_to_end_ok=False), "closed", "did not answer")
 
 
@@ -138,35 +151,38 @@ def test_pgbouncer_offers_tls_and_ca_files() -> None:
         name,
         fleet(4),
         "open",
-        "every voice instance (staging-voice-01, staging-voice-02) has the internal CA file",
+        "every voice instance (staging-voice-01, staging-voice-02) has the internal CA at /etc/ssl/internal/ca.crt",
         service="voice",
     )
-    snap = with_instance(fleet(4), "staging-voice-02", ca_file_ok=False)
-    assert_gate(name, snap, "closed", "the CA file on staging-voice-02 is missing", service="voice")
+    snap = with_instance(fleet(4), "staging-voice-02", ca_files={"/etc/ssl/internal/ca.crt": CaFile.MISSING})
+    assert_gate(name, snap, "closed", "the internal CA is not at /etc/ssl/internal/ca.crt on staging-voice-02 "
+                                      "(missing)", service="voice")
     assert_gate(name, snap, "open", service="api")  # another service is not held back
     assert_gate(
         name,
-        with_instance(fleet(4), "staging-voice-01", ca_file_ok=None),
+        with_instance(fleet(4), "staging-voice-01", ca_files={"/etc/ssl/internal/ca.crt": UNREAD}),
         "unknown",
-        "could not check the CA file on staging-voice-01",
+        "could not check /etc/ssl/internal/ca.crt on staging-voice-01",
         service="voice",
     )
-    assert_gate(name, with_database(fleet(4), pgbouncer_tls_verified=None), "unknown", service="voice")
-    assert_gate(name, with_database(fleet(4), pgbouncer_client_tls_sslmode=None), "unknown", service="voice")
+    assert_gate(name, with_database(fleet(4), pgbouncer_tls=UNREAD), "unknown", service="voice")
+    assert_gate(name, with_database(fleet(4), pgbouncer_client_tls_sslmode=UNREAD), "unknown", service="voice")
     assert_gate(name, fleet(4), "unknown", "no instance of media", service="media")
     with pytest.raises(ValueError, match="checks one service"):
         gate(name, fleet(4))
 
 
+PLAIN_DB = {"DATABASE_SSL_MODE": None, "DATABASE_SSL_CA_FILE": None}
+
+
 def test_no_plaintext_leg1_names_the_stragglers() -> None:
-    straggler = fleet(5, config={"voice": {"DATABASE_SSL_MODE": None}})
+    straggler = fleet(5, config={"voice": PLAIN_DB})
     r = gate("no_plaintext_leg1", straggler)
     assert r.status == "closed"
     assert r.reason == (
-        "voice (staging-voice-01, staging-voice-02) still connects to PgBouncer in plaintext — flip voice "
-        "first"
+        "voice (staging-voice-01, staging-voice-02) still connects to PgBouncer in plaintext — flip voice first"
     )
-    two = fleet(5, config={"voice": {"DATABASE_SSL_MODE": None}, "ops": {"DATABASE_SSL_MODE": None}})
+    two = fleet(5, config={"voice": PLAIN_DB, "ops": PLAIN_DB})
     assert gate("no_plaintext_leg1", two).reason == (
         "voice (staging-voice-01, staging-voice-02) and ops (staging-ops-01) still connect to PgBouncer in "
         "plaintext — flip voice and ops first"
@@ -177,37 +193,52 @@ def test_no_plaintext_leg1_names_the_stragglers() -> None:
         "no_plaintext_leg1",
         fleet(5),
         "open",
-        "no client connects to PgBouncer in plaintext (7 TLS connections seen)",
+        "every client of PgBouncer is configured for TLS and connects over TLS (7 TLS connections seen)",
     )
 
 
-def test_no_plaintext_leg1_unidentified_and_unseen() -> None:
+def test_no_plaintext_leg1_needs_evidence_about_every_instance() -> None:
     stray = Connection("leg1", "?", None, "10.0.9.9:41000", False)
-    snap = with_connections(fleet(5), *fleet(5).connections("leg1"), stray, leg="leg1")
-    assert gate("no_plaintext_leg1", snap).reason == (
-        "an unidentified client (10.0.9.9:41000) still connects to PgBouncer in plaintext — identify it and "
-        "move it to TLS first"
-    )
-    assert_gate(
-        "no_plaintext_leg1", with_connections(fleet(5), leg="leg1"), "open"
-    )  # instances' db_tls says TLS
+    snap = with_connections(fleet(5), *conns(fleet(5), "leg1"), stray, leg="leg1")
+    assert_gate("no_plaintext_leg1", snap, "closed",
+                "an unidentified client (10.0.9.9:41000) connects to PgBouncer in plaintext from an address that is "
+                "no host of the inventory — identify it and move it to TLS first")
+    # no connection seen proves nothing: configured for TLS, running, but silent → unknown, by name
+    partly = with_connections(fleet(5), *(c for c in conns(fleet(5), "leg1") if c.service != "ops"), leg="leg1")
+    assert_gate("no_plaintext_leg1", partly, "unknown",
+                "no evidence that staging-ops-01 (no connection seen; running but not connected) would use TLS")
+    # known to be down, configured for TLS: it will come back on TLS
+    down = with_instance(partly, "staging-ops-01", running=False)
+    assert_gate("no_plaintext_leg1", down, "open")
+    # not known whether it runs: unknown
+    assert_gate("no_plaintext_leg1", with_instance(partly, "staging-ops-01", running=UNREAD), "unknown",
+                "staging-ops-01")
+    # nobody seen at all: unknown for every instance
     empty = with_connections(fleet(5), leg="leg1")
-    for i in empty.instances:
-        empty = with_instance(empty, i.host, db_tls=None)
-    assert_gate("no_plaintext_leg1", empty, "unknown", "cannot be ruled out")
-    partly = with_instance(fleet(5), "staging-ops-01", db_tls=None)
-    partly = with_connections(
-        partly, *(c for c in partly.connections("leg1") if c.service != "ops"), leg="leg1"
-    )
-    assert_gate("no_plaintext_leg1", partly, "open", "no connection seen from staging-ops-01")
-    # an instance-level plaintext fact counts even without its connection
-    assert_gate(
-        "no_plaintext_leg1",
-        with_instance(with_connections(fleet(5), leg="leg1"), "staging-web-01", db_tls=False),
-        "closed",
-        "web (staging-web-01) still connects",
-    )
+    assert_gate("no_plaintext_leg1", empty, "unknown", "staging-api-01", "staging-web-01")
     assert_gate("no_plaintext_leg1", without_database(fleet(5)), "unknown")
+    assert_gate("no_plaintext_leg1", with_leg_unknown(fleet(5), "leg1"), "unknown", "could not be read")
+
+
+def test_a_stopped_straggler_configured_for_plaintext_closes_the_gate() -> None:
+    """Issue #8 defect 2: ops stopped while still configured for plaintext must keep require away."""
+    snap = fleet(5, config={"ops": PLAIN_DB})
+    snap = with_connections(snap, *(c for c in conns(snap, "leg1") if c.service != "ops"), leg="leg1")
+    snap = with_instance(snap, "staging-ops-01", running=False)
+    assert gate("no_plaintext_leg1", snap).reason == (
+        "ops (staging-ops-01, stopped) is still configured for plaintext to PgBouncer (pg-5 not in place: stopped or "
+        "not, it would come back on plaintext) — flip ops first")
+    # the same for Redis with a stopped telpro
+    snap = fleet(7, 2, config={"telpro": {"REDIS_TLS_ENABLED": None, "REDIS_TLS_CA_FILE": None}})
+    snap = with_connections(snap, *(c for c in conns(snap, "redis") if c.service != "telpro"), leg="redis")
+    snap = with_instance(snap, "staging-telpro-01", running=False)
+    assert_gate("no_plaintext_redis", snap, "closed",
+                "telpro (staging-telpro-01, stopped) is still configured for plaintext to Redis (redis-2 not in place")
+
+
+def test_an_unreadable_configuration_is_not_evidence() -> None:
+    snap = with_config(fleet(5), "web", "DATABASE_SSL_MODE", Unknown(Why.REFUSED, "AccessDenied"))
+    assert_gate("no_plaintext_leg1", snap, "unknown", "staging-web-01 (its configuration could not be read")
 
 
 def test_no_plaintext_postgres() -> None:
@@ -219,23 +250,26 @@ def test_no_plaintext_postgres() -> None:
         "PgBouncer (10.0.1.20:40001) still connects to Postgres in plaintext",
     )
     direct = Connection("postgres", "ops", "staging-ops-01", "10.0.5.11:5555", False)
-    snap = with_connections(fleet(6), direct, leg="postgres")
+    snap = with_connections(fleet(6), *conns(fleet(6), "leg1"), *conns(fleet(6), "leg2"), *conns(fleet(6), "redis"),
+                            direct)
     assert gate("no_plaintext_postgres", snap).reason == (
         "ops (staging-ops-01) still connects directly to Postgres in plaintext — move it to TLS first; "
         "hostssl-only would refuse it"
     )
     assert_gate("no_plaintext_postgres", without_database(fleet(6)), "unknown")
+    # sessions hidden from a probe user without pg_read_all_stats are unknown, not plaintext
+    assert_gate("no_plaintext_postgres", with_leg_unknown(fleet(6), "postgres"), "unknown", "could not be read")
 
 
 def test_redis_tls_verifies() -> None:
-    assert_gate("redis_tls_verifies", fleet(7, 0), "closed", "no TLS listener yet (tls-port 0)")
+    assert_gate("redis_tls_verifies", fleet(7, 0), "closed", "no TLS listener yet")
     assert_gate("redis_tls_verifies", fleet(7, 1), "open")
-    assert_gate("redis_tls_verifies", with_database(fleet(7, 1), redis_tls_verified=None), "unknown")
+    assert_gate("redis_tls_verifies", with_database(fleet(7, 1), redis_tls=UNREAD), "unknown")
     assert_gate(
         "redis_tls_verifies",
-        with_database(fleet(7, 1), redis_tls_verified=False),
+        with_database(fleet(7, 1), redis_tls=Handshake.NOT_VERIFIED),
         "closed",
-        "listens for TLS on :6380 but the handshake does not verify",
+        "serves TLS but the handshake does not verify",
     )
 
 
@@ -250,7 +284,7 @@ def test_telpro_ssl_build() -> None:
     )
     assert_gate(
         "telpro_ssl_build",
-        with_instance(fleet(7, 1), "staging-telpro-01", telpro_ssl=None),
+        with_instance(fleet(7, 1), "staging-telpro-01", telpro_ssl=UNREAD),
         "unknown",
         service="telpro",
     )
@@ -264,27 +298,24 @@ def test_no_plaintext_redis_counts_the_otel_collector() -> None:
     r = gate("no_plaintext_redis", fleet(7, 1))
     assert r.status == "closed"
     assert r.reason == (
-        "api (staging-api-01, staging-api-02), web (staging-web-01), voice (staging-voice-01, "
-        "staging-voice-02), "
-        "ops (staging-ops-01) and telpro (staging-telpro-01) still connect to Redis in plaintext — flip "
-        "api, web, "
+        "api (staging-api-01, staging-api-02), web (staging-web-01), voice (staging-voice-01, staging-voice-02), "
+        "ops (staging-ops-01) and telpro (staging-telpro-01) still connect to Redis in plaintext — flip api, web, "
         "voice, ops and telpro first"
     )
     assert_gate("no_plaintext_redis", fleet(7, 2), "open", "(8 TLS connections seen)")
     snap = fleet(7, 2)
-    otel = next(c for c in snap.connections("redis") if c.service == "otel-collector")
-    others = [c for c in snap.connections("redis") if c.service != "otel-collector"]
+    otel = next(c for c in conns(snap, "redis") if c.service == "otel-collector")
+    others = [c for c in conns(snap, "redis") if c.service != "otel-collector"]
     plain_otel = dataclasses.replace(otel, tls=False, detail="6379")
     snap = with_database(
         with_connections(snap, *others, plain_otel, leg="redis"), otel_redis_endpoint="10.0.1.20:6379"
     )
     r = gate("no_plaintext_redis", snap)
     assert r.status == "closed"
-    assert r.reason.startswith("otel-collector (staging-database-01) still connects to Redis in plaintext")
     assert "the OTel collector's REDIS_ENDPOINT is still the plaintext port (10.0.1.20:6379)" in r.reason
-    assert_gate(
-        "no_plaintext_redis", with_connections(fleet(7, 2), leg="redis"), "unknown", "cannot be ruled out"
-    )
+    assert_gate("no_plaintext_redis", with_connections(fleet(7, 2), leg="redis"), "unknown", "no evidence that")
+    assert_gate("no_plaintext_redis", with_database(fleet(7, 2), otel_redis_endpoint=""), "unknown",
+                "OTel collector's Redis connection is not seen")
 
 
 def test_verifications() -> None:
@@ -299,7 +330,9 @@ def test_verifications() -> None:
         "staging-voice-02 still connects to PgBouncer in plaintext — restart it",
         service="voice",
     )
-    assert_gate("postgres_hostssl_only", fleet(6), "closed", "not hostssl-only")
+    assert_gate("postgres_hostssl_only", fleet(6), "closed", "still lets TCP connections in without TLS")
+    assert_gate("postgres_hostssl_only", with_database(fleet(7), pg_hba_hostssl_only=UNREAD), "unknown",
+                "pg_hba.conf could not be read")
     assert_gate("postgres_hostssl_only", fleet(7), "open")
     assert_gate("redis_plaintext_dropped", fleet(7, 2), "closed", "still listens in plaintext on :6379")
     assert_gate("redis_plaintext_dropped", fleet(7, 3), "open")
@@ -307,7 +340,7 @@ def test_verifications() -> None:
         "service_redis_tls",
         fleet(7, 2, telpro_ssl=False),
         "closed",
-        "staging-telpro-01 is unhealthy with no connection to Redis",
+        "staging-telpro-01 (unhealthy) has no connection to Redis",
         service="telpro",
     )
 
@@ -341,7 +374,11 @@ def test_unknown_gate_is_a_bug() -> None:
 
 
 def blockers(step: str, snap: FleetSnapshot, service: str | None = None) -> list[str]:
-    return rollback_blockers(PLAN, PLAN.step(step), service, snap)
+    return [b.text for b in rollback_blockers(PLAN, PLAN.step(step), service, snap) if b.blocks]
+
+
+def warnings(step: str, snap: FleetSnapshot, service: str | None = None) -> list[str]:
+    return [b.text for b in rollback_blockers(PLAN, PLAN.step(step), service, snap) if not b.blocks]
 
 
 def test_rollback_in_reverse_order_is_safe() -> None:
@@ -357,8 +394,8 @@ def test_rollback_in_reverse_order_is_safe() -> None:
 def test_no_postgres_tls_off_while_pgbouncer_verifies_it() -> None:
     b = blockers("pg-2", fleet(3))
     assert b == [
-        "pg-3 (PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca) is still in place on database — roll it back first "
-        "(newest first)",
+        "pg-3 (PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca) is still configured: PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca in "
+        "the config store — roll it back first (newest first)",
         "PgBouncer connects to Postgres with server_tls_sslmode = verify-ca: turning Postgres TLS off "
         "would cut "
         "Leg 2 — roll back PGBOUNCER_SERVER_TLS_SSLMODE first",
@@ -371,8 +408,8 @@ def test_no_postgres_tls_off_while_pgbouncer_verifies_it() -> None:
     )
     b = blockers("pg-2", snap)
     assert b[0] == (
-        "pg-3 (PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca) is still in place on database — roll it back first "
-        "(newest first)"
+        "pg-3 (PGBOUNCER_SERVER_TLS_SSLMODE=verify-ca) is still live (server_tls_sslmode = verify-ca) until a "
+        "restart — roll it back (or restart) first"
     )
     assert any("server_tls_sslmode = verify-ca" in x for x in b)
 
@@ -380,10 +417,10 @@ def test_no_postgres_tls_off_while_pgbouncer_verifies_it() -> None:
 def test_no_client_tls_off_while_an_app_requires_it() -> None:
     snap = fleet(4, config={"api": {"DATABASE_SSL_MODE": "verify-full"}})
     b = blockers("pg-4", snap)
-    assert (
-        "pg-5 (DATABASE_SSL_MODE=verify-full) is still in place on api — roll it back there first "
-        "(newest first)" in b
-    )
+    assert any((x.startswith("pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) "
+                            "is still configured on api") and x.endswith("roll it back there first (newest first)"))
+               or x.startswith("pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) "
+                               "is partly configured on api") for x in b), b
     assert (
         "api (DATABASE_SSL_MODE=verify-full) requires TLS to PgBouncer: with client TLS off they would be "
         "locked "
@@ -405,7 +442,7 @@ def test_no_redis_tls_off_while_an_app_uses_it() -> None:
             config={"voice": {"REDIS_TLS_ENABLED": "true", "REDIS_TLS_CA_FILE": "/etc/ssl/internal/ca.crt"}},
         ),
     )
-    assert any(x.startswith("redis-2 (") and "still in place on voice" in x for x in b)
+    assert any(x.startswith("redis-2 (") and "still configured on voice" in x for x in b), b
     assert (
         "voice (REDIS_TLS_ENABLED=true) uses Redis over TLS: dropping the TLS listener would cut them off — "
         "roll back their REDIS_TLS_ENABLED first" in b
@@ -415,8 +452,8 @@ def test_no_redis_tls_off_while_an_app_uses_it() -> None:
 def test_per_service_rollback_waits_for_later_database_steps() -> None:
     b = blockers("pg-5", fleet(6), "voice")
     assert b[0] == (
-        "pg-6 (PGBOUNCER_CLIENT_TLS_SSLMODE=require) is still in place on database — roll it back first "
-        "(newest first)"
+        "pg-6 (PGBOUNCER_CLIENT_TLS_SSLMODE=require) is still configured: PGBOUNCER_CLIENT_TLS_SSLMODE=require in "
+        "the config store — roll it back first (newest first)"
     )
     assert "voice would be refused in plaintext" in b[1]
     assert any("REDIS_FORCE_TLS" in x for x in blockers("redis-2", fleet(7, 3), "api"))
@@ -428,13 +465,30 @@ def test_per_service_rollback_waits_for_later_database_steps() -> None:
 def test_rollback_blocks_on_what_it_cannot_see() -> None:
     b = blockers("pg-2", without_database(fleet(2)))
     assert b and all("cannot tell" in x for x in b)
-    snap = with_config(fleet(4), "database", "PGBOUNCER_CLIENT_TLS_SSLMODE", ConfiguredValue(None, "error"))
-    snap = with_database(snap, pgbouncer_client_tls_sslmode=None)
+    snap = with_config(fleet(4), "database", "PGBOUNCER_CLIENT_TLS_SSLMODE", Unknown(Why.REFUSED, "AccessDenied"))
+    snap = with_database(snap, pgbouncer_client_tls_sslmode=UNREAD)
     b = blockers("pg-3", snap)
     assert any(
         x.startswith("cannot tell whether pg-4 (PGBOUNCER_CLIENT_TLS_SSLMODE=allow) is still in place")
         for x in b
-    )
+    ), b
+
+
+def test_an_unmeasurable_later_step_that_the_store_says_is_off_only_warns() -> None:
+    """Issue #8 defect 5: pg_hba unreadable (probe user not a superuser), POSTGRES_FORCE_SSL off in the store:
+    rolling back pg-6 and earlier is not blocked by pg-7 — a warning says what could not be measured."""
+    snap = with_database(fleet(6), pg_hba_hostssl_only=Unknown(Why.REFUSED, "needs superuser"))
+    assert blockers("pg-6", snap) == []
+    assert any(w.startswith("pg-7 (POSTGRES_FORCE_SSL=on) is not configured, but whether it still runs could not "
+                            "be measured") for w in warnings("pg-6", snap)), warnings("pg-6", snap)
+    # configured in the store: still blocked, whatever the live fact says
+    on = with_database(fleet(7), pg_hba_hostssl_only=Unknown(Why.REFUSED, "needs superuser"))
+    assert any(x.startswith("pg-7 (POSTGRES_FORCE_SSL=on) is still configured") for x in blockers("pg-6", on))
+
+
+def test_every_blocker_has_an_id_to_override() -> None:
+    ids = {b.id for b in rollback_blockers(PLAN, PLAN.step("pg-2"), None, fleet(3))}
+    assert ids == {"later:pg-3", "hazard:POSTGRES_TLS_ENABLED"}
 
 
 def test_certs_have_no_rollback() -> None:
@@ -499,8 +553,9 @@ def test_env_order_gate_per_service() -> None:
 
 def test_the_database_host_is_not_a_client() -> None:
     snap = fleet(5)
-    assert snap.database is not None
-    db_inst = dataclasses.replace(snap.instances[0], host=snap.database.host, service="database", db_tls=None)
+    assert not isinstance(snap.database, Unknown)
+    db_inst = dataclasses.replace(snap.instances[0], host=snap.database.host, service="database", db=LegUse(),
+                                  consumes=())
     snap = dataclasses.replace(snap, instances=(*snap.instances, db_inst))
     r = gate("no_plaintext_leg1", snap)
     assert r.status == "open" and "staging-database-01" not in r.reason

@@ -65,7 +65,10 @@ def test_runbook_changes_and_rollbacks() -> None:
         "pg-2": (Change("POSTGRES_TLS_ENABLED", "on", None),),
         "pg-3": (Change("PGBOUNCER_SERVER_TLS_SSLMODE", "verify-ca", None),),
         "pg-4": (Change("PGBOUNCER_CLIENT_TLS_SSLMODE", "allow", None),),
-        "pg-5": (Change("DATABASE_SSL_MODE", "verify-full", None),),
+        "pg-5": (
+            Change("DATABASE_SSL_MODE", "verify-full", None),
+            Change("DATABASE_SSL_CA_FILE", "/etc/ssl/internal/ca.crt", None),
+        ),
         "pg-6": (Change("PGBOUNCER_CLIENT_TLS_SSLMODE", "require", "allow"),),
         "pg-7": (Change("POSTGRES_FORCE_SSL", "on", None),),
         "redis-1": (Change("REDIS_TLS_ENABLED", "true", None),),
@@ -114,12 +117,12 @@ def test_runbook_scopes_gates_and_order() -> None:
         "pg-6": ("no_plaintext_leg1",),
         "pg-7": ("no_plaintext_postgres",),
         "redis-1": ("certs_valid",),
-        "redis-2": ("redis_tls_verifies",),
+        "redis-2": ("redis_tls_verifies", "ca_files"),
         "redis-3": ("no_plaintext_redis",),
     }
     r2 = plan.step("redis-2")
-    assert r2.gates_for_target("telpro") == ("redis_tls_verifies", "telpro_ssl_build")
-    assert r2.gates_for_target("api") == ("redis_tls_verifies",)
+    assert r2.gates_for_target("telpro") == ("redis_tls_verifies", "ca_files", "telpro_ssl_build")
+    assert r2.gates_for_target("api") == ("redis_tls_verifies", "ca_files")
     assert plan.step("pg-5").order == ("api", "web", "voice", "ops", "others")
     assert r2.order == ("api", "web", "voice", "ops", "telpro")
     assert plan.step("pg-7").optional and not plan.step("pg-6").optional

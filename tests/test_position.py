@@ -11,7 +11,8 @@ import pytest
 
 from plans.plan import Plan, default_plan
 from plans.position import Position, derive_position, next_action
-from probes.snapshot import ConfiguredValue, FleetSnapshot
+from probes.model import Unknown, Why
+from probes.snapshot import ConfigSource, ConfiguredValue, FleetSnapshot
 from tests.snapshots_factory import (
     SERVICES,
     fleet,
@@ -21,6 +22,10 @@ from tests.snapshots_factory import (
     with_instance,
     without_database,
 )
+
+UNREAD = Unknown(Why.TIMEOUT, "no answer")
+PLAIN_DB = {"DATABASE_SSL_MODE": None, "DATABASE_SSL_CA_FILE": None}
+TLS_DB = {"DATABASE_SSL_MODE": "verify-full", "DATABASE_SSL_CA_FILE": "/etc/ssl/internal/ca.crt"}
 
 PLAN = default_plan()
 PG = ["pg-1", "pg-2", "pg-3", "pg-4", "pg-5", "pg-6", "pg-7"]
@@ -104,7 +109,7 @@ def test_configured_not_restarted() -> None:
 
 
 def test_live_but_not_verified_yet() -> None:
-    snap = with_database(fleet(2), postgres_tls_verified=None)
+    snap = with_database(fleet(2), postgres_tls=UNREAD)
     t = position(snap).target("pg-2", "database")
     assert t.state == "unknown" and t.detail.startswith(
         "live (ssl = on); postgres_tls_verifies could not be measured"
@@ -155,7 +160,7 @@ def test_straggler_service() -> None:
     snap = fleet(
         5,
         2,
-        config={"voice": {"DATABASE_SSL_MODE": None, "REDIS_TLS_ENABLED": None, "REDIS_TLS_CA_FILE": None}},
+        config={"voice": {**PLAIN_DB, "REDIS_TLS_ENABLED": None, "REDIS_TLS_CA_FILE": None}},
     )
     pos = position(snap)
     assert pos.state("pg-5", "voice") == "pending"
@@ -173,12 +178,13 @@ def test_per_host_config_store() -> None:
         "DATABASE_SSL_MODE",
         None,
     )
-    snap = with_instance(
-        snap, "staging-voice-01", configured={"DATABASE_SSL_MODE": ConfiguredValue("verify-full", "envfile")}
-    )
-    snap = with_instance(
-        snap, "staging-voice-02", configured={"DATABASE_SSL_MODE": ConfiguredValue("disable", "envfile")}
-    )
+    snap = with_config(snap, "voice", "DATABASE_SSL_CA_FILE", None)
+    ca = ConfiguredValue("/etc/ssl/internal/ca.crt", ConfigSource.ENVFILE)
+    snap = with_instance(snap, "staging-voice-01", configured={
+        "DATABASE_SSL_MODE": ConfiguredValue("verify-full", ConfigSource.ENVFILE), "DATABASE_SSL_CA_FILE": ca})
+    snap = with_instance(snap, "staging-voice-02", configured={
+        "DATABASE_SSL_MODE": ConfiguredValue("disable", ConfigSource.ENVFILE),
+        "DATABASE_SSL_CA_FILE": ConfiguredValue("/etc/ssl/internal/ca.crt", ConfigSource.DEFAULT)})
     t = position(snap).target("pg-5", "voice")
     assert [(i.host, i.state) for i in t.instances] == [
         ("staging-voice-01", "live"),
@@ -213,7 +219,7 @@ NO_DB_TEXT = "the database host could not be observed"
     ],
 )
 def test_unknown_live_fact(step: str, fact: str) -> None:
-    pos = position(with_database(fleet(7), **{fact: None}))
+    pos = position(with_database(fleet(7), **{fact: UNREAD}))
     t = pos.target(step, "database")
     assert t.state == "unknown", t.detail
     assert "could not be read" in t.detail
@@ -221,26 +227,30 @@ def test_unknown_live_fact(step: str, fact: str) -> None:
 
 @pytest.mark.parametrize(("step", "fact"), [("redis-1", "redis_tls_port"), ("redis-3", "redis_port")])
 def test_unknown_redis_fact(step: str, fact: str) -> None:
-    assert position(with_database(fleet(7, 3), **{fact: None})).state(step) == "unknown"
+    assert position(with_database(fleet(7, 3), **{fact: UNREAD})).state(step) == "unknown"
 
 
 def test_unknown_instance_fact() -> None:
-    snap = with_instance(fleet(5), "staging-ops-01", db_tls=None)
+    from probes.snapshot import LegUse
+
+    snap = with_instance(fleet(5), "staging-ops-01", db=LegUse())
     t = position(snap).target("pg-5", "ops")
     assert t.state == "unknown"
     assert t.instances[0].detail == "configured; no connection to PgBouncer seen"
-    snap = with_instance(fleet(5), "staging-ops-01", db_tls=None, reachable=False)
+    snap = with_instance(fleet(5), "staging-ops-01", db=LegUse(), reachable=False)
     assert (
         position(snap).target("pg-5", "ops").instances[0].detail
-        == "configured; staging-ops-01 is unreachable"
+        == "configured; staging-ops-01 is unreachable, and no connection to PgBouncer is seen"
     )
-    assert action(with_instance(fleet(5), "staging-ops-01", db_tls=None)) == ("pg-5", "ops")
+    snap = with_instance(fleet(5), "staging-ops-01", db=UNREAD)
+    assert position(snap).target("pg-5", "ops").state == "unknown"
+    assert action(with_instance(fleet(5), "staging-ops-01", db=LegUse())) == ("pg-5", "ops")
 
 
 def test_unknown_config() -> None:
-    snap = with_config(fleet(1), "database", "POSTGRES_TLS_ENABLED", ConfiguredValue(None, "error"))
+    snap = with_config(fleet(1), "database", "POSTGRES_TLS_ENABLED", Unknown(Why.REFUSED, "AccessDenied"))
     t = position(snap).target("pg-2", "database")
-    assert t.state == "unknown" and t.configured is None
+    assert t.state == "unknown" and isinstance(t.configured, Unknown)
     assert t.detail.startswith("POSTGRES_TLS_ENABLED could not be read from the config store")
     # observed live and verified wins over an unreadable store
     snap = with_config(fleet(2), "database", "POSTGRES_TLS_ENABLED", None)
@@ -248,7 +258,7 @@ def test_unknown_config() -> None:
 
 
 def test_missing_instances() -> None:
-    snap = with_config(fleet(5), "ops", "DATABASE_SSL_MODE", ConfiguredValue("verify-full", "ssm"))
+    snap = with_config(fleet(5), "ops", "DATABASE_SSL_MODE", ConfiguredValue("verify-full", ConfigSource.SSM))
     snap = dataclasses.replace(snap, instances=tuple(i for i in snap.instances if i.service != "ops"))
     assert position(snap).state("pg-5", "ops") == "unknown"
 
@@ -272,7 +282,7 @@ def test_danger_require_configured_while_a_client_is_plaintext() -> None:
         5,
         config={
             "database": {"PGBOUNCER_CLIENT_TLS_SSLMODE": "require"},
-            "voice": {"DATABASE_SSL_MODE": None},
+            "voice": PLAIN_DB,
         },
         running={"database": {"PGBOUNCER_CLIENT_TLS_SSLMODE": "allow"}},
     )
@@ -283,22 +293,24 @@ def test_danger_require_configured_while_a_client_is_plaintext() -> None:
         "closed: voice "
         "(staging-voice-01, staging-voice-02) still connects to PgBouncer in plaintext — flip voice first",
         "pg-6 (PGBOUNCER_CLIENT_TLS_SSLMODE=require) is configured before pg-5 "
-        "(DATABASE_SSL_MODE=verify-full) for "
+        "(DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) for "
         "voice — apply pg-5 first, or roll pg-6 back",
     ]
     assert {(d.step, d.service) for d in pos.dangers} == {("pg-6", "database")}
 
 
 def test_danger_per_service_step_before_client_tls() -> None:
-    snap = fleet(3, config={"api": {"DATABASE_SSL_MODE": "verify-full"}})
+    snap = fleet(3, config={"api": TLS_DB})
     pos = position(snap)
     assert pos.state("pg-5", "api") == "failed"  # configured, and api is locked out
     assert messages(pos) == [
-        "pg-5 (DATABASE_SSL_MODE=verify-full) is configured for api but its gate "
+        "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) is configured for api "
+        "but its gate "
         "pgbouncer_offers_tls_and_ca_files "
         "is closed: PgBouncer does not offer TLS to clients (client_tls_sslmode = disable) — set "
         "PGBOUNCER_CLIENT_TLS_SSLMODE=allow and restart the database host first",
-        "pg-5 (DATABASE_SSL_MODE=verify-full) is configured for api before pg-4 "
+        "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) is configured for api "
+        "before pg-4 "
         "(PGBOUNCER_CLIENT_TLS_SSLMODE=allow) "
         "for database — apply pg-4 first, or roll pg-5 back",
     ]
@@ -308,13 +320,14 @@ def test_danger_per_service_step_before_client_tls() -> None:
 def test_danger_client_tls_configured_but_not_live() -> None:
     snap = fleet(
         4,
-        config={"api": {"DATABASE_SSL_MODE": "verify-full"}},
+        config={"api": TLS_DB},
         running={"database": {"PGBOUNCER_CLIENT_TLS_SSLMODE": "disable"}, "api": {"DATABASE_SSL_MODE": None}},
     )
     pos = position(snap)
     assert pos.state("pg-4") == "configured"
     assert messages(pos) == [
-        "pg-5 (DATABASE_SSL_MODE=verify-full) is configured for api but its gate "
+        "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) is configured for api "
+        "but its gate "
         "pgbouncer_offers_tls_and_ca_files "
         "is closed: PgBouncer does not offer TLS to clients (client_tls_sslmode = disable) — set "
         "PGBOUNCER_CLIENT_TLS_SSLMODE=allow and restart the database host first",
@@ -363,7 +376,7 @@ def test_next_action_at_each_state() -> None:
     assert action(fleet(0)) == ("pg-1", None)
     assert action(fleet(1)) == ("pg-2", "database")
     assert action(fleet(4)) == ("pg-5", "api")
-    assert action(fleet(4, config={"api": {"DATABASE_SSL_MODE": "verify-full"}})) == ("pg-5", "web")
+    assert action(fleet(4, config={"api": TLS_DB})) == ("pg-5", "web")
     assert action(fleet(6)) == ("redis-1", "database")  # pg-7 is optional: required steps first
     assert action(fleet(6, 3)) == ("pg-7", "database")
     assert action(fleet(6, 3), include_optional=False) is None
@@ -411,7 +424,7 @@ def test_others_follows_the_inventory_order() -> None:
         "voice",
         "ops",
     ]  # the inventory writes telpro first; "others" keeps it last
-    na = next_action(PLAN, fleet(5, config={"telpro": {"DATABASE_SSL_MODE": None}}), order)
+    na = next_action(PLAN, fleet(5, config={"telpro": PLAIN_DB}), order)
     assert na is not None and (na[0].id, na[1]) == ("pg-5", "telpro")
     pos = derive_position(PLAN, fleet(4), order)
     assert [t.service for t in pos.step_position("pg-5").targets] == ["api", "web", "voice", "ops", "telpro"]  # type: ignore[union-attr]
@@ -422,3 +435,31 @@ def test_position_is_json() -> None:
     text = json.dumps(data)
     assert '"staging-voice-02", "state": "configured"' in text
     assert data["steps"][4]["targets"][2]["service"] == "voice"
+
+
+# -- dangers nobody chose: half-written steps, unfinished applies ------------------------------------
+
+
+def test_a_step_only_partly_configured_is_a_danger_never_pending() -> None:
+    """Issue #10: kill -9 between redis-2's two writes left REDIS_TLS_ENABLED=true without the CA file."""
+    snap = fleet(7, 1, config={"voice": {"REDIS_TLS_ENABLED": "true"}})
+    pos = position(snap)
+    t = pos.target("redis-2", "voice")
+    assert t.state != "pending" and t.partial
+    assert any(d.step == "redis-2" and d.service == "voice" and "only partly configured" in d.message
+               and "cockpit advance redis-2 --service voice" in d.message for d in pos.dangers), messages(pos)
+
+
+def test_an_unfinished_intent_is_a_danger_with_its_remedy() -> None:
+    from plans.intent import Intent, IntentChange
+
+    intent = Intent("t1", "pg-3", "database", "advance",
+                    (IntentChange("PGBOUNCER_SERVER_TLS_SSLMODE", None, "verify-ca"),), "ana", "jump-1", 1.0)
+    pos = derive_position(PLAN, fleet(2), SERVICES, intents=[intent])
+    assert [d.message for d in pos.dangers] == [
+        "an advance of pg-3 for database by ana on jump-1 did not finish (written: nothing; not written: "
+        "PGBOUNCER_SERVER_TLS_SSLMODE) — run `cockpit advance pg-3` to complete it, or `cockpit rollback pg-3` to "
+        "revert it"]
+    pos = derive_position(PLAN, fleet(3, running={"database": {"PGBOUNCER_SERVER_TLS_SSLMODE": None}}), SERVICES,
+                          intents=[intent])
+    assert "written: PGBOUNCER_SERVER_TLS_SSLMODE; not written: nothing" in pos.dangers[0].message

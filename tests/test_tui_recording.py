@@ -179,7 +179,7 @@ def test_redaction_by_key_keeps_shapes() -> None:
     r = Redactor()
     out = r.value({"configured": {"REDIS_PASSWORD": {"value": "pw", "source": "secrets", "version": 3}},
                    "evidence": {"password": "pw2", "answer": "S", "n": 5}})
-    assert out == {"configured": {"REDIS_PASSWORD": {"value": REDACTED, "source": REDACTED, "version": 3}},
+    assert out == {"configured": {"REDIS_PASSWORD": {"value": REDACTED, "source": "secrets", "version": 3}},
                    "evidence": {"password": REDACTED, "answer": "S", "n": 5}}
 
 

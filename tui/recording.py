@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from probes.model import CheckResult
-from probes.snapshot import FleetSnapshot, snapshot_from_json
+from probes.snapshot import DatabaseState, FleetSnapshot, snapshot_from_json, to_json_value
 from tui.redact import Redactor
 
 FORMAT: Final = "rollout-cockpit-recording"
@@ -298,22 +298,15 @@ class _Converter:
             out["configured"] = r.value({svc: {var: cv.to_json() for var, cv in vs.items()}
                                          for svc, vs in s.configured.items()})
         db = s.database
-        if db is None:
-            out["database"] = None
+        if not isinstance(db, DatabaseState):
+            out["database"] = r.value(to_json_value(db))
         else:
-            pdb = prev.database if prev is not None else None
             dbo: dict[str, Json] = {}
             for f_ in db.__dataclass_fields__:
-                if f_ == "connections":
-                    if pdb is not None and ps is not None and ps.get("database") and pdb.connections == db.connections:
-                        dbo[f_] = ps["database"]["connections"]
-                    else:
-                        dbo[f_] = _keyed_list([r.value(c.to_json()) for c in db.connections], ("leg", "addr"),
-                                              ("database", "connections"))
-                elif f_ == "checks":
+                if f_ == "checks":
                     dbo[f_] = self._checks_keyed(("database",), db.checks, fresh)
                 else:
-                    dbo[f_] = r.value(getattr(db, f_), f_)
+                    dbo[f_] = r.value(to_json_value(getattr(db, f_)), f_)
             out["database"] = dbo
         pinst = {i.host: i for i in prev.instances} if prev is not None else {}
         insts: dict[str, Json] = {}
@@ -341,11 +334,12 @@ class _Converter:
                 elif f_ == "drift":
                     io[f_] = r.value(list(v))
                 else:
-                    io[f_] = r.value(v, f_)
+                    io[f_] = r.value(to_json_value(v), f_)
             insts[key] = io
         out["instances"] = insts
         out["certs"] = self._checks_keyed(("certs",), s.certs, fresh)
         out["checks"] = self._checks_keyed(("checks",), s.checks, fresh)
+        out["causes"] = r.value(to_json_value(s.causes))
         out["schema"] = s.schema
         out["verdict"] = s.verdict.value
         self.prev = s

@@ -112,8 +112,11 @@ class Redactor:
         """Every string under a secret-named key, whatever its shape, becomes "[redacted]"."""
         if isinstance(obj, str):
             return REDACTED if obj else obj
-        if isinstance(obj, Mapping):
-            return {k: self._blank(v) for k, v in obj.items()}
+        if isinstance(obj, Mapping):  # a configured value's vocabulary (where it came from) is not secret
+            return {k: v if k in _VOCABULARY else self._blank(v) for k, v in obj.items()}
         if isinstance(obj, list | tuple):
             return [self._blank(v) for v in obj]
         return obj
+
+
+_VOCABULARY = frozenset({"source", "unknown", "why"})

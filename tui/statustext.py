@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from probes.model import CheckResult, Verdict
-from probes.snapshot import FleetSnapshot, InstanceState
+from probes.model import CheckResult, Unknown, Verdict
+from probes.snapshot import CaFile, ConfiguredValue, DatabaseState, FleetSnapshot, InstanceState, LegUse, LegView
 
 MARK = {Verdict.OK: "ok", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERR?"}
 
@@ -17,16 +17,24 @@ def _v(c: CheckResult | None) -> str:
     return f"[{MARK[c.verdict]:>4}] {c.summary}" if c else "[ ?? ] not measured"
 
 
-def _tri(v: bool | None, yes: str, no: str) -> str:
-    return "?" if v is None else (yes if v else no)
+def _tri(v: bool | Unknown, yes: str, no: str) -> str:
+    return "?" if isinstance(v, Unknown) else (yes if v else no)
+
+
+def _val(v: object) -> str:
+    return "?" if isinstance(v, Unknown) or v is None else str(v)
 
 
 def _conn_summary(s: FleetSnapshot, leg: str) -> str:
-    conns = s.connections(leg)
+    view = s.leg(leg)  # type: ignore[arg-type]
+    if not isinstance(view, LegView):
+        return f"could not be read ({view.why.value}: {view.detail})"
+    conns = view.connections
+    own = f"; {view.own} of the cockpit's own (not counted)" if view.own else ""
     if not conns:
-        return "no connections seen"
+        return "no connections seen" + own
     plain = [c for c in conns if not c.tls]
-    text = f"{len(conns)} connections: {len(conns) - len(plain)} TLS, {len(plain)} plaintext"
+    text = f"{len(conns)} connections: {len(conns) - len(plain)} TLS, {len(plain)} plaintext{own}"
     if plain:
         who = sorted({c.service + (f"@{c.instance}" if c.instance else "") for c in plain})
         text += " (" + ", ".join(who[:6]) + (" …" if len(who) > 6 else "") + ")"
@@ -40,15 +48,17 @@ def render(s: FleetSnapshot, *, width: int = 100) -> str:
     if s.managed_database:
         out.append(_v(s.check("runbook.applies")))
         return "\n".join(out)
-    db = s.database
+    for cause in s.causes:
+        out.append(f"ROOT CAUSE ({cause.why.value}): {cause.text}")
+    db = s.database if isinstance(s.database, DatabaseState) else None
     out.append("")
     out.append("LEGS")
     out.append(f"  Leg 1 app → PgBouncer     {_v(s.check('tls.pgbouncer'))}")
     out.append(f"                            {_conn_summary(s, 'leg1')}")
     out.append(f"  Leg 2 PgBouncer → Postgres {_v(s.check('tls.postgres'))}")
     out.append(f"                            {_conn_summary(s, 'leg2')}")
-    direct = s.connections("postgres")
-    if direct:
+    direct = s.leg("postgres")
+    if not isinstance(direct, LegView) or direct.connections:
         out.append(f"  Postgres, bypassing PgBouncer: {_conn_summary(s, 'postgres')}")
     out.append(f"  end to end through PgBouncer {_v(s.check('e2e.query'))}")
     out.append(f"  Redis plaintext           {_v(s.check('listener.redis'))}")
@@ -56,9 +66,10 @@ def render(s: FleetSnapshot, *, width: int = 100) -> str:
     out.append(f"                            {_conn_summary(s, 'redis')}")
     if db is not None:
         out.append(f"  live: ssl={_tri(db.postgres_ssl, 'on', 'off')}  pg_hba hostssl-only="
-                   f"{_tri(db.pg_hba_hostssl_only, 'yes', 'no')}  pgbouncer client={db.pgbouncer_client_tls_sslmode}"
-                   f" server={db.pgbouncer_server_tls_sslmode}  redis port={db.redis_port} tls-port="
-                   f"{db.redis_tls_port}  otel→{db.otel_redis_endpoint or '?'}")
+                   f"{_tri(db.pg_hba_hostssl_only, 'yes', 'no')}  pgbouncer client="
+                   f"{_val(db.pgbouncer_client_tls_sslmode)} server={_val(db.pgbouncer_server_tls_sslmode)}  redis "
+                   f"port={_val(db.redis_port)} tls-port={_val(db.redis_tls_port)}  "
+                   f"otel→{_val(db.otel_redis_endpoint) or 'not seen'}")
     out.append("")
     out.append("CERTIFICATE MATERIAL")
     bad = [c for c in s.certs if c.verdict is not Verdict.OK]
@@ -75,7 +86,7 @@ def render(s: FleetSnapshot, *, width: int = 100) -> str:
     out.append(f"  {'instance':<22} {'DATABASE_SSL_MODE':<18} {'Leg1':<6} {'REDIS_TLS':<9} {'Redis':<6} "
                f"{'CA':<4} {'health':<7} drift")
     for i in s.instances:
-        out.append("  " + _instance_row(i))
+        out.append("  " + _instance_row(i, s))
     problems = [c for c in s.checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)]
     warns = [c for c in s.checks if c.verdict is Verdict.WARN]
     if problems or warns:
@@ -86,14 +97,31 @@ def render(s: FleetSnapshot, *, width: int = 100) -> str:
     return "\n".join(out)
 
 
-def _instance_row(i: InstanceState) -> str:
-    mode = i.configured.get("DATABASE_SSL_MODE")
-    rtls = i.configured.get("REDIS_TLS_ENABLED")
-    mode_s = (mode.value or "(unset)") if mode and mode.value is not None else "?"
-    rtls_s = rtls.value if rtls and rtls.value is not None else "?"
+def _cfg(i: InstanceState, s: FleetSnapshot, var: str) -> str:
+    cv = i.configured.get(var) or s.configured.get(i.service, {}).get(var)
+    if not isinstance(cv, ConfiguredValue):
+        return "?"
+    return cv.value or "(unset)"
+
+
+def _use(u: LegUse | Unknown) -> str:
+    if isinstance(u, Unknown):
+        return "?"
+    return "plain" if u.plain else ("TLS" if u.tls else "-")
+
+
+def _ca(i: InstanceState) -> str:
+    states = list(i.ca_files.values())
+    if any(isinstance(x, CaFile) and x is not CaFile.MATCHES for x in states):
+        return "BAD"
+    return "?" if not states or any(isinstance(x, Unknown) for x in states) else "ok"
+
+
+def _instance_row(i: InstanceState, s: FleetSnapshot) -> str:
     if i.reachable is False:
         return f"{i.host:<22} UNREACHABLE over SSH"
-    return (f"{i.host:<22} {mode_s:<18} {_tri(i.db_tls, 'TLS', 'plain'):<6} {rtls_s:<9} "
-            f"{_tri(i.redis_tls, 'TLS', 'plain'):<6} {_tri(i.ca_file_ok, 'ok', 'BAD'):<4} "
-            f"{_tri(i.healthy, 'ok', 'DOWN') if i.healthy is not None else '-':<7} "
-            f"{'; '.join(i.drift) if i.drift else '-'}")
+    health = "STOPPED" if i.running is False else (
+        ("-" if i.healthy.detail.endswith("no health URL") else "?") if isinstance(i.healthy, Unknown)
+        else ("ok" if i.healthy else "DOWN"))
+    return (f"{i.host:<22} {_cfg(i, s, 'DATABASE_SSL_MODE'):<18} {_use(i.db):<6} {_cfg(i, s, 'REDIS_TLS_ENABLED'):<9} "
+            f"{_use(i.redis):<6} {_ca(i):<4} {health:<7} {'; '.join(i.drift) if i.drift else '-'}")

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from plans.gates import GATES, GateResult, evaluate, rollback_blockers
+from plans.gates import GATES, GateResult, evaluate
+from plans.hazards import rollback_blockers
 from plans.plan import Plan, Step
 from plans.position import InstancePosition, Position, State, derive_position, next_action_in
-from probes.model import CheckResult, Verdict
-from probes.snapshot import FleetSnapshot, InstanceState
+from probes.model import CheckResult, Unknown, Verdict
+from probes.snapshot import CaFile, ConfiguredValue, DatabaseState, FleetSnapshot, InstanceState, LegUse, LegView
 
 Mode = Literal["drive", "watch", "replay"]
 MODES: Final[tuple[Mode, ...]] = ("drive", "watch", "replay")
@@ -112,7 +113,7 @@ class InstanceRow:
     health: str
     drift: str
     verdict: Verdict
-    reachable: bool | None
+    reachable: bool | None  # None: could not be measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ class FleetView:
     next_text: str
     dangers: tuple[str, ...]
     marks: Mapping[str, tuple[str, str]] = field(repr=False)  # what verdict changes compare: key -> (value, text)
+    causes: tuple[str, ...] = ()  # root causes of many unknowns, said once
 
     def detail(self, key: str | None) -> TargetDetail | None:
         return self.details.get(key) if key else None
@@ -142,7 +144,7 @@ def row_key(step: Step, service: str | None) -> str:
     return f"{step.id}:{service}" if step.per_service and service else step.id
 
 
-def _gates(step: Step, service: str | None, snap: FleetSnapshot, now: float) -> tuple[GateResult, ...]:
+def _gates(plan: Plan, step: Step, service: str | None, snap: FleetSnapshot, now: float) -> tuple[GateResult, ...]:
     out: list[GateResult] = []
     for g in step.gates_for_target(service):
         spec = GATES.get(g)
@@ -151,7 +153,7 @@ def _gates(step: Step, service: str | None, snap: FleetSnapshot, now: float) -> 
             continue
         if spec.per_service and not service:
             continue
-        out.append(evaluate(g, snap, service=service if spec.per_service else None, now=now))
+        out.append(evaluate(g, snap, service=service if spec.per_service else None, now=now, plan=plan, step=step))
     return tuple(out)
 
 
@@ -171,62 +173,89 @@ def _word(c: CheckResult | None) -> tuple[str, Verdict | None, str]:
     return VERDICT_WORD[c.verdict], c.verdict, c.summary
 
 
-def _onoff(v: bool | None, yes: str = "on", no: str = "off") -> str:
-    return "?" if v is None else (yes if v else no)
+def _onoff(v: bool | Unknown, yes: str = "on", no: str = "off") -> str:
+    return "?" if isinstance(v, Unknown) else (yes if v else no)
+
+
+def _text(v: object, missing: str = "?") -> str:
+    """A measured value as text; could-not-measure as "?" (never None, True or False on screen)."""
+    if isinstance(v, Unknown) or v is None:
+        return missing
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
 
 
 def _legs(s: FleetSnapshot) -> tuple[LegRow, ...]:
-    db = s.database
+    db = s.database if isinstance(s.database, DatabaseState) else None
     if s.managed_database:
         return (LegRow("managed", "managed database", "-", "-", None, "-", "-", "the runbook does not apply"),)
 
     def counts(leg: str) -> tuple[str, str]:
-        if db is None:
+        view = s.leg(leg)  # type: ignore[arg-type]
+        if not isinstance(view, LegView):
             return "?", "?"
-        conns = s.connections(leg)
-        tls = sum(1 for c in conns if c.tls)
-        return str(tls), str(len(conns) - tls)
+        tls = sum(1 for c in view.connections if c.tls)
+        own = f"+{view.own}" if view.own else ""
+        return str(tls) + own, str(len(view.connections) - tls)
 
     rows: list[LegRow] = []
     w, v, summ = _word(s.check("tls.pgbouncer"))
-    mode = db.pgbouncer_client_tls_sslmode if db else None
+    mode = _text(db.pgbouncer_client_tls_sslmode) if db else "?"
     t, p = counts("leg1")
-    rows.append(LegRow("leg1", "Leg 1 app→PgBouncer", mode or "?", w, v, t, p, summ))
+    rows.append(LegRow("leg1", "Leg 1 app→PgBouncer", mode or "disable", w, v, t, p, summ))
     w, v, summ = _word(s.check("tls.postgres"))
     t, p = counts("leg2")
-    listener = "?" if db is None else f"ssl {_onoff(db.postgres_ssl)}·{db.pgbouncer_server_tls_sslmode or '?'}"
+    listener = "?" if db is None else f"ssl {_onoff(db.postgres_ssl)}·{_text(db.pgbouncer_server_tls_sslmode)}"
     rows.append(LegRow("leg2", "Leg 2 PgBouncer→PG", listener, w, v, t, p, summ))
-    if db is not None and s.connections("postgres"):
+    direct = s.leg("postgres")
+    if db is not None and (not isinstance(direct, LegView) or direct.connections):
         t, p = counts("postgres")
-        hba = "hostssl" if db.pg_hba_hostssl_only else ("host" if db.pg_hba_hostssl_only is False else "?")
+        hba = "?" if isinstance(db.pg_hba_hostssl_only, Unknown) else ("hostssl" if db.pg_hba_hostssl_only else "host")
         rows.append(LegRow("direct", "PG direct (bypass)", hba, w, v, t, p, summ))
     w, v, summ = _word(s.check("listener.redis"))
-    rconns = s.connections("redis") if db else ()
-    plain = str(sum(1 for c in rconns if not c.tls)) if db else "?"
-    tls = str(sum(1 for c in rconns if c.tls)) if db else "?"
-    port = "?" if db is None or db.redis_port is None else ("dropped" if db.redis_port == 0 else f":{db.redis_port}")
+    tls, plain = counts("redis")
+    port = "?" if db is None or isinstance(db.redis_port, Unknown) else (
+        "dropped" if db.redis_port == 0 else f":{db.redis_port}")
     rows.append(LegRow("redis-plain", "Redis plaintext", port, w, v, "-", plain, summ))
     w, v, summ = _word(s.check("tls.redis"))
-    tport = "?" if db is None or db.redis_tls_port is None else ("off" if db.redis_tls_port == 0
-                                                                  else f":{db.redis_tls_port}")
+    tport = "?" if db is None or isinstance(db.redis_tls_port, Unknown) else (
+        "off" if db.redis_tls_port == 0 else f":{db.redis_tls_port}")
     rows.append(LegRow("redis-tls", "Redis TLS", tport, w, v, tls, "-", summ))
     e2e = s.check("e2e.query")
     if e2e is not None:
         w, v, summ = _word(e2e)
-    elif db is not None and db.end_to_end_ok is not None:
+    elif db is not None and not isinstance(db.end_to_end_ok, Unknown):
         w, v = ("ok", Verdict.OK) if db.end_to_end_ok else ("FAIL", Verdict.FAIL)
         summ = "a query through PgBouncer answered" if db.end_to_end_ok else "a query through PgBouncer failed"
     else:
-        w, v, summ = "-", None, "not measured"
+        w, v, summ = "ERR?", None, "not measured"
     rows.append(LegRow("e2e", "End to end query", "-", w, v, "-", "-", summ))
     return tuple(rows)
 
 
 def _cfg(s: FleetSnapshot, i: InstanceState, var: str) -> str:
     cv = i.configured.get(var) or s.configured.get(i.service, {}).get(var)
-    if cv is None or cv.source.startswith("error"):
+    if not isinstance(cv, ConfiguredValue):
         return "?"
     return cv.value if cv.value else "(unset)"
+
+
+def _use(u: LegUse | Unknown) -> str:
+    if isinstance(u, Unknown):
+        return "?"
+    if u.plain:
+        return "plain"
+    return "TLS" if u.tls else "-"
+
+
+def _ca(i: InstanceState) -> str:
+    states = list(i.ca_files.values())
+    if any(isinstance(x, CaFile) and x is not CaFile.MATCHES for x in states):
+        return "BAD"
+    if not states or any(isinstance(x, Unknown) for x in states):
+        return "?"
+    return "ok"
 
 
 def _instances(s: FleetSnapshot) -> tuple[InstanceRow, ...]:
@@ -234,18 +263,21 @@ def _instances(s: FleetSnapshot) -> tuple[InstanceRow, ...]:
     for i in s.instances:
         if i.reachable is False:
             health = "UNREACH"
-        elif i.healthy is None:
-            health = "-"
+        elif isinstance(i.reachable, Unknown):
+            health = "?"
+        elif i.running is False:
+            health = "STOPPED"
+        elif isinstance(i.healthy, Unknown):
+            health = "-" if i.healthy.detail.endswith("no health URL") else "?"
         else:
             health = "ok" if i.healthy else "DOWN"
-        db_obs = "-" if i.db_tls is None else ("TLS" if i.db_tls else "plain")
-        redis_obs = "-" if i.redis_tls is None else ("TLS" if i.redis_tls else "plain")
         out.append(InstanceRow(
             key=i.host, service=i.service,
-            db=f"{_cfg(s, i, 'DATABASE_SSL_MODE')} → {db_obs}",
-            redis=f"{_cfg(s, i, 'REDIS_TLS_ENABLED')} → {redis_obs}",
-            ca=_onoff(i.ca_file_ok, "ok", "BAD"), health=health,
-            drift="; ".join(i.drift) if i.drift else "-", verdict=i.verdict, reachable=i.reachable))
+            db=f"{_cfg(s, i, 'DATABASE_SSL_MODE')} → {_use(i.db)}",
+            redis=f"{_cfg(s, i, 'REDIS_TLS_ENABLED')} → {_use(i.redis)}",
+            ca=_ca(i), health=health,
+            drift="; ".join(i.drift) if i.drift else "-", verdict=i.verdict,
+            reachable=None if isinstance(i.reachable, Unknown) else i.reachable))
     return tuple(out)
 
 
@@ -270,7 +302,7 @@ def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str]
             key = row_key(step, service)
             target = t.service if step.per_service and t.service else ("fleet" if step.scope == "fleet"
                                                                         else plan.database_service)
-            gates = _gates(step, service, snap, now)
+            gates = _gates(plan, step, service, snap, now)
             rows.append(PlanRow(key, step.id, service, target, step.track, step.title, t.state,
                                 _summary(gates), key == next_key))
             details[key] = TargetDetail(key, step.id, service, target, step.title, step.summary, t.state, t.detail,
@@ -287,17 +319,18 @@ def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str]
         who = f" for {nxt[1]}" if nxt[0].per_service and nxt[1] else ""
         next_text = f"next: {nxt[0].id}{who} — {nxt[0].title}" + (f" ({nd.state})" if nd else "")
     return FleetView(snap, now, tuple(rows), details, _legs(snap), _instances(snap), next_key, next_text,
-                     tuple(d.message for d in pos.dangers), marks)
+                     tuple(d.message for d in pos.dangers), marks, tuple(c.text for c in snap.causes))
 
 
 def blockers_for_rollback(plan: Plan, snap: FleetSnapshot, detail: TargetDetail) -> list[str]:
-    """Why rolling `detail`'s target back is unsafe now ([]: safe); "nothing to roll back" when pending."""
+    """Why rolling `detail`'s target back is unsafe now ([]: safe); "nothing to roll back" when pending.
+    Warnings do not block (they show in the confirmation)."""
     step = plan.step(detail.step)
     if detail.state == "pending":
         return [f"{detail.step} is not applied{' for ' + detail.target if step.per_service else ''}: "
                 "nothing to roll back"]
     try:
-        return rollback_blockers(plan, step, detail.service, snap)
+        return [b.text for b in rollback_blockers(plan, step, detail.service, snap) if b.blocks]
     except ValueError as exc:
         return [str(exc)]
 

@@ -14,8 +14,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from probes.model import CheckResult
-from probes.snapshot import FleetSnapshot, InstanceState
+from probes.model import CheckResult, Unknown
+from probes.snapshot import LEGS, Connection, DatabaseState, FleetSnapshot, InstanceState, Leg, LegUse, LegView
 from tui.redact import Redactor
 from tui.view import STATE_WORD, VERDICT_WORD, TargetDetail
 from tui.widgets.style import GATE_MARK, GATE_STYLE, STATE_STYLE, VERDICT_STYLE
@@ -86,32 +86,44 @@ def checks_text(checks: Iterable[CheckResult], title: str) -> Text:
     return t
 
 
+def fact_text(v: object, yes: str = "yes", no: str = "NO") -> str:
+    """A fact for the screen: never Python's None/True/False; could-not-measure says why."""
+    if isinstance(v, Unknown):
+        return f"? ({v.why.value}{': ' + v.detail if v.detail else ''})"
+    if isinstance(v, bool):
+        return yes if v else no
+    if isinstance(v, LegUse):
+        return f"{v.tls} TLS, {v.plain} plaintext" if v.seen else "none seen"
+    if v is None or v == "":
+        return "-"
+    return str(getattr(v, "value", v))
+
+
 def instance_text(s: FleetSnapshot, i: InstanceState) -> Text:
     t = Text()
     t.append(f"{i.host}", style="bold")
     t.append(f"  service {i.service}  address {i.address}\n")
-
-    def tri(v: bool | None, yes: str = "yes", no: str = "NO") -> str:
-        return "?" if v is None else (yes if v else no)
-
-    t.append(f"reachable {tri(i.reachable)}  healthy {tri(i.healthy, 'yes', 'NO') if i.healthy is not None else '-'}"
-             f"  CA file {tri(i.ca_file_ok, 'ok', 'BAD')}  Postgres TLS {tri(i.db_tls, 'TLS', 'plain')}"
-             f"  Redis TLS {tri(i.redis_tls, 'TLS', 'plain')}")
-    if i.telpro_ssl is not None:
-        t.append(f"  TelPro SSL build {tri(i.telpro_ssl)}")
-    t.append("\n")
+    t.append(f"reachable {fact_text(i.reachable)}  running {fact_text(i.running)}  healthy {fact_text(i.healthy)}\n")
+    t.append(f"Postgres connections {fact_text(i.db)}  Redis connections {fact_text(i.redis)}\n")
+    for path, state in sorted(i.ca_files.items()):
+        t.append(f"CA file {path}: {fact_text(state)}\n")
+    if i.service == "telpro":
+        t.append(f"TelPro SSL build {fact_text(i.telpro_ssl)}\n")
     t.append("\nconfigured (this host / the service)\n", style="bold underline")
     configured = dict(s.configured.get(i.service, {}))
     configured.update(i.configured)
     for var, cv in sorted(configured.items()):
+        if isinstance(cv, Unknown):
+            t.append(f" {var:<24} ? ({cv.why.value}: {cv.detail})\n", style="")
+            continue
         value = _REDACT.value(cv.value, var) if cv.value is not None else "(unset)"
         t.append(f" {var:<24} {value}", style="")
-        t.append(f"  [{cv.source}{'' if cv.version is None else f' v{cv.version}'}]\n", style="dim")
+        t.append(f"  [{cv.source.value}{'' if cv.version is None else f' v{cv.version}'}]\n", style="dim")
     if i.drift:
         t.append("\ndrift (configured ≠ observed)\n", style="bold underline")
         for d in i.drift:
             t.append(f" ⚠ {d}\n", style="yellow")
-    conns = [c for c in (s.database.connections if s.database else ()) if c.instance == i.host]
+    conns = [c for leg in LEGS for c in _leg_conns(s, leg) if c.instance == i.host]
     if conns:
         t.append("\nobserved connections\n", style="bold underline")
         for c in conns:
@@ -122,32 +134,45 @@ def instance_text(s: FleetSnapshot, i: InstanceState) -> Text:
     return t
 
 
+def _leg_conns(s: FleetSnapshot, leg: Leg) -> tuple[Connection, ...]:
+    view = s.leg(leg)
+    return view.connections if isinstance(view, LegView) else ()
+
+
 def database_text(s: FleetSnapshot) -> Text:
     db = s.database
     t = Text()
-    if db is None:
-        t.append("The database host could not be observed (unreachable, or managed).\n", style="bold red")
+    for cause in s.causes:
+        t.append(f"root cause ({cause.why.value}): {cause.text}\n", style="bold red")
+    if not isinstance(db, DatabaseState):
+        t.append(f"The database host could not be observed: {fact_text(db)}\n", style="bold red")
         t.append_text(checks_text([c for c in s.checks if c.check.startswith(("db.", "ssh."))], "checks"))
         return t
     t.append(f"{db.host}", style="bold")
     t.append("  Postgres, PgBouncer, Redis\n")
-    fields = [
-        ("reachable", db.reachable), ("postgres ssl", db.postgres_ssl), ("pg_hba hostssl only", db.pg_hba_hostssl_only),
+    fields: list[tuple[str, object]] = [
+        ("reachable over SSH", db.reachable), ("postgres ssl", db.postgres_ssl),
+        ("pg_hba hostssl only", db.pg_hba_hostssl_only),
         ("pgbouncer client_tls_sslmode", db.pgbouncer_client_tls_sslmode),
         ("pgbouncer server_tls_sslmode", db.pgbouncer_server_tls_sslmode), ("redis port", db.redis_port),
-        ("redis tls-port", db.redis_tls_port), ("postgres TLS verified", db.postgres_tls_verified),
-        ("pgbouncer TLS verified", db.pgbouncer_tls_verified), ("redis TLS verified", db.redis_tls_verified),
+        ("redis tls-port", db.redis_tls_port), ("postgres TLS", db.postgres_tls),
+        ("pgbouncer TLS", db.pgbouncer_tls), ("redis TLS", db.redis_tls),
         ("end-to-end query", db.end_to_end_ok), ("otel collector → redis", db.otel_redis_endpoint),
     ]
     for name, value in fields:
         t.append(f" {name:<30} ", style="dim")
-        t.append(f"{'?' if value is None else value}\n")
+        t.append(f"{fact_text(value, 'ok', 'NO')}\n")
     t.append("\nconnections\n", style="bold underline")
-    for c in db.connections:
-        t.append(f" {c.leg:<8} {c.service:<14} {c.instance or '?':<20} {c.addr:<22} "
-                 f"{'TLS' if c.tls else 'plaintext':<9} {c.detail}\n")
-    if not db.connections:
-        t.append(" (none seen)\n", style="dim")
+    for leg in LEGS:
+        view = db.leg(leg)
+        if not isinstance(view, LegView):
+            t.append(f" {leg:<8} could not be read: {fact_text(view)}\n", style="red")
+            continue
+        for c in view.connections:
+            t.append(f" {c.leg:<8} {c.service:<14} {c.instance or '?':<20} {c.addr:<22} "
+                     f"{'TLS' if c.tls else 'plaintext':<9} {c.detail}\n")
+        if view.own:
+            t.append(f" {leg:<8} + {view.own} of the cockpit's own probe connection(s), not counted\n", style="dim")
     t.append_text(checks_text(db.checks, "checks (listeners, handshakes, certificate served)"))
     t.append_text(checks_text(s.certs, "certificate material (Secrets Manager)"))
     return t

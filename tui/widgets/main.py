@@ -22,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.widgets._tabs import Tab, Underline
 
+from probes.snapshot import DatabaseState
 from tui.view import FleetView, LogLine, TargetDetail
 from tui.widgets.detail import DetailScreen, database_text, instance_text, step_text
 from tui.widgets.eventlog import EventLog
@@ -256,7 +257,7 @@ class MainScreen(Screen[None]):
         if self.view is None:
             return
         db = self.view.snapshot.database
-        name = db.host if db else "database"
+        name = db.host if isinstance(db, DatabaseState) else "database"
         self.app.push_screen(DetailScreen(f"{name} — Postgres, PgBouncer, Redis", database_text(self.view.snapshot)))
 
     def _open_step_detail(self) -> None:
