@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from lab import aws, faults, hostfs, procs, sshd
-from lab.topology import DB_UID, PROBE_CONSOLE_USER, PROBE_ENV, PROBE_ROLE, ROLLOUT_ENV, LabError, LabHost, LabSpec
+from lab.topology import (
+    APP_SERVICES,
+    DB_UID,
+    PROBE_CONSOLE_USER,
+    PROBE_ENV,
+    PROBE_ROLE,
+    ROLLOUT_ENV,
+    LabError,
+    LabHost,
+    LabSpec,
+)
 
 PG_BIN = Path(os.environ.get("LAB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REQUIRED = {  # binary -> Debian package
@@ -225,7 +235,8 @@ def write_inventory(spec: LabSpec) -> Path:
         'read_only = ["telpro_ssl_check", "running_check"]',
         "",
     ]
-    for svc in ("database", "api", "web", "voice", "ops", "telpro"):
+    # a table per service the fleet runs (a service with no instances is not part of this platform)
+    for svc in ["database", *(s for s in APP_SERVICES if spec.instances.get(s, 0) > 0)]:
         material = ", ".join(f'"{m}"' for m in aws.tls_material_names(spec, svc))
         lines += [
             f"[{env}.services.{svc}]",

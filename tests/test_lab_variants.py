@@ -355,6 +355,7 @@ class TestCaOnlySecrets:
             assert keys & set(TLS_VARS) == {"INTERNAL_CA_CRT_B64"}, svc
         assert set(TLS_VARS) <= set(secret(spec, aws.secret_name(spec, "database")))
         services = _inventory(spec)["services"]
+        assert set(services) == {"database", "api"}  # no table for a service the fleet does not run
         assert services["api"]["tls_material"] == ["ca"]
         assert services["database"]["tls_material"] == ["ca", "cert", "key"]
 
