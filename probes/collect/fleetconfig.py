@@ -329,6 +329,9 @@ async def read_material(
                     value = d.get(k) or next(iter(d.values()), None)
                     if value:
                         data[k] = value
+            if layout == "shared":  # one secret for all, by design: each service holds only what it uses from it
+                needs = needs_of(env, service)
+                data = {k: v for k, v in data.items() if k in needs}
             out[service] = (data.get(TLS_KEYS[0]), data.get(TLS_KEYS[1]), data.get(TLS_KEYS[2]))
         except AwsError as exc:
             errors.append(error_result("certs.present", service, exc.why, str(exc)))
