@@ -599,10 +599,16 @@ class Engine:
         """Prove the apply can finish before anything is written: None, or why it cannot."""
         problems: list[str] = []
         hosts = [r.host for r in preview.restarts]
-        checks = await asyncio.gather(*(check_reachable(self.collector.pool, h, round_trip=True) for h in hosts))
-        for r in checks:
-            if r.verdict is not Verdict.OK:
-                problems.append(f"{r.target} cannot be restarted: {r.summary}")
+        limit = self.env.ssh.connect_timeout
+
+        async def reach(host: str) -> str | None:
+            try:
+                r = await asyncio.wait_for(check_reachable(self.collector.pool, host, round_trip=True), limit)
+            except TimeoutError:
+                return f"{host} cannot be restarted: it did not answer within {limit:g} s (stalled?)"
+            return None if r.verdict is Verdict.OK else f"{host} cannot be restarted: {r.summary}"
+
+        problems += [p for p in await asyncio.gather(*(reach(h) for h in hosts)) if p]
         if preview.changes and preview.service is not None:
             try:
                 await self.store.check_writable(preview.service)
@@ -740,12 +746,14 @@ class Engine:
                 receipts = await self.store.write_all(preview.changes)
             except StoreError as exc:
                 self.collector.invalidate()
-                await journal("intent-done", token=token, ok=False, reason=str(exc))
+                if not exc.partial:  # undone: the store holds what it held before; else the intent stays open
+                    await journal("intent-done", token=token, ok=False, reason=str(exc), step=preview.step,
+                                  service=preview.service)
                 await journal(
                     "apply-done", step=preview.step, service=preview.service, ok=False, stage="write", reason=str(exc)
                 )
                 return done(False, "write", f"{exc}")
-            await journal("intent-done", token=token, ok=True)
+            await journal("intent-done", token=token, ok=True, step=preview.step, service=preview.service)
             for c, receipt in zip(preview.changes, receipts, strict=False):
                 emit("write", None, f"{c.describe(self.env)}  [{receipt}]")
         self.collector.invalidate()  # the next snapshot reads the store as it is now

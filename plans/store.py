@@ -30,7 +30,12 @@ ENV_MAX_BYTES: Final = 1 << 20  # an env file larger than this is not one the co
 
 
 class StoreError(Exception):
-    """A read or write did not happen (or was undone); the message says why and what to do."""
+    """A read or write did not happen (or was undone); the message says why and what to do. `partial`: a
+    write failed and could not be wholly undone — the store holds part of the step (the message says what)."""
+
+    def __init__(self, message: str, *, partial: bool = False) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class StoreDisagreement(StoreError):
@@ -207,7 +212,8 @@ class SsmStore:
                 receipts.append(await self._apply(name, c.old, c.new))
             except Exception as exc:
                 failed = explain(exc, f"writing {name}")
-                raise StoreError(await self._undo(failed, name, c, done)) from None
+                text = await self._undo(failed, name, c, done)
+                raise StoreError(text, partial="REVERT FAILED" in text) from None
             done.append((name, c))
         return receipts
 
@@ -397,7 +403,8 @@ class EnvFileStore:
                 backup = await self._replace(f, written, progress)
                 receipts.append(f"{f.host.name}:{f.path} (backup {backup})")
         except StoreError as exc:
-            raise StoreError(str(exc) + await self._restore(written, progress)) from None
+            text = await self._restore(written, progress)
+            raise StoreError(str(exc) + text, partial="RESTORE FAILED" in text) from None
         except BaseException:  # cancelled mid-transaction: put back what was written, then stop
             await asyncio.shield(self._restore(written, progress))
             raise
