@@ -349,8 +349,11 @@ class Engine:
             broken = await self.lock.release()
             try:
                 if broken is not None:  # someone broke it while we held it: say so, once
-                    await self.journal.write("lock-lost", broken_by=str(getattr(broken, "who", "?")),
-                                             reason=str(getattr(broken, "reason", "")))
+                    await self.journal.write(
+                        "lock-lost",
+                        broken_by=str(getattr(broken, "who", "?")),
+                        reason=str(getattr(broken, "reason", "")),
+                    )
                 await self.journal.write("unlock")
             except JournalError:
                 pass  # the lock is released; a missing unlock line is not worth a failure
@@ -388,8 +391,9 @@ class Engine:
     def _restart_target(self, host: Host, service: str) -> RestartTarget:
         pre = self.env.service(service).pre_restart
         values = {"root": host.root.rstrip("/"), "service": service, "host": host.name, "address": host.address}
-        return RestartTarget(host.name, self.env.update_command(host),
-                             render_command(pre, values, literal_braces=True) if pre else "")
+        return RestartTarget(
+            host.name, self.env.update_command(host), render_command(pre, values, literal_braces=True) if pre else ""
+        )
 
     def _recreates(self, service: str) -> tuple[str, ...]:
         return tuple(self.collector.config.containers(service))
@@ -478,8 +482,11 @@ class Engine:
         else:
             # back: only the instances that run (or may run) the step's values need a restart — one whose
             # restart failed still runs the old values, and is back as soon as the store is
-            restart_hosts = [h for h in hosts if _runs_step(step, snap, h.name)] if step.per_service else (
-                list(hosts) if target.state != "pending" or read_live(step.live, snap).value is not False else [])
+            restart_hosts = (
+                [h for h in hosts if _runs_step(step, snap, h.name)]
+                if step.per_service
+                else (list(hosts) if target.state != "pending" or read_live(step.live, snap).value is not False else [])
+            )
         gates: list[GateResult] = []
         blockers: list[Blocker] = []
         if direction == "advance":
@@ -679,6 +686,19 @@ class Engine:
                 journal_errors.append(text)
                 emit("journal", None, text)
 
+        async def refuse(stage: Stage, why: str) -> Outcome:
+            """A refusal is an outcome, said where everyone reads (the journals), not only here."""
+            await journal(
+                "apply-done",
+                step=preview.step,
+                service=preview.service,
+                direction=preview.direction,
+                ok=False,
+                stage=stage,
+                reason=why,
+            )
+            return done(False, stage, why)
+
         if dry_run:
             checked = self._overridden(preview, overrides, reason or "dry run") if not preview.open else preview
             if isinstance(checked, str):
@@ -688,11 +708,11 @@ class Engine:
         if not reason.strip():
             return done(False, "refused", "a reason is required (it goes in the journal)")
         if self.lock.held is None:
-            return done(False, "refused", "the fleet lock is not held: take it before preview (acquire_lock)")
+            return await refuse("refused", "the fleet lock is not held: take it before preview (acquire_lock)")
         if not preview.open or overrides:
             checked = self._overridden(preview, overrides, reason)
             if isinstance(checked, str):
-                return done(False, "refused", checked)
+                return await refuse("refused", checked)
             if overrides:
                 await journal(
                     "override",
@@ -706,15 +726,14 @@ class Engine:
             preview = checked
         why_not = await self._preflight(preview, emit)
         if why_not is not None:
-            return done(False, "preflight", why_not)
+            return await refuse("preflight", why_not)
         for c in preview.changes:  # compare-and-swap: the store must still hold what the preview showed
             try:
                 now_value = await self.store.read(c.service, c.var)
             except Exception as exc:
-                return done(False, "refused", f"cannot re-read {c.var}: {exc}")
+                return await refuse("refused", f"cannot re-read {c.var}: {exc}")
             if now_value != c.old:
-                return done(
-                    False,
+                return await refuse(
                     "refused",
                     f"the fleet changed since the preview: {c.var} for {c.service} is now "
                     f"{now_value or 'unset'}, was {c.old or 'unset'} — preview again",
@@ -747,8 +766,14 @@ class Engine:
             except StoreError as exc:
                 self.collector.invalidate()
                 if not exc.partial:  # undone: the store holds what it held before; else the intent stays open
-                    await journal("intent-done", token=token, ok=False, reason=str(exc), step=preview.step,
-                                  service=preview.service)
+                    await journal(
+                        "intent-done",
+                        token=token,
+                        ok=False,
+                        reason=str(exc),
+                        step=preview.step,
+                        service=preview.service,
+                    )
                 await journal(
                     "apply-done", step=preview.step, service=preview.service, ok=False, stage="write", reason=str(exc)
                 )
@@ -822,6 +847,22 @@ class Engine:
         )
         outcome = done(ok, "done" if ok else "verify", why, results, changed)
         return outcome if ok else await self._after_failure(step, preview, outcome, on_event, automatic)
+
+    async def refused(self, preview: Preview, reason: str) -> None:
+        """Journal a refusal decided before apply (closed gates and no override), so watchers and the
+        change-window report see it."""
+        try:
+            await self.journal.write(
+                "apply-done",
+                step=preview.step,
+                service=preview.service,
+                direction=preview.direction,
+                ok=False,
+                stage="refused",
+                reason=reason,
+            )
+        except JournalError:
+            pass  # the caller says the refusal itself; a journal that cannot be written is said by the next apply
 
     async def _after_failure(
         self,

@@ -315,8 +315,9 @@ async def _act(args: argparse.Namespace, step_id: str | None,
             print("dry run: " + ("it would proceed" if out.ok else "it would be refused"))
             return 0 if out.ok else 1
         if not preview.open and not args.override:
-            print("refused: " + "; ".join(preview.closed_reasons)
-                  + " — to go ahead anyway, name each with --override ID and give a --reason", file=sys.stderr)
+            why = "refused: " + "; ".join(preview.closed_reasons)
+            await engine.refused(preview, why)
+            print(why + " — to go ahead anyway, name each with --override ID and give a --reason", file=sys.stderr)
             return 1
         reason = _confirm(engine.env, preview, args)
         if reason is None:

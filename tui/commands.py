@@ -302,7 +302,7 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
     """The app `cockpit drive|watch` runs: (app, recorder, recording path). Tests build it the same way.
 
     Watch gets the Collector, a journal reader and a read-only lock view — nothing that can write."""
-    from probes.collect import Collector
+    from plans.collecting import collector_for
     from probes.inventory import load_inventory
     from tui.app import make_app
     from tui.feed import LiveFeed, ReadOnlyLock
@@ -313,7 +313,8 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
     plan = _plan(plan_path)
     directory = recordings or recordings_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    collector = Collector(env)
+    # watch runs only the host commands the inventory marks read-only; drive runs the inventory's checks
+    collector = collector_for(env, plan, read_only=mode != "drive")
     services = [s for s in env.service_names if env.service(s).role == "app"]
     path = recording_path(directory, env.name, time.time())
     recorder = Recorder(path, env=env.name, mode=mode, protected=env.protected, plan=plan.name,
