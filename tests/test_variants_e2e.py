@@ -47,13 +47,15 @@ def plan_json(spec: LabSpec, state: Path) -> dict[str, object]:
 
 
 def envfiles(spec: LabSpec) -> dict[str, str]:
+    from lab.manifests import APP_ROLLOUT, DATABASE_ROLLOUT
     from lab.rolloutenv import source
 
+    names = [*DATABASE_ROLLOUT, *APP_ROLLOUT]
     out = {}
     for h in spec.hosts()[1:]:
         f = Path(h.root) / "opt/deployment/rollout.env"
         if f.exists():
-            out[h.name] = json.dumps(source(f), sort_keys=True)
+            out[h.name] = json.dumps(source(f, names), sort_keys=True)
     return out
 
 
