@@ -26,8 +26,9 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from inventory.load import parse_inventory
+from inventory.model import InventoryError
 from plans.plan import PlanError, parse_plan
-from probes.inventory import InventoryError, parse_inventory
 
 TRACKS = 8
 VARS_PER_TRACK = 4

@@ -23,11 +23,11 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab-operator")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
+from inventory.load import load_inventory
 from lab import aws, control
 from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec, parse_instances
 from probes.collect import Collector
-from probes.inventory import load_inventory
 from probes.ssh import SshPool
 
 FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"

@@ -17,6 +17,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab-operator")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
+from inventory.load import load_inventory
 from lab import control, scenarios
 from lab.netclaim import claimed
 from lab.topology import LabSpec
@@ -25,7 +26,6 @@ from plans.journal import Journal
 from plans.plan import default_plan
 from plans.position import next_action_in
 from probes.collect import Collector
-from probes.inventory import load_inventory
 
 
 async def run(inv: Path, journal_dir: Path) -> list[tuple[str, str, int, float, float, float]]:

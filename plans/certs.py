@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from inventory.model import Environment
 from probes import certs
 from probes.aws import Aws, AwsError, explain
 from probes.collect.fleetconfig import cert_checks, needs_of, read_material
-from probes.inventory import Environment
 from probes.model import CheckResult, Verdict
 
 KEYS = (certs.CA_VAR, certs.CERT_VAR, certs.KEY_VAR)

@@ -3,9 +3,9 @@ every path a step will set — so a plan that adds a variable is read from the f
 
 from __future__ import annotations
 
+from inventory.model import Environment
 from plans.plan import Plan
 from probes.collect import Collector
-from probes.inventory import Environment
 from probes.ssh import SshPool
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from inventory.model import Environment, Host, render_command
 from plans.facts import read_live, read_live_instance
 from plans.gates import GATES, GateResult, evaluate, override
 from plans.hazards import Blocker, rollback_blockers
@@ -31,7 +32,6 @@ from plans.plan import Plan, Step
 from plans.position import Position, TargetPosition, derive_position, env_order_gate
 from plans.store import Change, ConfigStore, StoreError
 from probes.collect import Collector
-from probes.inventory import Environment, Host, render_command
 from probes.model import Verdict
 from probes.snapshot import FleetSnapshot
 from probes.ssh import check_reachable

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from probes.inventory import Environment
+from inventory.model import Environment
 from probes.ssh import SshPool
 
 FLEET_PATH = "/var/log/rollout-cockpit/journal.jsonl"

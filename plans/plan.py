@@ -23,10 +23,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from inventory import toml as tomlreader
+from inventory.model import OTHERS
+from inventory.names import service_name_problem
+from inventory.tomllines import KeyPath, format_key_path
 from plans.gates import GATES, LIVE
-from probes import tomlreader
-from probes.inventory import OTHERS, service_name_problem
-from probes.tomlreader import KeyPath, format_key_path
 
 __all__ = [
     "DEFAULT_CA_FILE_VARIABLES",

@@ -31,7 +31,7 @@ from probes.model import Unknown, Verdict
 from probes.snapshot import ConfiguredValue, FleetSnapshot
 
 if TYPE_CHECKING:
-    from probes.inventory import Environment
+    from inventory.model import Environment
 
 __all__ = [
     "STATES",

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from inventory.model import Environment, Host
 from plans import envfile
 from probes.aws import Aws, AwsError, explain
-from probes.inventory import Environment, Host
 from probes.ssh import SshError, SshErrorKind, SshPool
 
 SSM_MAX_VALUE: Final = 4096  # bytes, standard-tier parameters

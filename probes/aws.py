@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.inventory import Environment
+from inventory.model import Environment
 from probes.model import Why
 
 

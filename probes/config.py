@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from inventory.model import Environment
 from probes.aws import Aws, AwsError
 from probes.envparse import EnvValues, read_env
-from probes.inventory import Environment
 from probes.model import Unknown
 from probes.snapshot import ConfigSource, Configured, ConfiguredValue
 

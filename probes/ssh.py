@@ -47,7 +47,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
-from probes.inventory import Environment, Host
+from inventory.model import Environment, Host
 from probes.model import CheckResult, Verdict, Why
 
 __all__ = [

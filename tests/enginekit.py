@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from inventory.load import load_inventory
 from lab.topology import LabSpec
 from plans.engine import Engine
 from plans.journal import Journal
 from plans.plan import default_plan
 from probes.collect import Collector
-from probes.inventory import load_inventory
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent

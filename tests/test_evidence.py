@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from inventory.load import load_inventory
 from lab import aws, control, scenarios
 from lab.topology import LabSpec
 from plans.collecting import collector_for
 from plans.plan import default_plan
-from probes.inventory import load_inventory
 from probes.model import Unknown, Verdict
 from probes.snapshot import DatabaseState, FleetSnapshot, Handshake, LegView
 from tests.enginekit import REPO, cockpit

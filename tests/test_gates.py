@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from inventory.load import load_inventory
+from inventory.model import Environment
 from plans.gates import GATES, LIVE, NO_DATABASE, GateResult, evaluate
 from plans.hazards import rollback_blockers
 from plans.plan import default_plan
 from plans.position import derive_position, env_order_gate
-from probes.inventory import Environment, load_inventory
 from probes.model import Unknown, Why
 from probes.snapshot import CaFile, Connection, FleetSnapshot, Handshake, LegUse, LegView
 from tests.snapshots_factory import (

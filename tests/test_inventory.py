@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from probes.inventory import (
-    Environment,
-    InventoryError,
-    format_key_path,
-    iter_key_lines,
-    load_inventory,
-    parse_inventory,
-)
+from inventory.load import load_inventory, parse_inventory
+from inventory.model import Environment, InventoryError
+from inventory.tomllines import format_key_path, iter_key_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "inventory.example.toml"
@@ -644,7 +639,7 @@ def test_added_keys_read() -> None:
 
 
 def test_material_variables() -> None:
-    from probes.inventory import MATERIAL_VARIABLES, MATERIALS
+    from inventory.model import MATERIAL_VARIABLES, MATERIALS
 
     assert [MATERIAL_VARIABLES[m] for m in MATERIALS] == [
         "INTERNAL_CA_CRT_B64",
@@ -831,7 +826,7 @@ def test_empty_root_vanishes_inside_a_word_and_stays_a_word_alone() -> None:
     env = _quoting_env("/", "api-01")
     host = env.hosts[0]
     assert env.update_command(host) == "/opt/services/api/update.sh --restart-only --host api-01"
-    from probes.inventory import render_command
+    from inventory.model import render_command
 
     assert render_command("ls {root} -d", {"root": ""}) == "ls '' -d"
     assert render_command("x{root};y", {"root": ""}) == "x;y"

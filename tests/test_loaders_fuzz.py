@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inventory.load import load_inventory, parse_inventory
+from inventory.model import InventoryError
 from plans.plan import PlanError, load_plan, parse_plan
-from probes.inventory import InventoryError, load_inventory, parse_inventory
 from tests.test_inventory import BASE, FLEET
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,11 +19,12 @@ from pathlib import Path
 import boto3
 import pytest
 
+from inventory.load import load_inventory
+from inventory.model import Environment
 from lab import procs
 from lab.netclaim import claimed
 from plans.lock import KEEP, FleetLock, LockError, LockInfo, stale_reason
 from probes.aws import Aws
-from probes.inventory import Environment, load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -335,7 +336,7 @@ import asyncio, sys, time
 from pathlib import Path
 from plans.lock import FleetLock
 from probes.aws import Aws
-from probes.inventory import load_inventory
+from inventory.load import load_inventory
 env = load_inventory(Path(sys.argv[1])).env()
 info = asyncio.run(FleetLock(Aws(env), env.namespace).acquire("pg-4"))
 print("held", info.generation, flush=True)

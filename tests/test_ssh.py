@@ -22,10 +22,11 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from inventory.load import load_inventory
+from inventory.model import Environment, Host
 from lab import control, pki, procs, sshd
 from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec
-from probes.inventory import Environment, Host, load_inventory
 from probes.model import Verdict
 from probes.ssh import CommandResult, FileStat, SshError, SshErrorKind, SshPool, check_reachable
 

@@ -17,12 +17,13 @@ from typing import Any
 import boto3
 import pytest
 
+from inventory.load import load_inventory
+from inventory.model import Environment
 from lab import procs
 from lab.netclaim import claimed
 from lab.topology import LabSpec
 from plans.store import Change, EnvFileStore, SsmStore, StoreDisagreement, StoreError, StoreEvent
 from probes.aws import Aws
-from probes.inventory import Environment, load_inventory
 from probes.ssh import SshPool
 
 HOSTS = ("staging-api-01", "staging-api-02")

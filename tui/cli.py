@@ -16,8 +16,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inventory.load import load_inventory
+from inventory.model import Environment, InventoryError
 from plans.plan import Plan, PlanError
-from probes.inventory import Environment, InventoryError, load_inventory
 
 if TYPE_CHECKING:
     from plans.engine import Engine, EngineEvent, Outcome, Preview, RollControl

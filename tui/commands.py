@@ -302,8 +302,8 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
     """The app `cockpit drive|watch` runs: (app, recorder, recording path). Tests build it the same way.
 
     Watch gets the Collector, a journal reader and a read-only lock view — nothing that can write."""
+    from inventory.load import load_inventory
     from plans.collecting import collector_for
-    from probes.inventory import load_inventory
     from tui.app import make_app
     from tui.feed import LiveFeed, ReadOnlyLock
     from tui.recording import DEFAULT_FULL_EVERY, Recorder, recording_path, recordings_dir

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from inventory.model import Environment
 from probes.aws import AwsError
 from probes.collect.fleetconfig import ProbeCredentials
-from probes.inventory import Environment
 from probes.model import CheckResult, Unknown, Verdict, Why
 from probes.snapshot import Cause, DatabaseState
 

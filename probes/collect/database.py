@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from inventory.model import Environment, Host
 from probes import certs, tls
 from probes.collect.fleetconfig import ProbeCredentials
 from probes.collect.hostfiles import HostFiles, Missing
 from probes.collect.judge import judge
-from probes.inventory import Environment, Host
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.pgbouncer import PgBouncerFacts, PgBouncerSession
 from probes.postgres import PostgresFacts, PostgresSession, hba_from_file, probe_end_to_end

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from inventory.model import MATERIAL_VARIABLES, Environment, Host
 from probes import certs
 from probes.aws import Aws, AwsError, Parameter
 from probes.collect.hostfiles import HostFiles, Missing
 from probes.config import parse_env_text, parse_manifest, read_service_config, rollout_vars
-from probes.inventory import MATERIAL_VARIABLES, Environment, Host
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import Configured
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from inventory.model import Environment, Host
 from probes.collect.cache import TtlCache
 from probes.collect.hostfiles import HostFiles, Missing
 from probes.http import KeptHttp
-from probes.inventory import Environment, Host
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import CaFile, Configured, DatabaseState, InstanceState, LegUse, LegView
 from probes.ssh import SshPool

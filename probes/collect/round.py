@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inventory.model import Environment, Host
 from probes.aws import Aws, AwsError
 from probes.collect.causes import root_causes
 from probes.collect.database import DatabaseProbe
@@ -21,7 +22,6 @@ from probes.collect.fleetconfig import FleetConfig, Material, ProbeCredentials, 
 from probes.collect.hostfiles import HostFiles
 from probes.collect.inflight import InFlight
 from probes.collect.instance import DEFAULT_CA, HostReads, InstanceProbe, _ca_paths_of
-from probes.inventory import Environment, Host
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import Configured, DatabaseState, FleetSnapshot
 from probes.ssh import SshPool, check_reachable
