@@ -28,7 +28,7 @@ from lab import aws, control
 from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec, parse_instances
 from probes.collect import Collector
-from probes.ssh import SshPool
+from probes.ssh.pool import SshPool
 
 FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
 

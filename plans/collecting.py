@@ -6,7 +6,7 @@ from __future__ import annotations
 from inventory.model import Environment
 from plans.plan import Plan
 from probes.collect import Collector
-from probes.ssh import SshPool
+from probes.ssh.pool import SshPool
 
 
 def plan_variables(plan: Plan) -> dict[str, tuple[str, ...]]:

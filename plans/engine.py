@@ -34,7 +34,7 @@ from plans.store import Change, ConfigStore, StoreError
 from probes.collect import Collector
 from probes.model import Verdict
 from probes.snapshot import FleetSnapshot
-from probes.ssh import check_reachable
+from probes.ssh.reach import check_reachable
 
 Direction = Literal["advance", "rollback", "restart"]
 Stage = Literal["refused", "preflight", "write", "restart", "verify", "done", "dry-run", "stopped"]

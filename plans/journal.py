@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory.model import Environment
-from probes.ssh import SshPool
+from probes.ssh.pool import SshPool
 
 FLEET_PATH = "/var/log/rollout-cockpit/journal.jsonl"
 MAX_READ = 16 << 20

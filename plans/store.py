@@ -23,7 +23,8 @@ from typing import Any, Final, Literal, Protocol
 from inventory.model import Environment, Host
 from plans import envfile
 from probes.aws import Aws, AwsError, explain
-from probes.ssh import SshError, SshErrorKind, SshPool
+from probes.ssh.pool import SshPool
+from probes.ssh.results import SshError, SshErrorKind
 
 SSM_MAX_VALUE: Final = 4096  # bytes, standard-tier parameters
 ENV_MAX_BYTES: Final = 1 << 20  # an env file larger than this is not one the cockpit edits

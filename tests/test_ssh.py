@@ -28,7 +28,9 @@ from lab import control, pki, procs, sshd
 from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec
 from probes.model import Verdict
-from probes.ssh import CommandResult, FileStat, SshError, SshErrorKind, SshPool, check_reachable
+from probes.ssh.pool import SshPool
+from probes.ssh.reach import check_reachable
+from probes.ssh.results import CommandResult, FileStat, SshError, SshErrorKind
 
 pytestmark = pytest.mark.lab
 

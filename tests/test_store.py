@@ -24,7 +24,7 @@ from lab.netclaim import claimed
 from lab.topology import LabSpec
 from plans.store import Change, EnvFileStore, SsmStore, StoreDisagreement, StoreError, StoreEvent
 from probes.aws import Aws
-from probes.ssh import SshPool
+from probes.ssh.pool import SshPool
 
 HOSTS = ("staging-api-01", "staging-api-02")
 STORE_PATH = "/opt/deployment/rollout-test.env"

@@ -27,7 +27,8 @@ from probes.pgbouncer import PgBouncerFacts, PgBouncerSession
 from probes.postgres import PostgresFacts, PostgresSession, hba_from_file, probe_end_to_end
 from probes.redis import RedisFacts, RedisSession
 from probes.snapshot import Configured, Connection, DatabaseState, Handshake, Leg, LegView
-from probes.ssh import SshError, SshPool, ssh_why
+from probes.ssh.pool import SshPool
+from probes.ssh.results import SshError, ssh_why
 
 T = TypeVar("T")
 OWN_PREFIX = "rollout-cockpit-probe"  # application_name / CLIENT SETNAME of every cockpit's probes
@@ -661,7 +662,7 @@ class DatabaseProbe:
         target = f"{db.name}:/etc/ssl/internal/server.key"
         st = await self.pool.stat(db.name, key_path)
         if isinstance(st, SshError):
-            from probes.ssh import SshErrorKind
+            from probes.ssh.results import SshErrorKind
 
             if st.kind is SshErrorKind.NO_SUCH_FILE:
                 out.append(_res("files.key", target, Verdict.WARN, "not decoded yet (no key file)"))

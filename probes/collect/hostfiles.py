@@ -8,7 +8,8 @@ import time
 from probes.collect.cache import TtlCache
 from probes.collect.procnet import listening_ports, past_listeners
 from probes.model import Unknown
-from probes.ssh import FileStat, SshError, SshErrorKind, SshPool, ssh_why
+from probes.ssh.pool import SshPool
+from probes.ssh.results import FileStat, SshError, SshErrorKind, ssh_why
 
 FILE_REREAD = 10.0  # seconds a small host file may be served from its cache
 MAX_SMALL_FILE = 1 << 16

@@ -21,7 +21,7 @@ from probes.collect.hostfiles import HostFiles, Missing
 from probes.http import KeptHttp
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import CaFile, Configured, DatabaseState, InstanceState, LegUse, LegView
-from probes.ssh import SshPool
+from probes.ssh.pool import SshPool
 
 DEFAULT_CA = "/etc/ssl/internal/ca.crt"
 REQUIRING = ("require", "verify-ca", "verify-full")

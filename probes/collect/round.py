@@ -24,7 +24,8 @@ from probes.collect.inflight import InFlight
 from probes.collect.instance import DEFAULT_CA, HostReads, InstanceProbe, _ca_paths_of
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import Configured, DatabaseState, FleetSnapshot
-from probes.ssh import SshPool, check_reachable
+from probes.ssh.pool import SshPool
+from probes.ssh.reach import check_reachable
 
 CA_VARIABLES = ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")
 
