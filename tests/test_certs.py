@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab import pki
-from probes import certs
+from probes import certagreement, certs
+from probes import pem as pemparse
 from probes.certs import CA_VAR, CERT_VAR, CHECK_IDS, KEY_VAR
 from probes.model import CheckResult, Verdict
 
@@ -326,7 +327,7 @@ def test_decode_failures(
 def test_decode_accepts_wrapped_base64(base: pki.Material) -> None:
     wrapped = base64.encodebytes(base.cert_pem).decode()  # 76-column lines
     assert "\n" in wrapped.strip()
-    assert certs.decode_b64_pem(wrapped) == base.cert_pem
+    assert pemparse.decode_b64_pem(wrapped) == base.cert_pem
     res = run(pki.b64(base.ca_pem), wrapped + "\n", pki.b64(base.key_pem))
     assert set(verdicts(res).values()) == {Verdict.OK}
 
@@ -334,7 +335,7 @@ def test_decode_accepts_wrapped_base64(base: pki.Material) -> None:
 def test_decode_b64_pem_errors() -> None:
     for bad, why in [("", "empty"), ("%%%", "not valid base64"), ("-----BEGIN X-----", "raw PEM")]:
         with pytest.raises(ValueError, match=why):
-            certs.decode_b64_pem(bad)
+            pemparse.decode_b64_pem(bad)
 
 
 # --- CA and chain ----------------------------------------------------------------------------------
@@ -535,31 +536,31 @@ def test_module_does_not_import_textual() -> None:
 
 
 def test_cert_info_and_fingerprints(base: pki.Material) -> None:
-    info = certs.cert_info(base.cert_pem)
+    info = pemparse.cert_info(base.cert_pem)
     assert info.subject == f"CN={DNS}" and info.issuer == "CN=Lab Internal CA"
     assert info.sans_dns == (DNS,) and info.sans_ip == ("10.0.0.5",)
-    assert info.is_ca is False and certs.cert_info(base.ca_pem).is_ca is True
+    assert info.is_ca is False and pemparse.cert_info(base.ca_pem).is_ca is True
     assert info.not_before.tzinfo is not None and info.not_before < NOW < info.not_after
     assert re.fullmatch(r"[0-9a-f]{64}", info.fingerprint_sha256)
     assert re.fullmatch(r"[0-9a-f]{64}", info.pubkey_sha256)
-    assert certs.fingerprint(base.cert_pem) == info.fingerprint_sha256
+    assert pemparse.fingerprint(base.cert_pem) == info.fingerprint_sha256
     der = x509.load_pem_x509_certificate(base.cert_pem).public_bytes(serialization.Encoding.DER)
-    assert certs.fingerprint(der) == info.fingerprint_sha256  # DER accepted too
-    assert certs.cert_info(der) == info
-    assert certs.pubkey_fingerprint_of_key(base.key_pem) == info.pubkey_sha256
+    assert pemparse.fingerprint(der) == info.fingerprint_sha256  # DER accepted too
+    assert pemparse.cert_info(der) == info
+    assert pemparse.pubkey_fingerprint_of_key(base.key_pem) == info.pubkey_sha256
     other = pki.variant("key-mismatch", base, DNS)
-    assert certs.pubkey_fingerprint_of_key(other.key_pem) != info.pubkey_sha256
+    assert pemparse.pubkey_fingerprint_of_key(other.key_pem) != info.pubkey_sha256
     with pytest.raises(ValueError):
-        certs.cert_info(b"garbage")
+        pemparse.cert_info(b"garbage")
     with pytest.raises(ValueError):
-        certs.pubkey_fingerprint_of_key(base.cert_pem)
+        pemparse.pubkey_fingerprint_of_key(base.cert_pem)
 
 
 # --- agreement -------------------------------------------------------------------------------------
 
 
 def test_agreement_all_same(base: pki.Material) -> None:
-    r = certs.check_agreement({s: b64s(base) for s in ("api", "web", "voice")}, target="env")
+    r = certagreement.check_agreement({s: b64s(base) for s in ("api", "web", "voice")}, target="env")
     assert r.verdict is Verdict.OK and r.check == "certs.agreement" and r.target == "env"
     assert r.summary == "all 3 services hold the same CA, cert and key"
     assert_no_secrets([r], base)
@@ -574,7 +575,7 @@ def test_agreement_names_the_odd_one_and_the_lacking(base: pki.Material) -> None
         "voice": (ca, pki.b64(g.cert_pem), pki.b64(g.key_pem)),
         "ops": (ca, cert, None),
     }
-    r = certs.check_agreement(per, target="env")
+    r = certagreement.check_agreement(per, target="env")
     assert r.verdict is Verdict.FAIL
     assert f"voice holds a different {CERT_VAR} than api, ops, web" in r.summary
     assert f"voice holds a different {KEY_VAR} than api, web" in r.summary
@@ -587,16 +588,16 @@ def test_agreement_names_the_odd_one_and_the_lacking(base: pki.Material) -> None
 def test_agreement_ignores_base64_line_wrapping(base: pki.Material) -> None:
     ca, cert, key = b64s(base)
     wrapped = base64.encodebytes(base.cert_pem).decode()
-    r = certs.check_agreement({"api": (ca, cert, key), "web": (ca, wrapped, key)}, target="env")
+    r = certagreement.check_agreement({"api": (ca, cert, key), "web": (ca, wrapped, key)}, target="env")
     assert r.verdict is Verdict.OK, r.summary
 
 
 def test_agreement_edge_cases(base: pki.Material) -> None:
-    r = certs.check_agreement({}, target="env")
+    r = certagreement.check_agreement({}, target="env")
     assert r.verdict is Verdict.ERROR and r.summary.startswith("not checked:")
-    r = certs.check_agreement({"api": b64s(base)}, target="env")
+    r = certagreement.check_agreement({"api": b64s(base)}, target="env")
     assert r.verdict is Verdict.OK and "only api" in r.summary
-    r = certs.check_agreement({"api": (None, None, None), "web": (None, None, None)}, target="env")
+    r = certagreement.check_agreement({"api": (None, None, None), "web": (None, None, None)}, target="env")
     assert r.verdict is Verdict.FAIL and "api lacks" in r.summary and "web lacks" in r.summary
 
 
@@ -606,25 +607,25 @@ def test_agreement_edge_cases(base: pki.Material) -> None:
 def test_served_matches(base: pki.Material) -> None:
     der = x509.load_pem_x509_certificate(base.cert_pem).public_bytes(serialization.Encoding.DER)
     for served in (der, base.cert_pem):
-        r = certs.check_served_matches(served, base.cert_pem, target="db:5432")
+        r = certagreement.check_served_matches(served, base.cert_pem, target="db:5432")
         assert r.verdict is Verdict.OK and r.check == "certs.served" and r.target == "db:5432"
-        assert r.evidence["served"]["fingerprint_sha256"] == certs.fingerprint(base.cert_pem)
+        assert r.evidence["served"]["fingerprint_sha256"] == pemparse.fingerprint(base.cert_pem)
 
 
 def test_served_differs_after_rotation(base: pki.Material) -> None:
     g = pki.variant("good", base, DNS)
-    r = certs.check_served_matches(base.cert_pem, g.cert_pem, target="db:5432")
+    r = certagreement.check_served_matches(base.cert_pem, g.cert_pem, target="db:5432")
     assert r.verdict is Verdict.FAIL
     assert r.summary.endswith("restart did not pick up new material?")
-    assert certs.fingerprint(base.cert_pem)[:16] in r.summary
-    assert certs.fingerprint(g.cert_pem)[:16] in r.summary
+    assert pemparse.fingerprint(base.cert_pem)[:16] in r.summary
+    assert pemparse.fingerprint(g.cert_pem)[:16] in r.summary
     assert_no_secrets([r], base, g)
 
 
 def test_served_unreadable_is_error(base: pki.Material) -> None:
-    r = certs.check_served_matches(b"", base.cert_pem, target="db")
+    r = certagreement.check_served_matches(b"", base.cert_pem, target="db")
     assert r.verdict is Verdict.ERROR and "not checked" in r.summary
-    r = certs.check_served_matches(b"\x30\x82junk", base.cert_pem, target="db")
+    r = certagreement.check_served_matches(b"\x30\x82junk", base.cert_pem, target="db")
     assert r.verdict is Verdict.ERROR and "could not read the served certificate" in r.summary
-    r = certs.check_served_matches(base.cert_pem, b"nope", target="db")
+    r = certagreement.check_served_matches(base.cert_pem, b"nope", target="db")
     assert r.verdict is Verdict.ERROR and "could not read the expected certificate" in r.summary

@@ -489,7 +489,7 @@ def test_prune_deletes_only_its_own_recordings(tmp_path: Path) -> None:
 
 
 def test_redaction_keeps_who_disagrees_on_the_key(tmp_path: Path) -> None:
-    from probes.certs import check_agreement
+    from probes.certagreement import check_agreement
 
     key_a, key_b = FAKE_KEY_B64, FAKE_KEY_B64[::-1]
     agreement = check_agreement({"api": ("Q0E=", "Q0VSVA==", key_a), "web": ("Q0E=", "Q0VSVA==", key_a),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from inventory.model import Environment, Host
-from probes import certs, tls
+from probes import pem, tls
 from probes.collect.fleetconfig import ProbeCredentials
 from probes.collect.hostfiles import HostFiles, Missing
 from probes.collect.judge import judge
@@ -278,7 +278,7 @@ class DatabaseProbe:
         """The four listeners' handshakes — or the same, healthy, from under `probe_ttl` ago."""
         d = self.env.database
         name, t = d.dns_name, self.timeout
-        fp = certs.fingerprint(cert_pem) if cert_pem else None
+        fp = pem.fingerprint(cert_pem) if cert_pem else None
         password = creds.redis_password if creds else None
         key = (eps, _sha(ca_pem) if ca_pem else None, fp, name, password)
         reused: tuple[CheckResult, ...] | None = self._fresh(self._handshakes, key)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inventory.model import MATERIAL_VARIABLES, Environment, Host
-from probes import certs
+from probes import certagreement, certs
 from probes.aws import Aws, AwsError, Parameter
 from probes.collect.hostfiles import HostFiles, Missing
 from probes.config import parse_env_text, parse_manifest, read_service_config, rollout_vars
@@ -293,7 +293,7 @@ def cert_checks(env: Environment, material: Material) -> list[CheckResult]:
             ca, cert, key, dns_name=env.database.dns_name, target=service, now=now, needs=needs[service]
         )
     if len(material) > 1:
-        results.append(certs.check_agreement(material, target="all services", needs=needs))
+        results.append(certagreement.check_agreement(material, target="all services", needs=needs))
     return results
 
 
