@@ -9,6 +9,7 @@ so `if fact:` on a fact that might be unknown fails loudly in tests instead of r
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, TypeVar
@@ -192,3 +193,15 @@ def infer_why(summary: str) -> Why:
 def error_result(check: str, target: str, why: Why, summary: str, **evidence: Any) -> CheckResult:
     """An ERROR (could not measure) result with its reason."""
     return CheckResult(check, target, Verdict.ERROR, summary, evidence, why=why)
+
+
+def bug_result(check: str, target: str, exc: BaseException, t0: float) -> CheckResult:
+    """ERROR for an exception nobody anticipated: a bug in the probe, not a fact about the server."""
+    return CheckResult(
+        check,
+        target,
+        Verdict.ERROR,
+        f"probe bug (not a server fact): {type(exc).__name__}: {exc}",
+        {"exception": type(exc).__name__, "detail": str(exc)[:500]},
+        (time.perf_counter() - t0) * 1000.0,
+    )

@@ -32,8 +32,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from probes.model import CheckResult, Verdict
-from probes.tls import bug_result
+from probes.model import CheckResult, Verdict, bug_result
 
 __all__ = [
     "Client",

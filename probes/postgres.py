@@ -4,7 +4,7 @@
 Leg 1 (app → PgBouncer) is only visible in PgBouncer's ``SHOW CLIENTS`` (see probes.pgbouncer).
 
 TLS verification: asyncpg verifies the certificate against the address it dials. Pass a context
-from ``probes.tls.make_client_context(ca_pem, server_name=...)`` to verify the DB's DNS name
+from ``probes.tlscontext.make_client_context(ca_pem, server_name=...)`` to verify the DB's DNS name
 whatever address (an IP, a tunnel) is dialled. ``None`` means plaintext (``ssl=False``).
 
 Nothing here raises: failures become results in the returned facts.
@@ -21,8 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from probes.model import CheckResult, Verdict
-from probes.tls import bug_result
+from probes.model import CheckResult, Verdict, bug_result
 
 __all__ = [
     "PROBE_APPLICATION_NAME",

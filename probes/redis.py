@@ -31,8 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from probes.model import CheckResult, Verdict
-from probes.tls import bug_result
+from probes.model import CheckResult, Verdict, bug_result
 
 __all__ = [
     "PROBE_CLIENT_NAME",
@@ -209,7 +208,7 @@ def _cert_required(exc: ssl.SSLError) -> bool:
 class RedisSession:
     """A kept connection for repeated `sample()` calls: CONFIG GET port/tls-port, CLIENT LIST.
 
-    With `ssl_context` (e.g. ``probes.tls.make_client_context(ca_pem)``) the connection uses TLS
+    With `ssl_context` (e.g. ``probes.tlscontext.make_client_context(ca_pem)``) the connection uses TLS
     and verifies `server_name` (default: `host`); without, plaintext. The connection is opened
     lazily and dropped after any failure; the next sample reconnects.
     """

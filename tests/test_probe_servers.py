@@ -30,12 +30,12 @@ from probes.pgbouncer import PgBouncerSession, probe_pgbouncer
 from probes.postgres import PostgresFacts, PostgresSession, probe_end_to_end, probe_postgres
 from probes.redis import PrebuiltSSLConnection, RedisSession, probe_redis
 from probes.tls import (
-    make_client_context,
     probe_pg_tls,
     probe_plain_port,
     probe_redis_plain,
     probe_redis_tls,
 )
+from probes.tlscontext import make_client_context
 from tests.dbservers import (
     ADMIN_PASSWORD,
     ADMIN_USER,

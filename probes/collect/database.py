@@ -29,6 +29,7 @@ from probes.redis import RedisFacts, RedisSession
 from probes.snapshot import Configured, Connection, DatabaseState, Handshake, Leg, LegView
 from probes.ssh.pool import SshPool
 from probes.ssh.results import SshError, ssh_why
+from probes.tlscontext import make_client_context
 
 T = TypeVar("T")
 OWN_PREFIX = "rollout-cockpit-probe"  # application_name / CLIENT SETNAME of every cockpit's probes
@@ -137,7 +138,7 @@ class DatabaseProbe:
 
     def _client_ctx(self, ca_pem: bytes) -> Any:
         if self._ca_ctx is None or self._ca_ctx[0] != ca_pem:
-            self._ca_ctx = (ca_pem, tls.make_client_context(ca_pem, server_name=self.env.database.dns_name))
+            self._ca_ctx = (ca_pem, make_client_context(ca_pem, server_name=self.env.database.dns_name))
         return self._ca_ctx[1]
 
     async def _endpoint(self, port: int) -> tuple[str, int] | SshError:
