@@ -25,6 +25,8 @@ from plans.lock import KEEP, FleetLock, LockError, LockInfo, stale_reason
 from probes.aws import Aws
 from probes.inventory import Environment, load_inventory
 
+pytestmark = pytest.mark.lab
+
 REPO = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
 
