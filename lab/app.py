@@ -52,7 +52,7 @@ class LabLoop(asyncio.SelectorEventLoop):
     The lab has no DNS; apps still dial (and verify) the DB's private name, as real apps do.
     """
 
-    async def create_connection(self, protocol_factory, host=None, port=None, **kw):  # type: ignore[no-untyped-def,override]
+    async def create_connection(self, protocol_factory, host=None, port=None, **kw):  # type: ignore[no-untyped-def]
         if host in RESOLVE:
             if kw.get("ssl") and kw.get("server_hostname") is None:
                 kw["server_hostname"] = host
@@ -176,8 +176,8 @@ class Service:
     def _redis_target(self) -> tuple[str, int, bool, str]:
         e = self.env
         if self.otel:
-            host, _, port = e["REDIS_ENDPOINT"].rpartition(":")
-            return host, int(port), e.get("OTEL_REDIS_TLS", "false") == "true", e.get("REDIS_TLS_CA_FILE", "")
+            host, _, port_text = e["REDIS_ENDPOINT"].rpartition(":")
+            return host, int(port_text), e.get("OTEL_REDIS_TLS", "false") == "true", e.get("REDIS_TLS_CA_FILE", "")
         tls = e.get("REDIS_TLS_ENABLED", "false") == "true"
         port = int(e.get("REDIS_TLS_PORT", "6380") if tls else e.get("REDIS_PORT", "6379"))
         return e["REDIS_HOST"], port, tls, e.get("REDIS_TLS_CA_FILE", "")
@@ -223,7 +223,9 @@ class Service:
                 if leg == "db":
                     if self.db is None or self.db.is_closed():
                         self.db = await asyncio.wait_for(self._db_connect(remaining), remaining)
-                    await self.db.fetchval("SELECT 1", timeout=min(1.0, remaining))
+                    db = self.db
+                    assert db is not None
+                    await db.fetchval("SELECT 1", timeout=min(1.0, remaining))
                 else:
                     if self.redis is None:
                         self.redis = await asyncio.wait_for(self._redis_connect(remaining), remaining)

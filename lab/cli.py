@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lab import control, scenarios
-from lab.topology import VARIANT_HELP, LabSpec, default_lab_dir, parse_instances, parse_variants
+from lab.topology import VARIANT_HELP, LabError, LabSpec, default_lab_dir, parse_instances, parse_variants
 
 
 def build_parser(prog: str = "cockpit lab") -> argparse.ArgumentParser:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None, prog: str = "cockpit lab") -> int:
             else:
                 _print_meters(ms)
             return 0
-    except (control.LabError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (LabError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 1
     return 2

@@ -54,9 +54,7 @@ def start_daemon(
     logfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as log:
-        kwargs: dict[str, object] = {}
-        if uid is not None and os.geteuid() == 0:
-            kwargs.update(user=uid, group=gid if gid is not None else uid, extra_groups=[])
+        as_user = uid is not None and os.geteuid() == 0
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -66,12 +64,15 @@ def start_daemon(
             cwd=str(cwd) if cwd else None,
             start_new_session=True,
             close_fds=True,
-            **kwargs,  # type: ignore[arg-type]
+            user=uid if as_user else None,
+            group=(gid if gid is not None else uid) if as_user else None,
+            extra_groups=[] if as_user else None,
         )
     pidfile.write_text(f"{proc.pid}\n")
     # Do not wait: the daemon outlives us. Forget the Popen so no ResourceWarning fires.
     proc.returncode = 0
-    return proc.pid
+    pid: int = proc.pid
+    return pid
 
 
 def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> bool:

@@ -414,10 +414,16 @@ class Engine:
         if service == self.plan.database_service and not any(g.gate == "certs_valid" for g in gates):
             gates.append(evaluate("certs_valid", snap, now=now, plan=self.plan))
 
-    async def _previous_values(self, step: Step, service: str) -> dict[str, str | None]:
+    async def _previous_values(self, step: Step, service: str, notes: list[str]) -> dict[str, str | None]:
         """The values that were there before the last advance of `step` for `service`, from the journals'
-        intents — what a rollback restores, so a value set by hand before the step is never lost."""
-        entries = [*self.journal.read_local(5000), *await self.journal.read_fleet(5000)]
+        intents — what a rollback restores, so a value set by hand before the step is never lost. An
+        unreadable fleet journal leaves this machine's (a note says so): rollback is never refused for it."""
+        try:
+            fleet = await self.journal.read_fleet(5000)
+        except JournalError as exc:
+            fleet = []
+            notes.append(f"{exc}; the values before the step come from this machine's journal only")
+        entries = [*self.journal.read_local(5000), *fleet]
         out: dict[str, str | None] = {}
         for e in sorted((e for e in entries if isinstance(e, dict)), key=lambda e: float(e.get("ts", 0) or 0)):
             intent = Intent.from_entry(e)
@@ -455,7 +461,7 @@ class Engine:
         now = time.time()
         changes: list[Change] = []
         notes: list[str] = []
-        before = await self._previous_values(step, svc) if direction == "rollback" else {}
+        before = await self._previous_values(step, svc, notes) if direction == "rollback" else {}
         for c in step.changes:
             try:
                 old = await self.store.read(svc, c.var)

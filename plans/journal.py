@@ -22,6 +22,7 @@ from typing import Any
 
 from inventory.model import Environment
 from probes.ssh.pool import SshPool
+from probes.ssh.results import SshErrorKind
 
 FLEET_PATH = "/var/log/rollout-cockpit/journal.jsonl"
 MAX_READ = 16 << 20
@@ -122,9 +123,12 @@ class Journal:
         if fleet is None or self.pool is None:
             return []
         data = await self.pool.read_file(fleet[0], fleet[1], MAX_READ)
-        if not isinstance(data, bytes):
-            return []
-        return _parse(data, limit)
+        if isinstance(data, bytes):
+            return _parse(data, limit)
+        if data.kind is SshErrorKind.NO_SUCH_FILE:
+            return []  # no fleet journal yet: nothing was ever applied through it
+        # could not read it: unfinished intents are unknown, never "none"
+        raise JournalError(f"the fleet journal {fleet[1]} on {fleet[0]} could not be read: {data.message}")
 
 
 def _parse(data: bytes, limit: int) -> list[dict[str, Any]]:

@@ -121,6 +121,13 @@ class CheckResult:
             return None
         return Unknown(self.why or Why.NOT_CHECKED, self.summary)
 
+    def as_unknown(self) -> Unknown:
+        """This result as a could-not-measure: its own for an ERROR, else not-checked with its summary
+        (for callers that already know the measurement does not count). Never `r.unknown or …`:
+        an Unknown has no truth value."""
+        u = self.unknown
+        return u if u is not None else Unknown(Why.NOT_CHECKED, self.summary)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "check": self.check,

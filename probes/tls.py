@@ -32,6 +32,7 @@ __all__ = [
 
 # Length 8, code 80877103: the Postgres SSLRequest. The answer is one byte, ``S`` or ``N``.
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+PROBE_CLIENT_NAME = "rollout-cockpit-probe-handshake"  # what the Redis handshake probe calls itself
 
 
 async def _pg_ssl_request(d: Dialer) -> None:
@@ -145,11 +146,14 @@ def _resp_command(*args: str) -> bytes:
 async def _redis_auth_ping(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: str | None
 ) -> tuple[Verdict, str, dict[str, Any]]:
-    """AUTH (if a password) and PING; the verdict is about the Redis conversation only."""
+    """AUTH (if a password) and PING; the verdict is about the Redis conversation only. With AUTH the
+    probe names itself in the same packet (CLIENT SETNAME), so a CLIENT LIST taken meanwhile — this
+    cockpit's or a watcher's — counts it as the cockpit's own, never as a client of the link."""
     if password is not None:
-        writer.write(_resp_command("AUTH", password))
+        writer.write(_resp_command("AUTH", password) + _resp_command("CLIENT", "SETNAME", PROBE_CLIENT_NAME))
         await writer.drain()
         auth = await _resp_line(reader, "an answer to AUTH")
+        await _resp_line(reader, "an answer to CLIENT SETNAME")
         if auth.startswith(b"-"):
             err = auth[1:].decode("utf-8", "replace")
             if err.startswith("WRONGPASS"):

@@ -19,6 +19,7 @@ os.environ["XDG_STATE_HOME"] = _STATE = tempfile.mkdtemp(prefix="cockpit-test-st
 
 from lab.topology import LabSpec
 from tests.labkit import running_lab
+from tests.tier import FAST_TIER_ENV
 
 atexit.register(shutil.rmtree, _STATE, True)
 
@@ -29,3 +30,23 @@ def lab() -> Iterator[LabSpec]:
     this run ($COCKPIT_TEST_NET forces one)."""
     with running_lab(net=os.environ.get("COCKPIT_TEST_NET") or None) as spec:
         yield spec
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`-m "not lab"` is the fast tier: starting a server in it is a test marked wrongly (tests/tier.py)."""
+    expr = str(config.getoption("markexpr") or "")
+    if "not lab" in expr.replace("  ", " "):
+        os.environ[FAST_TIER_ENV] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that takes the `lab` fixture must be marked lab, or the fast tier would start the lab."""
+    unmarked = [
+        i.nodeid for i in items if "lab" in getattr(i, "fixturenames", ()) and i.get_closest_marker("lab") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the lab fixture but are not marked lab "
+            "(add `pytestmark = pytest.mark.lab` to the module): "
+            + ", ".join(unmarked[:5])
+        )

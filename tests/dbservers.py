@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lab.netclaim import claim_net
 from lab.pki import Material, write_material
+from tests.tier import servers_allowed
 
 DNS_NAME = "db.test.internal"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -197,6 +198,7 @@ class DbLab:
         return d
 
     def _spawn(self, name: str, argv: Sequence[str], log: Path, stop_signal: int = signal.SIGTERM) -> Proc:
+        servers_allowed(name)
         uid, gid = _ids()
         with open(log, "ab") as fh:
             popen = subprocess.Popen(

@@ -15,6 +15,7 @@ from pathlib import Path
 from lab import aws, control, rolloutenv, scenarios
 from lab.netclaim import claim_net, private_dir
 from lab.topology import LabHost, LabSpec, parse_instances, parse_variants
+from tests.tier import servers_allowed
 
 
 @contextlib.contextmanager
@@ -22,6 +23,7 @@ def running_lab(instances: str = "", *, net: str | None = None, variants: str = 
     """A lab of its own: a loopback /24 claimed under a lock (`lab.netclaim`) and a new directory,
     so two test runs on one machine never touch each other. Stopped and removed afterwards.
     `variants`: as `lab up --variant` ("hostile", "envfile,key-owner", ...)."""
+    servers_allowed("the lab")
     with contextlib.ExitStack() as stack:
         if net is None:
             claim = claim_net()

@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -524,12 +521,6 @@ def test_wrong_types_do_not_raise(base: pki.Material) -> None:
     assert any(r.evidence.get("internal_error") for r in results)
     results = certs.check_material(*b64s(base), dns_name=DNS, target=TARGET, now="now")  # type: ignore[arg-type]
     assert len(results) == len(CHECK_IDS) and all(r.verdict is Verdict.ERROR for r in results)
-
-
-def test_module_does_not_import_textual() -> None:
-    root = Path(__file__).resolve().parents[1]
-    code = "import sys, probes.certs; assert 'textual' not in sys.modules, 'textual imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 
 # --- parsing helpers -------------------------------------------------------------------------------

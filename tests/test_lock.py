@@ -26,6 +26,8 @@ from lab.netclaim import claimed
 from plans.lock import KEEP, FleetLock, LockError, LockInfo, stale_reason
 from probes.aws import Aws
 
+pytestmark = pytest.mark.lab
+
 REPO = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
 

@@ -14,7 +14,6 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -563,8 +562,3 @@ async def test_bastion_down_then_back(env: Environment, lab: LabSpec) -> None:
         assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(b"-NOAUTH")
         writer.close()
         assert pool.connection_count() == 3  # bastion, api, database
-
-
-def test_probes_ssh_does_not_import_textual() -> None:
-    code = "import sys, probes.ssh; sys.exit('textual' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -155,15 +155,25 @@ async def _plan_cmd(args: argparse.Namespace) -> int:
     import time as _t
 
     from plans.gates import GATES, evaluate
+    from plans.journal import JournalError
+    from plans.lock import LockError
     from plans.position import env_order_gate, next_action_in
 
     engine = _engine(args)
     env, plan = engine.env, engine.plan
+    unknown: dict[str, str] = {}  # what could not be read: said, never shown as free / none
+    lock = None
     try:
         snap = await engine.snapshot()
-        intents = await engine.intents()
+        try:
+            intents = await engine.intents()
+        except JournalError as exc:
+            intents, unknown["intents"] = [], str(exc)
         pos = engine.position(snap, intents)
-        lock = await engine.lock.current()
+        try:
+            lock = await engine.lock.current()
+        except LockError as exc:
+            unknown["lock"] = str(exc)
         previous = await engine.previous_position() if env.after else None
     finally:
         await engine.collector.aclose()
@@ -172,12 +182,15 @@ async def _plan_cmd(args: argparse.Namespace) -> int:
         out = pos.to_json()
         out["next"] = {"step": nxt[0].id, "service": nxt[1]} if nxt else None
         out["lock"] = lock.describe() if lock else None
+        out["unknown"] = unknown
         out["causes"] = [c.to_json() for c in snap.causes]
         out["plan_warnings"] = list(plan.warnings)
         print(json.dumps(out, indent=1))
         return 0
-    print(f"plan {plan.name} in {env.name}" + (" [PROTECTED]" if env.protected else "")
-          + f"   lock: {lock.describe() if lock else 'free'}")
+    lock_text = lock.describe() if lock else ("UNKNOWN (see below)" if "lock" in unknown else "free")
+    print(f"plan {plan.name} in {env.name}" + (" [PROTECTED]" if env.protected else "") + f"   lock: {lock_text}")
+    for what, why in sorted(unknown.items()):
+        print(f"COULD NOT READ the {what}: {why}")
     for cause in snap.causes:
         print(f"ROOT CAUSE ({cause.why.value}): {cause.text}")
     for warning in plan.warnings:

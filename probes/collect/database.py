@@ -56,7 +56,7 @@ def handshake(r: CheckResult) -> Handshake | Unknown:
     """A handshake result as verified / offered but not verified / not offered, or unknown. A
     handshake with no internal CA to verify against proves nothing: unknown, not verified."""
     if r.verdict is Verdict.ERROR:
-        return r.unknown or Unknown(Why.NOT_CHECKED, r.summary)
+        return r.as_unknown()
     ev = r.evidence
     if (ev.get("answer") is not None and ev.get("answer") != "S") or ev.get("listening") is False:
         return Handshake.NOT_OFFERED
@@ -263,7 +263,7 @@ class DatabaseProbe:
             end_to_end_ok=(
                 e2e
                 if isinstance(e2e, Unknown)
-                else (e2e.unknown or Unknown(Why.NOT_CHECKED))
+                else e2e.as_unknown()
                 if e2e.verdict is Verdict.ERROR
                 else e2e.verdict is Verdict.OK
             ),
@@ -607,6 +607,11 @@ class DatabaseProbe:
             for rc in rd_f.clients:
                 if is_own(rc.name):
                     own_n += 1
+                    continue
+                if rc.tls and not rc.name and rc.cmd in ("", "NULL"):
+                    # a TLS connection that has said nothing yet: a handshake probe (this cockpit's or a
+                    # watcher's) before it names itself, or a client mid-connect. It is evidence of nothing:
+                    # not of a client that moved (no instance), not against a gate (it is TLS).
                     continue
                 host_ip = rc.addr.rsplit(":", 1)[0]
                 service = rc.name or "?"

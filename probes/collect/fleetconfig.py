@@ -78,9 +78,11 @@ class FleetConfig:
         self._round_at = float("-inf")
         self._configs: dict[str, tuple[float, dict[str, Configured]]] = {}
         self._manifests: dict[str, tuple[bytes, dict[str, dict[str, Any]]]] = {}
+        self.aws_failure: AwsError | None = None  # this round's first whole-AWS failure (a root cause)
 
     def new_round(self, now: float) -> None:
         if now - self._round_at > self.config_ttl:
+            self.aws_failure = None
             self._round = {}
             self._configs.clear()
             self._round_at = now
@@ -110,7 +112,19 @@ class FleetConfig:
         fut = self._round.get(key)
         if fut is None:
             fut = self._round[key] = asyncio.ensure_future(make())
+            fut.add_done_callback(self._note_failure)
         return fut
+
+    def _note_failure(self, fut: asyncio.Future[Any]) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if isinstance(exc, AwsError):
+            self.note_aws(exc)
+
+    def note_aws(self, exc: AwsError) -> None:
+        """Keep the first failure that says all of AWS is out of reach (no credentials, no endpoint, no
+        answer) — one secret refused by IAM is that secret's problem, not the round's root cause."""
+        if self.aws_failure is None and exc.why in (Why.NO_CREDENTIALS, Why.UNREACHABLE, Why.TIMEOUT):
+            self.aws_failure = exc
 
     def params(self, service: str) -> asyncio.Future[dict[str, Parameter]]:
         return self._once(
@@ -222,6 +236,7 @@ class FleetConfig:
             try:
                 data = await self._aws().secret_json(c.secret)
             except AwsError as exc:
+                self.note_aws(exc)
                 return None, error_result("probe.credentials", c.secret, exc.why, str(exc))
 
         def user(literal: str, key: str, what: str) -> str | Unknown:
@@ -253,6 +268,11 @@ class FleetConfig:
             )
             if v is None
         ]
+        if any(isinstance(u, Unknown) for u in (creds.pg_user, creds.admin_user)):
+            # without a user the session cannot even be tried: what it would read is not measured
+            return creds, error_result(
+                "probe.credentials", source, Why.NO_CREDENTIALS, "; ".join(lacking) + " — those probes do not run"
+            )
         if lacking:
             return creds, CheckResult(
                 "probe.credentials",

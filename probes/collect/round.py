@@ -187,7 +187,7 @@ class Collector:
             instances=tuple(instances),
             certs=tuple(cert_checks),
             checks=tuple(all_checks),
-            causes=root_causes(env, reach_results, aws_error, creds, database),
+            causes=root_causes(env, reach_results, aws_error or self.config.aws_failure, creds, database),
         )
 
     async def _aws_side(
@@ -288,5 +288,5 @@ def _reachable(r: CheckResult) -> bool | Unknown:
     if r.verdict is Verdict.OK:
         return True
     if r.verdict is Verdict.ERROR:
-        return r.unknown or Unknown(Why.NOT_CHECKED, r.summary)
+        return r.as_unknown()
     return False
