@@ -27,7 +27,8 @@ from inventory.load import load_inventory
 from lab import aws, control
 from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec, parse_instances
-from probes.collect import Collector
+from plans.collecting import collector_for
+from plans.plan import default_plan
 from probes.ssh.pool import SshPool
 
 FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
@@ -37,13 +38,13 @@ async def measure(inv: Path) -> dict[str, float]:
     env = load_inventory(inv).env(None)
     colds = []
     for _ in range(3):  # a cold round: a new collector, every SSH connection made through the bastion
-        c = Collector(env)
+        c = collector_for(env, default_plan())
         t = time.monotonic()
         await c.snapshot()
         colds.append(time.monotonic() - t)
         await c.aclose()
     cold = statistics.median(colds)
-    c = Collector(env)
+    c = collector_for(env, default_plan())
     s = await c.snapshot()
     warm = []
     for _ in range(10):

@@ -21,17 +21,18 @@ from inventory.load import load_inventory
 from lab import control, scenarios
 from lab.netclaim import claimed
 from lab.topology import LabSpec
+from plans.collecting import collector_for
 from plans.engine import Engine
 from plans.journal import Journal
 from plans.plan import default_plan
 from plans.position import next_action_in
-from probes.collect import Collector
 
 
 async def run(inv: Path, journal_dir: Path) -> list[tuple[str, str, int, float, float, float]]:
     env = load_inventory(inv).env(None)
-    collector = Collector(env)
-    engine = Engine(env, default_plan(), collector, journal=Journal(env, collector.pool, local_dir=journal_dir))
+    plan = default_plan()
+    collector = collector_for(env, plan)
+    engine = Engine(env, plan, collector, journal=Journal(env, collector.pool, local_dir=journal_dir))
     rows: list[tuple[str, str, int, float, float, float]] = []
     done: list[tuple[str, str | None]] = []
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from inventory.model import Environment, Host, render_command
+from plans.collecting import PlanCollector, collector_for
 from plans.facts import read_live, read_live_instance
 from plans.gates import GATES, GateResult, evaluate, override
 from plans.hazards import Blocker, rollback_blockers
@@ -31,7 +32,6 @@ from plans.lock import FleetLock, LockError, LockInfo
 from plans.plan import Plan, Step
 from plans.position import Position, TargetPosition, derive_position, env_order_gate
 from plans.store import Change, ConfigStore, StoreError
-from probes.collect import Collector
 from probes.model import Verdict
 from probes.snapshot import FleetSnapshot
 from probes.ssh.reach import check_reachable
@@ -262,7 +262,7 @@ class Engine:
         self,
         env: Environment,
         plan: Plan,
-        collector: Collector,
+        collector: PlanCollector,
         *,
         store: ConfigStore | None = None,
         journal: Journal | None = None,
@@ -311,7 +311,7 @@ class Engine:
         now = time.monotonic()
         if self._previous is not None and now - self._previous[0] < PREVIOUS_ENV_TTL:
             return self._previous[1]
-        collector = Collector(prev, read_only=True)
+        collector = collector_for(prev, self.plan, read_only=True)
         try:
             snap = await collector.snapshot()
             pos: Position | None = derive_position(

@@ -19,24 +19,18 @@ from probes.envparse import EnvValues, read_env
 from probes.model import Unknown
 from probes.snapshot import ConfigSource, Configured, ConfiguredValue
 
-DATABASE_VARS = (
-    "POSTGRES_TLS_ENABLED", "POSTGRES_FORCE_SSL", "PGBOUNCER_SERVER_TLS_SSLMODE", "PGBOUNCER_CLIENT_TLS_SSLMODE",
-    "REDIS_TLS_ENABLED", "REDIS_TLS_PORT", "REDIS_FORCE_TLS",
-)
-APP_VARS = ("DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE", "REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE", "REDIS_TLS_PORT")
-# platform variables the cockpit reads besides the plan's: the key owner, the Redis TLS port
+# platform variables the cockpit reads whatever the plan declares: the key owner, the Redis TLS port
 PLATFORM_VARS: Mapping[str, tuple[str, ...]] = {"database": ("TLS_KEY_OWNER", "REDIS_TLS_PORT"),
                                                 "app": ("REDIS_TLS_PORT",)}
 
 
 def rollout_vars(role: str, declared: Mapping[str, Iterable[str]] | None = None) -> tuple[str, ...]:
     """The variables to resolve for a service of `role`: those a plan declares for it (`declared`:
-    role -> variables; the runbook's when None), plus the platform variables the cockpit reads."""
-    if declared is None:
-        base: Iterable[str] = DATABASE_VARS if role == "database" else APP_VARS
-    else:
-        base = declared.get("database" if role == "database" else "app", ())
-    return tuple(dict.fromkeys([*base, *PLATFORM_VARS.get("database" if role == "database" else "app", ())]))
+    role -> variables; none when None), plus the platform variables the cockpit reads. Which variables a
+    rollout changes is the plan's to say (`plans.collecting` passes them); probes know none of their own."""
+    kind = "database" if role == "database" else "app"
+    base: Iterable[str] = declared.get(kind, ()) if declared is not None else ()
+    return tuple(dict.fromkeys([*base, *PLATFORM_VARS.get(kind, ())]))
 
 
 def parse_manifest(text: str, source: str) -> dict[str, dict[str, Any]]:

@@ -32,7 +32,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from probes.model import CheckResult, Verdict, bug_result
+from probes.model import CheckResult, Verdict
+from probes.plaintext import plaintext_verdict
+from probes.session import KeptSession
 
 __all__ = [
     "Client",
@@ -195,7 +197,17 @@ def _write_ca(ca_pem: bytes) -> str:
     return path
 
 
-class PgBouncerSession:
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """What one round of SHOW commands returned."""
+
+    config_rows: list[dict[str, Any]]
+    client_rows: list[dict[str, Any]]
+    client_columns: list[str]
+    server_rows: list[dict[str, Any]]
+
+
+class PgBouncerSession(KeptSession[psycopg.AsyncConnection[Any], _Shown, PgBouncerFacts]):
     """A kept admin-console connection for repeated `sample()` calls.
 
     `sslmode` is libpq's: "prefer" (default; TLS when offered, not verified -- the TLS probe
@@ -206,6 +218,9 @@ class PgBouncerSession:
 
     The connection opens lazily and is dropped after any failure; the next sample reconnects.
     """
+
+    check = "pgbouncer"
+    connect_errors = (TimeoutError, psycopg.Error, OSError)  # anything else is a bug (pgbouncer.connect)
 
     def __init__(
         self,
@@ -219,33 +234,25 @@ class PgBouncerSession:
         ca_pem: bytes | None = None,
         server_name: str | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, timeout=timeout)
         self.admin_user = admin_user
         self.admin_password = admin_password
-        self.timeout = timeout
         self.sslmode = sslmode
         self.ca_pem = ca_pem
         self.server_name = server_name
         self.application_name = f"{_APP_NAME_PREFIX}-{uuid.uuid4().hex[:8]}"
-        self._conn: psycopg.AsyncConnection[Any] | None = None
         self._own: tuple[str, int] | None = None  # our local (addr, port), as PgBouncer may see it
-        self._lock = asyncio.Lock()
 
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    async def aclose(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
+    async def _close(self, conn: psycopg.AsyncConnection[Any]) -> None:
         try:
             async with asyncio.timeout(1.0):
                 await conn.close()
         except Exception:  # includes TimeoutError
             with contextlib.suppress(Exception):
                 conn.pgconn.finish()
+
+    def _closed(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        return conn.closed
 
     async def _hostaddr(self) -> str:
         try:
@@ -291,16 +298,6 @@ class PgBouncerSession:
                 sock.close()
         return conn
 
-    async def sample(self) -> PgBouncerFacts:
-        """SHOW CONFIG, SHOW CLIENTS, SHOW SERVERS on the kept connection."""
-        async with self._lock:
-            t0 = time.perf_counter()
-            try:
-                return await self._sample(t0, retry=True)
-            except Exception as exc:
-                await self.aclose()
-                return self._facts(t0, [bug_result("pgbouncer.connect", self.target, exc, t0)])
-
     def _facts(self, t0: float, results: list[CheckResult], **kw: Any) -> PgBouncerFacts:
         fields: dict[str, Any] = {
             "connected": False,
@@ -314,95 +311,59 @@ class PgBouncerSession:
         fields.update(kw)
         return PgBouncerFacts(target=self.target, results=tuple(results), duration_ms=_ms(t0), **fields)
 
-    async def _sample(self, t0: float, *, retry: bool) -> PgBouncerFacts:
-        target = self.target
-        if self._conn is not None and self._conn.closed:
-            self._conn = None
-        reused = self._conn is not None
-        if self._conn is None:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    self._conn = await self._open()
-            except (TimeoutError, psycopg.Error, OSError) as exc:
-                verdict, summary = _classify_connect_error(exc, target, self.timeout, self.admin_user)
-                return self._facts(
-                    t0,
-                    [
-                        CheckResult(
-                            "pgbouncer.connect",
-                            target,
-                            verdict,
-                            summary,
-                            {"error": f"{type(exc).__name__}: {exc}".strip(), "sslmode": self.sslmode},
-                            _ms(t0),
-                        )
-                    ],
-                )
-        conn = self._conn
-        try:
-            async with asyncio.timeout(self.timeout):
-                cur = await conn.execute("SHOW CONFIG")
-                config_rows = await cur.fetchall()
-                cur = await conn.execute("SHOW CLIENTS")
-                client_rows = await cur.fetchall()
-                client_columns = [c.name for c in cur.description or ()]
-                cur = await conn.execute("SHOW SERVERS")
-                server_rows = await cur.fetchall()
-        except Exception as exc:  # only driver calls above: whatever they raise is about the connection
-            await self.aclose()
-            if reused and retry and not isinstance(exc, TimeoutError):
-                # the kept connection went stale (PgBouncer restarted?): one fresh attempt
-                return await self._sample(t0, retry=False)
-            summary = (
-                f"admin console on {target} did not answer within {self.timeout:g}s"
-                if isinstance(exc, TimeoutError)
-                else f"admin console query failed: {type(exc).__name__}: {exc}"
-            )
-            return self._facts(
-                t0, [CheckResult("pgbouncer.query", target, Verdict.ERROR, summary, {}, _ms(t0))]
-            )
+    async def _query(self, conn: psycopg.AsyncConnection[Any]) -> _Shown:
+        cur = await conn.execute("SHOW CONFIG")
+        config_rows = await cur.fetchall()
+        cur = await conn.execute("SHOW CLIENTS")
+        client_rows = await cur.fetchall()
+        client_columns = [c.name for c in cur.description or ()]
+        cur = await conn.execute("SHOW SERVERS")
+        server_rows = await cur.fetchall()
+        return _Shown(config_rows, client_rows, client_columns, server_rows)
 
-        config = {_str(r.get("key")): _str(r.get("value")) for r in config_rows}
+    def _stale(self, exc: Exception) -> bool:
+        return not isinstance(exc, TimeoutError)
+
+    def _connect_failed(self, exc: BaseException, t0: float) -> CheckResult:
+        verdict, summary = _classify_connect_error(exc, self.target, self.timeout, self.admin_user)
+        evidence = {"error": f"{type(exc).__name__}: {exc}".strip(), "sslmode": self.sslmode}
+        return CheckResult("pgbouncer.connect", self.target, verdict, summary, evidence, _ms(t0))
+
+    def _query_failed(self, exc: Exception, t0: float) -> CheckResult:
+        summary = (
+            f"admin console on {self.target} did not answer within {self.timeout:g}s"
+            if isinstance(exc, TimeoutError)
+            else f"admin console query failed: {type(exc).__name__}: {exc}"
+        )
+        return CheckResult("pgbouncer.query", self.target, Verdict.ERROR, summary, {}, _ms(t0))
+
+    def _read(self, raw: _Shown, t0: float) -> PgBouncerFacts:
+        target = self.target
+        config = {_str(r.get("key")): _str(r.get("value")) for r in raw.config_rows}
         client_mode = config.get("client_tls_sslmode")
         server_mode = config.get("server_tls_sslmode")
-        all_clients = [_client(r) for r in client_rows]
-        own = [
-            c
-            for c in all_clients
-            if c.database == "pgbouncer" and c.application_name == self.application_name
-        ]
+        all_clients = [_client(r) for r in raw.client_rows]
+        own = [c for c in all_clients if c.database == "pgbouncer" and c.application_name == self.application_name]
         if not own and self._own is not None:
             own = [c for c in all_clients if (c.addr, c.port) == self._own]
         own_ptrs = {c.ptr for c in own}
         clients = tuple(c for c in all_clients if c.ptr not in own_ptrs)
-        servers = tuple(_server(r) for r in server_rows)
-        admin_tls = own[0].tls if own else None
-
+        servers = tuple(_server(r) for r in raw.server_rows)
+        tls_config = {k: v for k, v in config.items() if k.startswith(("client_tls_", "server_tls_"))}
         results: list[CheckResult] = [
             CheckResult(
                 "pgbouncer.config",
                 target,
                 Verdict.OK,
                 f"client_tls_sslmode={client_mode}, server_tls_sslmode={server_mode}",
-                {
-                    "client_tls_sslmode": client_mode,
-                    "server_tls_sslmode": server_mode,
-                    **{k: v for k, v in config.items() if k.startswith(("client_tls_", "server_tls_"))},
-                },
+                {"client_tls_sslmode": client_mode, "server_tls_sslmode": server_mode, **tls_config},
                 _ms(t0),
             )
         ]
-        if "tls" not in client_columns:
-            results.append(
-                CheckResult(
-                    "pgbouncer.clients",
-                    target,
-                    Verdict.ERROR,
-                    "this PgBouncer's SHOW CLIENTS has no tls column (older than 1.18?)",
-                    {"columns": client_columns},
-                    _ms(t0),
-                )
-            )
+        if "tls" not in raw.client_columns:
+            summary = "this PgBouncer's SHOW CLIENTS has no tls column (older than 1.18?)"
+            evidence = {"columns": raw.client_columns}
+            results.append(CheckResult("pgbouncer.clients", target, Verdict.ERROR, summary, evidence, _ms(t0)))
         else:
             results.append(_leg_result("pgbouncer.clients", target, "client", list(clients), t0))
         results.append(_leg_result("pgbouncer.servers", target, "server connection", list(servers), t0))
@@ -415,7 +376,7 @@ class PgBouncerSession:
             server_tls_sslmode=server_mode,
             clients=clients,
             servers=servers,
-            admin_connection_tls=admin_tls,
+            admin_connection_tls=own[0].tls if own else None,
         )
 
 
@@ -423,26 +384,9 @@ def _leg_result(
     check: str, target: str, what: str, rows: list[Client] | list[Server], t0: float
 ) -> CheckResult:
     plain = [r for r in rows if not r.tls]
-    evidence: dict[str, Any] = {
-        "total": len(rows),
-        "tls": len(rows) - len(plain),
-        "plaintext": [
-            {"addr": r.addr, "port": r.port, "application_name": r.application_name} for r in plain
-        ],
-    }
-    if not rows:
-        return CheckResult(check, target, Verdict.OK, f"no {what}s", evidence, _ms(t0))
-    if plain:
-        names = ", ".join(sorted({r.application_name or r.addr for r in plain}))
-        return CheckResult(
-            check,
-            target,
-            Verdict.WARN,
-            f"{len(plain)} of {len(rows)} {what}(s) on plaintext: {names}",
-            evidence,
-            _ms(t0),
-        )
-    return CheckResult(check, target, Verdict.OK, f"all {len(rows)} {what}(s) use TLS", evidence, _ms(t0))
+    evidence = [{"addr": r.addr, "port": r.port, "application_name": r.application_name} for r in plain]
+    names = [r.application_name or r.addr for r in plain]
+    return plaintext_verdict(check, target, what, len(rows), evidence, names, none=f"no {what}s", duration_ms=_ms(t0))
 
 
 async def probe_pgbouncer(

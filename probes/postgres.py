@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from probes.model import CheckResult, Verdict, bug_result
+from probes.pghba import HbaRule, plaintext_rules
+from probes.plaintext import plaintext_verdict
+from probes.session import KeptSession
 
 __all__ = [
     "PROBE_APPLICATION_NAME",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 PROBE_APPLICATION_NAME = "rollout-cockpit-probe"
+_E2E = "postgres.end_to_end"
 
 _BACKENDS_SQL = (
     "SELECT a.pid, a.application_name, a.client_addr, a.usename, s.ssl, s.version "
@@ -59,95 +62,6 @@ class Backend:
     ssl: bool | None  # None: hidden from the probe user (not its own session, no pg_read_all_stats)
     version: str | None  # e.g. "TLSv1.3"; None when not TLS
 
-
-@dataclass(frozen=True, slots=True)
-class HbaRule:
-    """One row of ``pg_hba_file_rules`` (the file on disk, which may not be loaded yet)."""
-
-    line_number: int
-    type: str  # local, host, hostssl, hostnossl, hostgssenc, hostnogssenc
-    database: tuple[str, ...]
-    user_name: tuple[str, ...]
-    address: str | None
-    netmask: str | None
-    auth_method: str | None
-    error: str | None
-
-
-# pg_hba.conf -----------------------------------------------------------------------------------
-
-_ALL_ADDRESSES = frozenset({"all", "0.0.0.0/0", "::/0", "0.0.0.0", "::0/0"})
-
-
-def _covers_everything(r: HbaRule) -> bool:
-    addr = (r.address or "all") + (f"/{r.netmask}" if r.netmask else "")
-    everyone = ("all" in r.database or not r.database) and ("all" in r.user_name or not r.user_name)
-    return everyone and (addr in _ALL_ADDRESSES or r.address in ("all", None) or
-                         (r.address in ("0.0.0.0", "::") and r.netmask in ("0.0.0.0", "::")))
-
-
-def plaintext_rules(rules: Sequence[HbaRule]) -> list[HbaRule]:
-    """The rules that let a TCP connection without TLS in, as Postgres reads pg_hba.conf: first match
-    wins, `hostssl` never matches a plaintext connection, and a `reject` rule lets nobody in — one
-    for every database, user and address ends the search. `host`, `hostnossl` and `hostnogssenc` rules
-    with another method let plaintext in (for someone)."""
-    out: list[HbaRule] = []
-    for r in rules:
-        if r.error or r.type not in ("host", "hostnossl", "hostnogssenc"):
-            continue
-        if (r.auth_method or "").lower() == "reject":
-            if _covers_everything(r):
-                break
-            continue
-        out.append(r)
-    return out
-
-
-def parse_hba(text: str) -> tuple[HbaRule, ...]:
-    """pg_hba.conf's text as rules (the file on disk, read when the probe user may not query
-    pg_hba_file_rules). Quoting and include directives are not needed for the decision: quoted
-    tokens are kept as written, `include*` lines are kept as an unknown type (they make the file's
-    answer unknowable here, see `hba_from_file`)."""
-    rules: list[HbaRule] = []
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        f = line.split()
-        kind = f[0].lower()
-        if kind == "local":
-            rules.append(HbaRule(n, "local", tuple(f[1].split(",")) if len(f) > 1 else (),
-                                 tuple(f[2].split(",")) if len(f) > 2 else (), None, None,
-                                 f[3] if len(f) > 3 else None, None if len(f) > 3 else "incomplete line"))
-            continue
-        if kind not in ("host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"):
-            rules.append(HbaRule(n, kind, (), (), None, None, None,
-                                 None if kind.startswith("include") else f"unknown rule type {f[0]!r}"))
-            continue
-        if len(f) < 5:
-            rules.append(HbaRule(n, kind, (), (), None, None, None, "incomplete line"))
-            continue
-        address, netmask, rest = f[3], None, f[4:]
-        if "/" not in address and address not in ("all", "samehost", "samenet") and rest and \
-                rest[0].replace(".", "").replace(":", "").isdigit():
-            netmask, rest = rest[0], rest[1:]
-        rules.append(HbaRule(n, kind, tuple(f[1].split(",")), tuple(f[2].split(",")), address, netmask,
-                             rest[0] if rest else None, None if rest else "no auth method"))
-    return tuple(rules)
-
-
-def hba_from_file(text: str) -> tuple[bool | None, str]:
-    """(hostssl-only?, why) from pg_hba.conf's text; None when the file includes others."""
-    rules = parse_hba(text)
-    if any(r.type.startswith("include") for r in rules):
-        return None, "pg_hba.conf includes other files; their rules were not read"
-    bad = [r for r in rules if r.error]
-    if bad:
-        return None, "; ".join(f"line {r.line_number}: {r.error}" for r in bad[:3])
-    plain = plaintext_rules(rules)
-    if plain:
-        return False, f"line {', '.join(str(r.line_number) for r in plain)} let TCP connections in without TLS"
-    return True, "no rule lets a TCP connection in without TLS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +145,25 @@ async def _connect(
     )
 
 
-class PostgresSession:
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """What one round of queries returned."""
+
+    version: str
+    own: Any  # the probe's own pg_stat_ssl row, or None
+    ssl_on: bool
+    hba_rows: list[Any] | None  # None: pg_hba_file_rules not readable (see hba_error)
+    hba_error: str | None
+    backend_rows: list[Any]
+
+
+class PostgresSession(KeptSession[Any, _Rows, PostgresFacts]):
     """A kept connection for repeated `sample()` calls (a refresh every second must not reconnect).
 
     The connection is opened lazily and dropped after any failure; the next `sample()` reconnects.
     """
+
+    check = "postgres"
 
     def __init__(
         self,
@@ -248,40 +176,63 @@ class PostgresSession:
         ssl_ctx_or_none: ssl.SSLContext | None,
         timeout: float = 3.0,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, timeout=timeout)
         self.user = user
         self.password = password
         self.dbname = dbname
         self.ssl_ctx = ssl_ctx_or_none
-        self.timeout = timeout
-        self._conn: Any = None
-        self._lock = asyncio.Lock()
 
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
+    async def _open(self) -> Any:
+        return await _connect(
+            self.host,
+            self.port,
+            user=self.user,
+            password=self.password,
+            dbname=self.dbname,
+            ssl_arg=self.ssl_ctx if self.ssl_ctx is not None else False,
+            timeout=self.timeout,
+        )
 
-    async def aclose(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
+    async def _close(self, conn: Any) -> None:
         try:
             async with asyncio.timeout(1.0):
                 await conn.close()
         except Exception:  # includes TimeoutError
             conn.terminate()
 
-    async def sample(self) -> PostgresFacts:
-        async with self._lock:
-            t0 = time.perf_counter()
-            try:
-                return await self._sample(t0, retry=True)
-            except Exception as exc:
-                await self.aclose()
-                return self._facts(t0, results=[bug_result("postgres.connect", self.target, exc, t0)])
+    def _closed(self, conn: Any) -> bool:
+        return bool(conn.is_closed())
 
-    def _facts(self, t0: float, *, results: list[CheckResult], **kw: Any) -> PostgresFacts:
+    async def _query(self, conn: Any) -> _Rows:
+        version = str(await conn.fetchval("SHOW server_version"))
+        own = await conn.fetchrow(_OWN_SSL_SQL)
+        ssl_on = str(await conn.fetchval("SHOW ssl")) == "on"
+        hba_rows: list[Any] | None
+        hba_error: str | None = None
+        try:
+            hba_rows = list(await conn.fetch(_HBA_SQL))
+        except asyncpg.InsufficientPrivilegeError as exc:
+            hba_rows, hba_error = None, str(exc)
+        backend_rows = list(await conn.fetch(_BACKENDS_SQL))
+        return _Rows(version, own, ssl_on, hba_rows, hba_error, backend_rows)
+
+    def _stale(self, exc: Exception) -> bool:
+        return not isinstance(exc, asyncpg.PostgresError | TimeoutError)
+
+    def _connect_failed(self, exc: BaseException, t0: float) -> CheckResult:
+        verdict, summary = _classify_connect_error(exc, self.target, self.timeout)
+        evidence = {"error": f"{type(exc).__name__}: {exc}", "tls_requested": self.ssl_ctx is not None}
+        return CheckResult("postgres.connect", self.target, verdict, summary, evidence, _ms(t0))
+
+    def _query_failed(self, exc: Exception, t0: float) -> CheckResult:
+        target = self.target
+        if isinstance(exc, TimeoutError):
+            summary = f"queries on {target} did not answer within {self.timeout:g}s"
+            return CheckResult("postgres.query", target, Verdict.ERROR, summary, {}, _ms(t0))
+        summary = f"query on {target} failed: {type(exc).__name__}: {exc}"
+        return CheckResult("postgres.query", target, Verdict.ERROR, summary, {"error": str(exc)}, _ms(t0))
+
+    def _facts(self, t0: float, results: list[CheckResult], **kw: Any) -> PostgresFacts:
         fields: dict[str, Any] = {
             "connected": False,
             "server_version": None,
@@ -295,207 +246,112 @@ class PostgresSession:
         fields.update(kw)
         return PostgresFacts(target=self.target, results=tuple(results), duration_ms=_ms(t0), **fields)
 
-    async def _sample(self, t0: float, *, retry: bool) -> PostgresFacts:
+    def _read(self, raw: _Rows, t0: float) -> PostgresFacts:
         target = self.target
-        if self._conn is not None and self._conn.is_closed():
-            self._conn = None
-        reused = self._conn is not None
-        if self._conn is None:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    self._conn = await _connect(
-                        self.host,
-                        self.port,
-                        user=self.user,
-                        password=self.password,
-                        dbname=self.dbname,
-                        ssl_arg=self.ssl_ctx if self.ssl_ctx is not None else False,
-                        timeout=self.timeout,
-                    )
-            except Exception as exc:
-                verdict, summary = _classify_connect_error(exc, target, self.timeout)
-                return self._facts(
-                    t0,
-                    results=[
-                        CheckResult(
-                            "postgres.connect",
-                            target,
-                            verdict,
-                            summary,
-                            {
-                                "error": f"{type(exc).__name__}: {exc}",
-                                "tls_requested": self.ssl_ctx is not None,
-                            },
-                            _ms(t0),
-                        )
-                    ],
-                )
-        conn = self._conn
-        results: list[CheckResult] = []
-        try:
-            async with asyncio.timeout(self.timeout):
-                version = str(await conn.fetchval("SHOW server_version"))
-                own = await conn.fetchrow(_OWN_SSL_SQL)
-                ssl_on = str(await conn.fetchval("SHOW ssl")) == "on"
-                hba_rows: list[Any] | None
-                hba_error: str | None = None
-                try:
-                    hba_rows = list(await conn.fetch(_HBA_SQL))
-                except asyncpg.InsufficientPrivilegeError as exc:
-                    hba_rows, hba_error = None, str(exc)
-                backend_rows = await conn.fetch(_BACKENDS_SQL)
-        except TimeoutError:
-            await self.aclose()
-            return self._facts(
-                t0,
-                results=[
-                    CheckResult(
-                        "postgres.query",
-                        target,
-                        Verdict.ERROR,
-                        f"queries on {target} did not answer within {self.timeout:g}s",
-                        {},
-                        _ms(t0),
-                    )
-                ],
-            )
-        except Exception as exc:  # only driver calls above: whatever they raise is about the connection
-            await self.aclose()
-            if reused and retry and not isinstance(exc, asyncpg.PostgresError):
-                # the kept connection went stale (server restarted?): one fresh attempt
-                return await self._sample(t0, retry=False)
-            return self._facts(
-                t0,
-                results=[
-                    CheckResult(
-                        "postgres.query",
-                        target,
-                        Verdict.ERROR,
-                        f"query on {target} failed: {type(exc).__name__}: {exc}",
-                        {"error": str(exc)},
-                        _ms(t0),
-                    )
-                ],
-            )
-
-        own_tls = bool(own["ssl"]) if own is not None else None
-        own_version = own["version"] if own is not None else None
-
-        # SHOW ssl
-        results.append(
+        own_tls = bool(raw.own["ssl"]) if raw.own is not None else None
+        own_version = raw.own["version"] if raw.own is not None else None
+        results = [
             CheckResult(
                 "postgres.ssl",
                 target,
-                Verdict.OK if ssl_on else Verdict.FAIL,
-                "ssl = on" if ssl_on else "ssl = off (POSTGRES_TLS_ENABLED not applied?)",
-                {"ssl": ssl_on, "server_version": version, "own_connection_tls": own_tls},
+                Verdict.OK if raw.ssl_on else Verdict.FAIL,
+                "ssl = on" if raw.ssl_on else "ssl = off (POSTGRES_TLS_ENABLED not applied?)",
+                {"ssl": raw.ssl_on, "server_version": raw.version, "own_connection_tls": own_tls},
                 _ms(t0),
             )
-        )
-
-        # pg_hba
+        ]
         rules: tuple[HbaRule, ...] | None = None
         hostssl_only: bool | None = None
-        if hba_rows is None:
-            results.append(
-                CheckResult(
-                    "postgres.hba",
-                    target,
-                    Verdict.ERROR,
-                    f"cannot read pg_hba_file_rules as {self.user} (needs superuser): {hba_error}",
-                    {},
-                    _ms(t0),
-                )
-            )
+        if raw.hba_rows is None:
+            summary = f"cannot read pg_hba_file_rules as {self.user} (needs superuser): {raw.hba_error}"
+            results.append(CheckResult("postgres.hba", target, Verdict.ERROR, summary, {}, _ms(t0)))
         else:
-            rules = tuple(
-                HbaRule(
-                    line_number=int(r["line_number"]) if r["line_number"] is not None else 0,
-                    type=str(r["type"] or ""),
-                    database=tuple(r["database"] or ()),
-                    user_name=tuple(r["user_name"] or ()),
-                    address=r["address"],
-                    netmask=r["netmask"],
-                    auth_method=r["auth_method"],
-                    error=r["error"],
-                )
-                for r in hba_rows
-            )
-            network = [r for r in rules if r.type and r.type != "local"]
-            not_ssl = plaintext_rules(rules)
-            broken = [r for r in rules if r.error]
-            hostssl_only = not not_ssl
-            rule_text = [
-                f"{r.line_number}: {r.type} {','.join(r.database)} {','.join(r.user_name)} "
-                f"{r.address or ''}{'/' + r.netmask if r.netmask else ''} {r.auth_method or ''}".strip()
-                for r in rules
-            ]
-            evidence: dict[str, Any] = {"hostssl_only": hostssl_only, "rules": rule_text}
-            if broken:
-                evidence["errors"] = [f"{r.line_number}: {r.error}" for r in broken]
-                verdict, summary = Verdict.FAIL, f"pg_hba.conf has {len(broken)} invalid line(s)"
-            elif hostssl_only:
-                verdict, summary = Verdict.OK, f"pg_hba: all {len(network)} network rule(s) are hostssl"
-            else:
-                lines = ", ".join(str(r.line_number) for r in not_ssl)
-                verdict = Verdict.WARN
-                summary = f"pg_hba allows non-TLS connections ({len(not_ssl)} rule(s): line {lines})"
-            results.append(CheckResult("postgres.hba", target, verdict, summary, evidence, _ms(t0)))
-
-        # backends
-        backends = tuple(
-            Backend(
-                pid=int(r["pid"]),
-                application_name=str(r["application_name"] or ""),
-                client_addr=str(r["client_addr"]) if r["client_addr"] is not None else None,
-                usename=r["usename"],
-                ssl=None if r["ssl"] is None else bool(r["ssl"]),
-                version=r["version"],
-            )
-            for r in backend_rows
-        )
-        plain = [b for b in backends if b.ssl is False]
-        hidden = [b for b in backends if b.ssl is None]
-        b_evidence: dict[str, Any] = {
-            "total": len(backends),
-            "tls": len(backends) - len(plain),
-            "plaintext": [
-                {
-                    "pid": b.pid,
-                    "application_name": b.application_name,
-                    "client_addr": b.client_addr,
-                    "usename": b.usename,
-                }
-                for b in plain
-            ],
-        }
-        if hidden:
-            b_evidence["hidden"] = len(hidden)
-        if plain:
-            names = ", ".join(sorted({b.application_name or b.usename or "?" for b in plain}))
-            b_verdict = Verdict.WARN
-            b_summary = f"{len(plain)} of {len(backends)} backend(s) on plaintext: {names}"
-        elif hidden:
-            b_verdict = Verdict.ERROR
-            b_summary = (f"cannot see whether {len(hidden)} of {len(backends)} backend(s) use TLS: the probe user "
-                         f"{self.user} lacks pg_read_all_stats (grant pg_monitor) — permission")
-        else:
-            b_verdict = Verdict.OK
-            b_summary = f"all {len(backends)} backend(s) use TLS" if backends else "no other client backends"
-        results.append(CheckResult("postgres.backends", target, b_verdict, b_summary, b_evidence, _ms(t0)))
-
+            rules = tuple(_hba_rule(r) for r in raw.hba_rows)
+            hostssl_only = not plaintext_rules(rules)
+            results.append(_hba_result(target, rules, _ms(t0)))
+        backends = tuple(_backend(r) for r in raw.backend_rows)
+        results.append(_backends_result(target, self.user, backends, _ms(t0)))
         return self._facts(
             t0,
-            results=results,
+            results,
             connected=True,
-            server_version=version,
+            server_version=raw.version,
             own_connection_tls=own_tls,
             own_tls_version=own_version,
-            ssl=ssl_on,
+            ssl=raw.ssl_on,
             hba_rules=rules,
             hostssl_only=hostssl_only,
             backends=backends,
         )
+
+
+def _hba_rule(r: Any) -> HbaRule:
+    return HbaRule(
+        line_number=int(r["line_number"]) if r["line_number"] is not None else 0,
+        type=str(r["type"] or ""),
+        database=tuple(r["database"] or ()),
+        user_name=tuple(r["user_name"] or ()),
+        address=r["address"],
+        netmask=r["netmask"],
+        auth_method=r["auth_method"],
+        error=r["error"],
+    )
+
+
+def _hba_result(target: str, rules: tuple[HbaRule, ...], duration_ms: float) -> CheckResult:
+    """postgres.hba: every network rule hostssl (OK), some let plaintext in (WARN), invalid lines (FAIL)."""
+    network = [r for r in rules if r.type and r.type != "local"]
+    not_ssl = plaintext_rules(rules)
+    broken = [r for r in rules if r.error]
+    hostssl_only = not not_ssl
+    rule_text = [
+        f"{r.line_number}: {r.type} {','.join(r.database)} {','.join(r.user_name)} "
+        f"{r.address or ''}{'/' + r.netmask if r.netmask else ''} {r.auth_method or ''}".strip()
+        for r in rules
+    ]
+    evidence: dict[str, Any] = {"hostssl_only": hostssl_only, "rules": rule_text}
+    if broken:
+        evidence["errors"] = [f"{r.line_number}: {r.error}" for r in broken]
+        verdict, summary = Verdict.FAIL, f"pg_hba.conf has {len(broken)} invalid line(s)"
+    elif hostssl_only:
+        verdict, summary = Verdict.OK, f"pg_hba: all {len(network)} network rule(s) are hostssl"
+    else:
+        lines = ", ".join(str(r.line_number) for r in not_ssl)
+        verdict = Verdict.WARN
+        summary = f"pg_hba allows non-TLS connections ({len(not_ssl)} rule(s): line {lines})"
+    return CheckResult("postgres.hba", target, verdict, summary, evidence, duration_ms)
+
+
+def _backend(r: Any) -> Backend:
+    return Backend(
+        pid=int(r["pid"]),
+        application_name=str(r["application_name"] or ""),
+        client_addr=str(r["client_addr"]) if r["client_addr"] is not None else None,
+        usename=r["usename"],
+        ssl=None if r["ssl"] is None else bool(r["ssl"]),
+        version=r["version"],
+    )
+
+
+def _backends_result(target: str, user: str, backends: tuple[Backend, ...], duration_ms: float) -> CheckResult:
+    """postgres.backends: N of M on plaintext; ERROR when the probe user cannot see whether they use TLS."""
+    plain = [b for b in backends if b.ssl is False]
+    hidden = [b for b in backends if b.ssl is None]
+    rows = [
+        {"pid": b.pid, "application_name": b.application_name, "client_addr": b.client_addr, "usename": b.usename}
+        for b in plain
+    ]
+    extra = {"hidden": len(hidden)} if hidden else None
+    if hidden and not plain:
+        evidence: dict[str, Any] = {"total": len(backends), "tls": len(backends), "plaintext": [], **(extra or {})}
+        summary = (f"cannot see whether {len(hidden)} of {len(backends)} backend(s) use TLS: the probe user "
+                   f"{user} lacks pg_read_all_stats (grant pg_monitor) — permission")
+        return CheckResult("postgres.backends", target, Verdict.ERROR, summary, evidence, duration_ms)
+    names = [b.application_name or b.usename or "?" for b in plain]
+    return plaintext_verdict(
+        "postgres.backends", target, "backend", len(backends), rows, names,
+        none="no other client backends", duration_ms=duration_ms, extra=extra,
+    )
 
 
 async def probe_postgres(
@@ -547,7 +403,6 @@ async def probe_end_to_end(
     """
     t0 = time.perf_counter()
     target = f"{host}:{port}"
-    check = "postgres.end_to_end"
     conn: Any = None
     stage = "connect"
     try:
@@ -568,46 +423,17 @@ async def probe_end_to_end(
                 transport = getattr(conn, "_transport", None)  # asyncpg has no public accessor
                 tls = transport.get_extra_info("ssl_object") is not None if transport is not None else None
             if value != 1:
-                return CheckResult(check, target, Verdict.FAIL, f"SELECT 1 returned {value!r}", {}, _ms(t0))
-            return CheckResult(
-                check,
-                target,
-                Verdict.OK,
-                f"SELECT 1 through {target} answered in {_ms(t0):.0f} ms",
-                {"tls": tls},
-                _ms(t0),
-            )
+                return CheckResult(_E2E, target, Verdict.FAIL, f"SELECT 1 returned {value!r}", {}, _ms(t0))
+            summary = f"SELECT 1 through {target} answered in {_ms(t0):.0f} ms"
+            return CheckResult(_E2E, target, Verdict.OK, summary, {"tls": tls}, _ms(t0))
         except TimeoutError:
-            # asyncpg's connect covers TCP, TLS, login and the wait for ReadyForQuery, and PgBouncer
-            # parks a client in its queue during login while it cannot get a server connection:
-            # a hang in "connect" is the same symptom as a hang in the query. Only if the port
-            # does not even accept TCP is it "could not measure".
-            if stage == "connect" and not await _accepts_tcp(host, port, 1.0):
-                return CheckResult(
-                    check,
-                    target,
-                    Verdict.ERROR,
-                    f"no answer from {target} within {timeout:g}s and it does not accept TCP",
-                    {"stage": stage},
-                    _ms(t0),
-                )
-            summary = (
-                f"query through PgBouncer did not answer in {timeout:g}s"
-                " — Leg 2 broken? check the Postgres log"
-            )
-            return CheckResult(check, target, Verdict.FAIL, summary, {"stage": stage}, _ms(t0))
+            return await _e2e_hung(host, port, stage, timeout, t0)
         except Exception as exc:
             verdict, summary = _classify_connect_error(exc, target, timeout)
             if isinstance(exc, asyncpg.PostgresError) and stage == "query":
                 verdict, summary = Verdict.FAIL, f"SELECT 1 failed: {exc}"
-            return CheckResult(
-                check,
-                target,
-                verdict,
-                summary,
-                {"stage": stage, "error": f"{type(exc).__name__}: {exc}"},
-                _ms(t0),
-            )
+            evidence = {"stage": stage, "error": f"{type(exc).__name__}: {exc}"}
+            return CheckResult(_E2E, target, verdict, summary, evidence, _ms(t0))
         finally:
             if conn is not None:
                 try:
@@ -616,7 +442,20 @@ async def probe_end_to_end(
                 except Exception:
                     conn.terminate()
     except Exception as exc:
-        return bug_result(check, target, exc, t0)
+        return bug_result(_E2E, target, exc, t0)
+
+
+async def _e2e_hung(host: str, port: int, stage: str, timeout: float, t0: float) -> CheckResult:  # noqa: ASYNC109
+    """No answer in time. asyncpg's connect covers TCP, TLS, login and the wait for ReadyForQuery, and
+    PgBouncer parks a client in its queue during login while it cannot get a server connection: a hang in
+    "connect" is the same symptom as a hang in the query (FAIL). Only if the port does not even accept TCP
+    is it "could not measure"."""
+    target = f"{host}:{port}"
+    if stage == "connect" and not await _accepts_tcp(host, port, 1.0):
+        summary = f"no answer from {target} within {timeout:g}s and it does not accept TCP"
+        return CheckResult(_E2E, target, Verdict.ERROR, summary, {"stage": stage}, _ms(t0))
+    summary = f"query through PgBouncer did not answer in {timeout:g}s — Leg 2 broken? check the Postgres log"
+    return CheckResult(_E2E, target, Verdict.FAIL, summary, {"stage": stage}, _ms(t0))
 
 
 async def _accepts_tcp(host: str, port: int, budget: float) -> bool:

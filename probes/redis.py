@@ -31,7 +31,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from probes.model import CheckResult, Verdict, bug_result
+from probes.model import CheckResult, Verdict
+from probes.plaintext import plaintext_verdict
+from probes.session import KeptSession
 
 __all__ = [
     "PROBE_CLIENT_NAME",
@@ -205,13 +207,28 @@ def _cert_required(exc: ssl.SSLError) -> bool:
     return "CERTIFICATE_REQUIRED" in str(getattr(exc, "reason", "") or "").upper()
 
 
-class RedisSession:
+@dataclass(frozen=True, slots=True)
+class _Replies:
+    """What one round of commands returned (the CONFIG GET replies are None when CONFIG was refused)."""
+
+    own_id: int | None
+    port: Any
+    tls_port: Any
+    tls_auth: Any
+    config_error: str | None
+    client_list: Any
+
+
+class RedisSession(KeptSession[Redis, _Replies, RedisFacts]):
     """A kept connection for repeated `sample()` calls: CONFIG GET port/tls-port, CLIENT LIST.
 
     With `ssl_context` (e.g. ``probes.tlscontext.make_client_context(ca_pem)``) the connection uses TLS
     and verifies `server_name` (default: `host`); without, plaintext. The connection is opened
     lazily and dropped after any failure; the next sample reconnects.
     """
+
+    check = "redis"
+    connect_errors = ()  # redis-py connects on the first command: a failure there is the query's
 
     def __init__(
         self,
@@ -224,20 +241,12 @@ class RedisSession:
         server_name: str | None = None,
         username: str | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, timeout=timeout)
         self.password = password
         self.username = username
-        self.timeout = timeout
         self.ssl_context = ssl_context
         self.server_name = server_name
         self.client_name = f"{PROBE_CLIENT_NAME}-{uuid.uuid4().hex[:8]}"  # CLIENT SETNAME: who we are
-        self._client: Redis | None = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def target(self) -> str:
-        return f"{self.host}:{self.port}"
 
     def _make_client(self) -> Redis:
         kwargs: dict[str, Any] = {
@@ -257,14 +266,14 @@ class RedisSession:
             kwargs["server_hostname"] = self.server_name or self.host
         return Redis(connection_pool=ConnectionPool(**kwargs))
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
+    async def _open(self) -> Redis:
+        return self._make_client()
+
+    async def _close(self, conn: Redis) -> None:
         try:
             async with asyncio.timeout(1.0):
-                await client.aclose()
-                await client.connection_pool.disconnect()
+                await conn.aclose()
+                await conn.connection_pool.disconnect()
         except Exception:  # includes TimeoutError; nothing more we can do
             pass
 
@@ -280,142 +289,81 @@ class RedisSession:
         fields.update(kw)
         return RedisFacts(target=self.target, results=tuple(results), duration_ms=_ms(t0), **fields)
 
-    async def sample(self) -> RedisFacts:
-        async with self._lock:
-            t0 = time.perf_counter()
-            try:
-                return await self._sample(t0, retry=True)
-            except Exception as exc:
-                await self.aclose()
-                return self._facts(t0, [bug_result("redis.connect", self.target, exc, t0)])
-
-    async def _sample(self, t0: float, *, retry: bool) -> RedisFacts:
-        target = self.target
-        reused = self._client is not None
-        if self._client is None:
-            self._client = self._make_client()
-        client = self._client
+    async def _query(self, conn: Redis) -> _Replies:
+        own_id = _int(await _cmd(conn, "CLIENT", "ID"))
         config_error: str | None = None
         try:
-            async with asyncio.timeout(self.timeout):
-                own_id = _int(await _cmd(client, "CLIENT", "ID"))
-                try:
-                    port_reply = await _cmd(client, "CONFIG", "GET", "port")
-                    tls_reply = await _cmd(client, "CONFIG", "GET", "tls-port")
-                    auth_reply = await _cmd(client, "CONFIG", "GET", "tls-auth-clients")
-                except ResponseError as exc:  # CONFIG renamed/disabled, or an ACL without +config
-                    port_reply = tls_reply = auth_reply = None
-                    config_error = str(exc)
-                raw = await _cmd(client, "CLIENT", "LIST")
-        except Exception as exc:  # only driver calls above: whatever they raise is about the connection
-            await self.aclose()
-            if reused and retry and not isinstance(exc, TimeoutError | RedisTimeoutError | ResponseError):
-                # the kept connection went stale (Redis restarted, CLIENT KILL): one fresh attempt
-                return await self._sample(t0, retry=False)
-            verdict, summary = _classify(exc, target, self.timeout)
-            return self._facts(
-                t0,
-                [
-                    CheckResult(
-                        "redis.connect",
-                        target,
-                        verdict,
-                        summary,
-                        {"error": f"{type(exc).__name__}: {exc}", "tls": self.ssl_context is not None},
-                        _ms(t0),
-                    )
-                ],
-            )
+            port_reply = await _cmd(conn, "CONFIG", "GET", "port")
+            tls_reply = await _cmd(conn, "CONFIG", "GET", "tls-port")
+            auth_reply = await _cmd(conn, "CONFIG", "GET", "tls-auth-clients")
+        except ResponseError as exc:  # CONFIG renamed/disabled, or an ACL without +config
+            port_reply = tls_reply = auth_reply = None
+            config_error = str(exc)
+        raw = await _cmd(conn, "CLIENT", "LIST")
+        return _Replies(own_id, port_reply, tls_reply, auth_reply, config_error, raw)
 
-        port = _int(_config_value(port_reply, "port"))
-        tls_port = _int(_config_value(tls_reply, "tls-port"))
-        tls_auth = _config_value(auth_reply, "tls-auth-clients")
-        entries = parse_client_list(_text(raw)) if not isinstance(raw, list) else [dict(e) for e in raw]
+    def _stale(self, exc: Exception) -> bool:
+        # the kept connection went stale (Redis restarted, CLIENT KILL)
+        return not isinstance(exc, TimeoutError | RedisTimeoutError | ResponseError)
+
+    def _connect_failed(self, exc: BaseException, t0: float) -> CheckResult:
+        return self._query_failed(exc, t0)
+
+    def _query_failed(self, exc: BaseException, t0: float) -> CheckResult:
+        verdict, summary = _classify(exc, self.target, self.timeout)
+        evidence = {"error": f"{type(exc).__name__}: {exc}", "tls": self.ssl_context is not None}
+        return CheckResult("redis.connect", self.target, verdict, summary, evidence, _ms(t0))
+
+    def _read(self, raw: _Replies, t0: float) -> RedisFacts:
+        port = _int(_config_value(raw.port, "port"))
+        tls_port = _int(_config_value(raw.tls_port, "tls-port"))
+        tls_auth = _config_value(raw.tls_auth, "tls-auth-clients")
+        listed = raw.client_list
+        entries = parse_client_list(_text(listed)) if not isinstance(listed, list) else [dict(e) for e in listed]
         clients = tuple(
-            RedisClient(
-                name=_text(e.get("name")),
-                addr=_text(e.get("addr")),
-                laddr=_text(e.get("laddr")),
-                tls=bool(tls_port) and _port_of(_text(e.get("laddr"))) == tls_port,
-                id=_int(e.get("id")) or 0,
-                user=_text(e.get("user")),
-                age=_int(e.get("age")),
-                idle=_int(e.get("idle")),
-                cmd=_text(e.get("cmd")),
-            )
-            for e in entries
-            if own_id is None or _int(e.get("id")) != own_id
+            _client(e, tls_port) for e in entries if raw.own_id is None or _int(e.get("id")) != raw.own_id
         )
-
-        results: list[CheckResult] = []
-        listeners_ev: dict[str, Any] = {"port": port, "tls_port": tls_port, "tls_auth_clients": tls_auth}
-        if config_error is not None:
-            results.append(
-                CheckResult(
-                    "redis.listeners",
-                    target,
-                    Verdict.ERROR,
-                    f"CONFIG GET refused ({config_error}): cannot tell TLS clients from plaintext ones",
-                    listeners_ev,
-                    _ms(t0),
-                )
-            )
-        elif not tls_port:
-            results.append(
-                CheckResult(
-                    "redis.listeners",
-                    target,
-                    Verdict.WARN,
-                    f"no TLS listener (tls-port 0); plaintext on {port}",
-                    listeners_ev,
-                    _ms(t0),
-                )
-            )
-        else:
-            plain = f"plaintext on {port}" if port else "plaintext listener dropped (port 0)"
-            results.append(
-                CheckResult(
-                    "redis.listeners",
-                    target,
-                    Verdict.OK,
-                    f"TLS on {tls_port} (tls-auth-clients {tls_auth}); {plain}",
-                    listeners_ev,
-                    _ms(t0),
-                )
-            )
-
-        if config_error is None:
-            plain_clients = [c for c in clients if not c.tls]
-            ev: dict[str, Any] = {
-                "total": len(clients),
-                "tls": len(clients) - len(plain_clients),
-                "plaintext": [{"name": c.name, "addr": c.addr, "laddr": c.laddr} for c in plain_clients],
-            }
-            if plain_clients:
-                names = ", ".join(sorted({c.name or c.addr for c in plain_clients}))
-                results.append(
-                    CheckResult(
-                        "redis.clients",
-                        target,
-                        Verdict.WARN,
-                        f"{len(plain_clients)} of {len(clients)} client(s) on plaintext: {names}",
-                        ev,
-                        _ms(t0),
-                    )
-                )
-            else:
-                summary = f"all {len(clients)} client(s) use TLS" if clients else "no other clients"
-                results.append(CheckResult("redis.clients", target, Verdict.OK, summary, ev, _ms(t0)))
-
+        results = [_listeners_result(self.target, port, tls_port, tls_auth, raw.config_error, _ms(t0))]
+        if raw.config_error is None:
+            rows = [{"name": c.name, "addr": c.addr, "laddr": c.laddr} for c in clients if not c.tls]
+            names = [c.name or c.addr for c in clients if not c.tls]
+            results.append(plaintext_verdict(
+                "redis.clients", self.target, "client", len(clients), rows, names,
+                none="no other clients", duration_ms=_ms(t0),
+            ))
         return self._facts(
-            t0,
-            results,
-            connected=True,
-            port=port,
-            tls_port=tls_port,
-            tls_auth_clients=tls_auth,
-            clients=clients,
+            t0, results, connected=True, port=port, tls_port=tls_port, tls_auth_clients=tls_auth, clients=clients
         )
+
+
+def _client(e: Mapping[str, Any], tls_port: int | None) -> RedisClient:
+    return RedisClient(
+        name=_text(e.get("name")),
+        addr=_text(e.get("addr")),
+        laddr=_text(e.get("laddr")),
+        tls=bool(tls_port) and _port_of(_text(e.get("laddr"))) == tls_port,
+        id=_int(e.get("id")) or 0,
+        user=_text(e.get("user")),
+        age=_int(e.get("age")),
+        idle=_int(e.get("idle")),
+        cmd=_text(e.get("cmd")),
+    )
+
+
+def _listeners_result(
+    target: str, port: int | None, tls_port: int | None, tls_auth: str | None, config_error: str | None, ms: float
+) -> CheckResult:
+    """redis.listeners: the TLS listener and whether plaintext is still served (ERROR when CONFIG is refused)."""
+    evidence: dict[str, Any] = {"port": port, "tls_port": tls_port, "tls_auth_clients": tls_auth}
+    if config_error is not None:
+        summary = f"CONFIG GET refused ({config_error}): cannot tell TLS clients from plaintext ones"
+        return CheckResult("redis.listeners", target, Verdict.ERROR, summary, evidence, ms)
+    if not tls_port:
+        summary = f"no TLS listener (tls-port 0); plaintext on {port}"
+        return CheckResult("redis.listeners", target, Verdict.WARN, summary, evidence, ms)
+    plain = f"plaintext on {port}" if port else "plaintext listener dropped (port 0)"
+    summary = f"TLS on {tls_port} (tls-auth-clients {tls_auth}); {plain}"
+    return CheckResult("redis.listeners", target, Verdict.OK, summary, evidence, ms)
 
 
 async def probe_redis(

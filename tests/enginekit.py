@@ -12,10 +12,10 @@ from typing import TypeVar
 
 from inventory.load import load_inventory
 from lab.topology import LabSpec
+from plans.collecting import collector_for
 from plans.engine import Engine
 from plans.journal import Journal
 from plans.plan import default_plan
-from probes.collect import Collector
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -36,8 +36,9 @@ def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_di
     env = load_inventory(inventory or Path(spec.dir) / "inventory.toml").env(None)
 
     async def go() -> T:
-        collector = Collector(env)
-        engine = Engine(env, default_plan(), collector,
+        plan = default_plan()
+        collector = collector_for(env, plan)
+        engine = Engine(env, plan, collector,
                         journal=Journal(env, collector.pool, local_dir=local_dir) if local_dir else None)
         try:
             return await fn(engine)

@@ -8,7 +8,7 @@ import time
 from probes.collect.cache import TtlCache
 from probes.collect.procnet import listening_ports, past_listeners
 from probes.model import Unknown
-from probes.ssh.pool import SshPool
+from probes.ssh.readonly import ReadOnlyHosts
 from probes.ssh.results import FileStat, SshError, SshErrorKind, ssh_why
 
 FILE_REREAD = 10.0  # seconds a small host file may be served from its cache
@@ -46,13 +46,13 @@ class HostFiles:
     and at least every FILE_REREAD seconds — SFTP's mtime has whole seconds, so a same-size rewrite
     within the second of the last read (`require` ↔ `disable`) would look unchanged."""
 
-    def __init__(self, pool: SshPool, *, bound_ttl: float = 3.0) -> None:
-        self.pool = pool
+    def __init__(self, hosts: ReadOnlyHosts, *, bound_ttl: float = 3.0) -> None:
+        self.hosts = hosts
         self._files: dict[tuple[str, str], tuple[tuple[int, float], bytes, float]] = {}
         self._bound: TtlCache[str, set[int] | Unknown] = TtlCache(bound_ttl)
 
     async def read(self, host: str, path: str) -> FileRead:
-        st = await self.pool.stat(host, path)
+        st = await self.hosts.stat(host, path)
         if not isinstance(st, FileStat):
             self._files.pop((host, path), None)
             return read_outcome(host, path, st)
@@ -61,7 +61,7 @@ class HostFiles:
         now = time.monotonic()
         if cached is not None and cached[0] == (st.size, st.mtime) and now - cached[2] < FILE_REREAD:
             return cached[1]
-        data = await self.pool.read_file(host, path, MAX_SMALL_FILE)
+        data = await self.hosts.read_file(host, path, MAX_SMALL_FILE)
         if isinstance(data, bytes):
             self._files[key] = ((st.size, st.mtime), data, now)
         return read_outcome(host, path, data)
@@ -77,7 +77,7 @@ class HostFiles:
         failure: Unknown | None = None
         seen = False
         for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-            data = await self.pool.read_head(host, name, 4 << 20, past_listeners)
+            data = await self.hosts.read_head(host, name, 4 << 20, past_listeners)
             if isinstance(data, bytes):
                 seen = True
                 ports |= listening_ports(data.decode("ascii", "replace"), address)

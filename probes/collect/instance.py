@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from inventory.model import Environment, Host
+from inventory.model import Environment, Host, ReadOnlyCommand
 from probes.collect.cache import TtlCache
 from probes.collect.hostfiles import HostFiles, Missing
 from probes.http import KeptHttp
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import CaFile, Configured, DatabaseState, InstanceState, LegUse, LegView
-from probes.ssh.pool import SshPool
+from probes.ssh.readonly import ReadOnlyHosts
 
 DEFAULT_CA = "/etc/ssl/internal/ca.crt"
 REQUIRING = ("require", "verify-ca", "verify-full")
@@ -51,7 +51,7 @@ class InstanceProbe:
     def __init__(
         self,
         env: Environment,
-        pool: SshPool,
+        hosts: ReadOnlyHosts,
         files: HostFiles,
         *,
         timeout: float,
@@ -60,7 +60,7 @@ class InstanceProbe:
         telpro_ttl: float = 300.0,
     ) -> None:
         self.env = env
-        self.pool = pool
+        self.hosts = hosts
         self.files = files
         self.timeout = timeout
         self.read_only = read_only
@@ -99,8 +99,9 @@ class InstanceProbe:
         return HostReads(dict(cas), running, telpro, health)
 
     async def _command(
-        self, host: Host, name: str, command: str, check: str, cache: TtlCache[str, tuple[bool | Unknown, CheckResult]]
+        self, host: Host, name: ReadOnlyCommand, check: str, cache: TtlCache[str, tuple[bool | Unknown, CheckResult]]
     ) -> tuple[bool | Unknown, CheckResult]:
+        """One of the inventory's named checks on the host (exit 0: yes, 1: no, else unknown)."""
         cached = cache.get(host.name)
         if cached is not None:
             return cached
@@ -110,7 +111,7 @@ class InstanceProbe:
                 f"{name} is not marked read-only in the inventory ([commands] read_only), so watch does not run it",
             )
             return u, error_result(check, host.name, u.why, u.detail)
-        r = await self.pool.run(host.name, command, timeout=self.timeout + 2)
+        r = await self.hosts.run_check(host.name, name, timeout=self.timeout + 2)
         if r.error is not None:
             u = Unknown(Why.TIMEOUT if "timed out" in r.error else Why.UNREACHABLE, r.error)
             return u, error_result(check, host.name, u.why, f"{name} could not run: {r.error}")
@@ -127,7 +128,7 @@ class InstanceProbe:
 
     async def _running_check(self, host: Host) -> tuple[bool | Unknown, CheckResult | None]:
         running, res = await self._command(
-            host, "running_check", self.env.running_check_command(host), "instance.running", self._running
+            host, "running_check", "instance.running", self._running
         )
         if running is True:
             res = CheckResult(res.check, res.target, Verdict.OK, f"{host.service} is running", res.evidence)
@@ -139,7 +140,7 @@ class InstanceProbe:
 
     async def _telpro_check(self, host: Host) -> tuple[bool | Unknown, CheckResult | None]:
         has, res = await self._command(
-            host, "telpro_ssl_check", self.env.telpro_check_command(host), "telpro.ssl_build", self._telpro
+            host, "telpro_ssl_check", "telpro.ssl_build", self._telpro
         )
         if has is True:
             res = CheckResult(res.check, res.target, Verdict.OK, "image has hiredis_ssl", res.evidence)
@@ -157,7 +158,7 @@ class InstanceProbe:
         """GET the health URL through a tunnel from that host (its own side of the network).
         Returns (healthy, answered, check): a refused connection means nothing listens there."""
         u = urlsplit(url)
-        ep = await self.pool.forward(host.name, u.hostname or host.address, u.port or 80)
+        ep = await self.hosts.forward(host.name, u.hostname or host.address, u.port or 80)
         if not isinstance(ep, tuple):
             unknown = Unknown(Why.UNREACHABLE, f"no tunnel for {url}: {ep}")
             return unknown, unknown, error_result("instance.health", host.name, unknown.why, unknown.detail)
@@ -220,12 +221,12 @@ class InstanceProbe:
                         f"instance checks skipped: {unread.detail or 'unreachable'}",
                     )
                 )
-            for path in _ca_paths_of(configured, ca_variables):
+            for path in ca_paths_of(configured, ca_variables):
                 ca_files[path] = Unknown(unread.why, f"{path} on {host.name}: {unread.detail}")
         else:
             for path, data in ok_reads.ca.items():
                 ca_files[path] = _ca_state(data, ca_pem)
-            for path in _ca_paths_of(configured, ca_variables):
+            for path in ca_paths_of(configured, ca_variables):
                 state = ca_files.get(path)
                 if state is None:
                     continue
@@ -299,7 +300,7 @@ async def _no_health() -> tuple[bool | Unknown, bool | Unknown, CheckResult | No
     return u, u, None
 
 
-def _ca_paths_of(configured: Mapping[str, Configured], ca_variables: Sequence[str]) -> list[str]:
+def ca_paths_of(configured: Mapping[str, Configured], ca_variables: Sequence[str]) -> list[str]:
     """The CA paths the service uses now (its configured CA-file variables, else the runbook path)."""
     out: list[str] = []
     for var in ca_variables:
