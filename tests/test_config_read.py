@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from probes.collect.round import _unread_config
-from probes.config import read_service_config
+from probes.config import read_service_config, rollout_vars
 from probes.model import Unknown, Verdict, Why
 from probes.snapshot import ConfigSource, ConfiguredValue
 
@@ -38,3 +38,15 @@ def test_an_unreadable_env_file_is_not_an_empty_one() -> None:
                                              envfile=gone, variables=("DATABASE_SSL_MODE",)))
     v = values["DATABASE_SSL_MODE"]
     assert isinstance(v, Unknown) and v.why is Why.TIMEOUT and "the env file" in v.detail
+
+
+def test_the_collector_reads_what_the_plan_declares_and_nothing_of_its_own() -> None:
+    """The probes hold no runbook variables: without a plan's declared variables only the platform variables
+    the cockpit itself reads are resolved; with them, exactly those plus the platform's."""
+    assert rollout_vars("database") == ("TLS_KEY_OWNER", "REDIS_TLS_PORT")
+    assert rollout_vars("app") == ("REDIS_TLS_PORT",)
+    declared = {"database": ("POSTGRES_TLS_ENABLED", "NEW_DB_VAR"), "app": ("DATABASE_SSL_MODE", "REDIS_TLS_PORT")}
+    assert rollout_vars("database", declared) == (
+        "POSTGRES_TLS_ENABLED", "NEW_DB_VAR", "TLS_KEY_OWNER", "REDIS_TLS_PORT"
+    )
+    assert rollout_vars("api", declared) == ("DATABASE_SSL_MODE", "REDIS_TLS_PORT")

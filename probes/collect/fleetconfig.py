@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from inventory.model import MATERIAL_VARIABLES, Environment, Host
+from inventory.model import MATERIAL_VARIABLES, Credentials, Environment, Host
 from probes import certagreement, certs
 from probes.aws import Aws, AwsError, Parameter
 from probes.collect.hostfiles import HostFiles, Missing
@@ -218,6 +218,7 @@ class FleetConfig:
 
     # -- probe credentials -------------------------------------------------------------------------
     async def credentials(self) -> tuple[ProbeCredentials | None, CheckResult]:
+        """Who the probes log in as, from the credentials secret (or file); never shown, only checked."""
         c = self.env.credentials
         source = c.file or c.secret
         data: Mapping[str, str]
@@ -238,51 +239,8 @@ class FleetConfig:
             except AwsError as exc:
                 self.note_aws(exc)
                 return None, error_result("probe.credentials", c.secret, exc.why, str(exc))
-
-        def user(literal: str, key: str, what: str) -> str | Unknown:
-            if literal:
-                return literal
-            if data.get(key):
-                return data[key]
-            return Unknown(
-                Why.NO_CREDENTIALS,
-                f"no {what} user for the probes: set credentials."
-                f"{'postgres_user' if what == 'Postgres' else 'pgbouncer_admin_user'}"
-                f" in the inventory or add {key} to {source}",
-            )
-
-        creds = ProbeCredentials(
-            pg_user=user(c.postgres_user, c.postgres_user_key, "Postgres"),
-            pg_password=data.get(c.postgres_password_key) or None,
-            admin_user=user(c.pgbouncer_admin_user, c.pgbouncer_admin_user_key, "PgBouncer admin"),
-            admin_password=data.get(c.pgbouncer_admin_password_key) or None,
-            redis_password=data.get(c.redis_password_key) or None,
-        )
-        lacking = [u.detail for u in (creds.pg_user, creds.admin_user) if isinstance(u, Unknown)]
-        lacking += [
-            f"{source} lacks {k}"
-            for k, v in (
-                (c.postgres_password_key, creds.pg_password),
-                (c.pgbouncer_admin_password_key, creds.admin_password),
-                (c.redis_password_key, creds.redis_password),
-            )
-            if v is None
-        ]
-        if any(isinstance(u, Unknown) for u in (creds.pg_user, creds.admin_user)):
-            # without a user the session cannot even be tried: what it would read is not measured
-            return creds, error_result(
-                "probe.credentials", source, Why.NO_CREDENTIALS, "; ".join(lacking) + " — those probes do not run"
-            )
-        if lacking:
-            return creds, CheckResult(
-                "probe.credentials",
-                source,
-                Verdict.WARN,
-                "; ".join(lacking) + " — those probes run without it or do not run",
-            )
-        return creds, CheckResult(
-            "probe.credentials", source, Verdict.OK, "probe credentials read (values never shown)"
-        )
+        creds = probe_credentials(c, data, source)
+        return creds, _credentials_check(c, creds, source)
 
     # -- cert material -----------------------------------------------------------------------------
     async def material(self) -> tuple[Material, list[CheckResult]]:
@@ -296,6 +254,54 @@ class FleetConfig:
 
     def cert_checks(self, material: Material) -> list[CheckResult]:
         return cert_checks(self.env, material)
+
+
+def probe_credentials(c: Credentials, data: Mapping[str, str], source: str) -> ProbeCredentials:
+    """The probe users (a literal in the inventory, else the secret's key) and passwords (the secret's)."""
+
+    def user(literal: str, key: str, what: str) -> str | Unknown:
+        if literal:
+            return literal
+        if data.get(key):
+            return data[key]
+        return Unknown(
+            Why.NO_CREDENTIALS,
+            f"no {what} user for the probes: set credentials."
+            f"{'postgres_user' if what == 'Postgres' else 'pgbouncer_admin_user'}"
+            f" in the inventory or add {key} to {source}",
+        )
+
+    return ProbeCredentials(
+        pg_user=user(c.postgres_user, c.postgres_user_key, "Postgres"),
+        pg_password=data.get(c.postgres_password_key) or None,
+        admin_user=user(c.pgbouncer_admin_user, c.pgbouncer_admin_user_key, "PgBouncer admin"),
+        admin_password=data.get(c.pgbouncer_admin_password_key) or None,
+        redis_password=data.get(c.redis_password_key) or None,
+    )
+
+
+def _credentials_check(c: Credentials, creds: ProbeCredentials, source: str) -> CheckResult:
+    """probe.credentials: OK, WARN (a password missing: that probe runs without it), or could-not-measure
+    (a user missing: the session cannot even be tried)."""
+    lacking = [u.detail for u in (creds.pg_user, creds.admin_user) if isinstance(u, Unknown)]
+    lacking += [
+        f"{source} lacks {k}"
+        for k, v in (
+            (c.postgres_password_key, creds.pg_password),
+            (c.pgbouncer_admin_password_key, creds.admin_password),
+            (c.redis_password_key, creds.redis_password),
+        )
+        if v is None
+    ]
+    if any(isinstance(u, Unknown) for u in (creds.pg_user, creds.admin_user)):
+        # without a user the session cannot even be tried: what it would read is not measured
+        return error_result(
+            "probe.credentials", source, Why.NO_CREDENTIALS, "; ".join(lacking) + " — those probes do not run"
+        )
+    if lacking:
+        summary = "; ".join(lacking) + " — those probes run without it or do not run"
+        return CheckResult("probe.credentials", source, Verdict.WARN, summary)
+    return CheckResult("probe.credentials", source, Verdict.OK, "probe credentials read (values never shown)")
 
 
 def needs_of(env: Environment, service: str) -> tuple[str, ...]:

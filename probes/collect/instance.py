@@ -198,79 +198,22 @@ class InstanceProbe:
         database: DatabaseState | Unknown,
         ca_variables: Sequence[str],
     ) -> InstanceState:
+        """The instance as this round saw it: its own reads (or why they are unknown), its configuration,
+        and its connections as the database side saw them."""
         settings = self.env.service(host.service)
-        checks: list[CheckResult] = []
-        if isinstance(reads, Unknown):
-            unread: Unknown = reads
-        elif reachable is not True:
-            unread = (
-                reachable if isinstance(reachable, Unknown) else Unknown(Why.UNREACHABLE, f"{host.name} is unreachable")
-            )
-        else:
-            unread = Unknown(Why.NOT_CHECKED)
+        unread = _unread(host, reachable, reads)
         ok_reads = reads if isinstance(reads, HostReads) and reachable is True else None
-
-        ca_files: dict[str, CaFile | Unknown] = {}
-        if ok_reads is None:
-            if reachable is not True:
-                checks.append(
-                    error_result(
-                        "ssh.reachable",
-                        host.name,
-                        unread.why,
-                        f"instance checks skipped: {unread.detail or 'unreachable'}",
-                    )
-                )
-            for path in ca_paths_of(configured, ca_variables):
-                ca_files[path] = Unknown(unread.why, f"{path} on {host.name}: {unread.detail}")
-        else:
-            for path, data in ok_reads.ca.items():
-                ca_files[path] = _ca_state(data, ca_pem)
-            for path in ca_paths_of(configured, ca_variables):
-                state = ca_files.get(path)
-                if state is None:
-                    continue
-                if isinstance(state, Unknown):
-                    checks.append(
-                        error_result(
-                            "instance.ca_file", host.name, state.why, f"{path}: could not check it: {state.detail}"
-                        )
-                    )
-                elif state is CaFile.MATCHES:
-                    checks.append(CheckResult("instance.ca_file", host.name, Verdict.OK, f"{path} is the internal CA"))
-                elif state is CaFile.MISSING:
-                    checks.append(CheckResult("instance.ca_file", host.name, Verdict.FAIL, f"{path} is missing"))
-                else:
-                    checks.append(
-                        CheckResult(
-                            "instance.ca_file",
-                            host.name,
-                            Verdict.FAIL,
-                            f"{path} is not the internal CA in Secrets Manager — restart to re-decode",
-                        )
-                    )
-        running: bool | Unknown
-        healthy: bool | Unknown
-        telpro: bool | Unknown
-        if ok_reads is None:
-            running = healthy = telpro = Unknown(unread.why, f"{host.name}: {unread.detail}")
-        else:
-            healthy, answered, hres = ok_reads.health
-            run_v, rres = ok_reads.running
-            telpro, tres = ok_reads.telpro
-            running = (
-                run_v
-                if not isinstance(run_v, Unknown) or run_v.why is not Why.NOT_CHECKED
-                else (
-                    answered
-                    if not isinstance(answered, Unknown) or answered.why is not Why.NOT_CHECKED
-                    else Unknown(Why.NOT_CHECKED, f"{host.service} has no running check or health URL in the inventory")
+        checks: list[CheckResult] = []
+        if ok_reads is None and reachable is not True:
+            checks.append(
+                error_result(
+                    "ssh.reachable", host.name, unread.why, f"instance checks skipped: {unread.detail or 'unreachable'}"
                 )
             )
-            checks += [c for c in (hres, rres, tres) if c is not None]
-            if not self.env.health_url(host):
-                healthy = Unknown(Why.NOT_CHECKED, f"{host.service} has no health URL")
-
+        ca_files, ca_checks = _ca_files(host, ok_reads, configured, ca_pem, unread, ca_variables)
+        checks += ca_checks
+        running, healthy, telpro, process_checks = self._process(host, ok_reads, unread)
+        checks += process_checks
         db_use = _use(database, host.name, ("leg1", "postgres"))
         redis_use = _use(database, host.name, ("redis",))
         drift = _drift(configured, db_use, redis_use)
@@ -293,6 +236,80 @@ class InstanceProbe:
             drift=tuple(drift),
             checks=tuple(checks),
         )
+
+    def _process(
+        self, host: Host, ok_reads: HostReads | None, unread: Unknown
+    ) -> tuple[bool | Unknown, bool | Unknown, bool | Unknown, list[CheckResult]]:
+        """(running, healthy, TelPro's SSL build, their checks): running from the running check, else from
+        whether the health URL answered at all."""
+        if ok_reads is None:
+            gone = Unknown(unread.why, f"{host.name}: {unread.detail}")
+            return gone, gone, gone, []
+        healthy, answered, hres = ok_reads.health
+        run_v, rres = ok_reads.running
+        telpro, tres = ok_reads.telpro
+        running = (
+            run_v
+            if not isinstance(run_v, Unknown) or run_v.why is not Why.NOT_CHECKED
+            else (
+                answered
+                if not isinstance(answered, Unknown) or answered.why is not Why.NOT_CHECKED
+                else Unknown(Why.NOT_CHECKED, f"{host.service} has no running check or health URL in the inventory")
+            )
+        )
+        if not self.env.health_url(host):
+            healthy = Unknown(Why.NOT_CHECKED, f"{host.service} has no health URL")
+        return running, healthy, telpro, [c for c in (hres, rres, tres) if c is not None]
+
+
+def _unread(host: Host, reachable: bool | Unknown, reads: HostReads | Unknown) -> Unknown:
+    """Why the instance's own reads are unknown (NOT_CHECKED when they are not)."""
+    if isinstance(reads, Unknown):
+        return reads
+    if reachable is not True:
+        return reachable if isinstance(reachable, Unknown) else Unknown(Why.UNREACHABLE, f"{host.name} is unreachable")
+    return Unknown(Why.NOT_CHECKED)
+
+
+def _ca_files(
+    host: Host,
+    ok_reads: HostReads | None,
+    configured: Mapping[str, Configured],
+    ca_pem: bytes | None,
+    unread: Unknown,
+    ca_variables: Sequence[str],
+) -> tuple[dict[str, CaFile | Unknown], list[CheckResult]]:
+    """Each CA file read, compared with the internal CA; a check for each path the service uses now."""
+    ca_files: dict[str, CaFile | Unknown] = {}
+    checks: list[CheckResult] = []
+    if ok_reads is None:
+        for path in ca_paths_of(configured, ca_variables):
+            ca_files[path] = Unknown(unread.why, f"{path} on {host.name}: {unread.detail}")
+        return ca_files, checks
+    for path, data in ok_reads.ca.items():
+        ca_files[path] = _ca_state(data, ca_pem)
+    for path in ca_paths_of(configured, ca_variables):
+        state = ca_files.get(path)
+        if state is None:
+            continue
+        if isinstance(state, Unknown):
+            checks.append(
+                error_result("instance.ca_file", host.name, state.why, f"{path}: could not check it: {state.detail}")
+            )
+        elif state is CaFile.MATCHES:
+            checks.append(CheckResult("instance.ca_file", host.name, Verdict.OK, f"{path} is the internal CA"))
+        elif state is CaFile.MISSING:
+            checks.append(CheckResult("instance.ca_file", host.name, Verdict.FAIL, f"{path} is missing"))
+        else:
+            checks.append(
+                CheckResult(
+                    "instance.ca_file",
+                    host.name,
+                    Verdict.FAIL,
+                    f"{path} is not the internal CA in Secrets Manager — restart to re-decode",
+                )
+            )
+    return ca_files, checks
 
 
 async def _no_health() -> tuple[bool | Unknown, bool | Unknown, CheckResult | None]:

@@ -27,8 +27,7 @@ from probes.collect.instance import DEFAULT_CA, InstanceProbe
 from probes.collect.parts import AwsSide, HostSide, RoundParts, reachable_of
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
 from probes.snapshot import Configured, DatabaseState, FleetSnapshot, InstanceState
-from probes.ssh.pool import SshPool
-from probes.ssh.readonly import ReadOnlyHosts, ReadOnlyPool
+from probes.ssh.readonly import ReadOnlyHosts
 
 CA_VARIABLES = ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")
 
@@ -39,14 +38,14 @@ class Collector:
     `variables`: role ("database" / "app") → the rollout variables to resolve (the plan's; without them
     only the platform variables the cockpit itself reads). `ca_paths`: extra container paths of the
     internal CA to check on app hosts (the paths a plan step will set). `read_only`: watch mode — only
-    host commands the inventory marks read-only run. `hosts`: how hosts are read (default: a new SSH
-    pool of `env`, seen read-only)."""
+    host commands the inventory marks read-only run. `hosts`: how hosts are read — read-only by type; the
+    pool behind it belongs to whoever built the collector (`plans.collecting`)."""
 
     def __init__(
         self,
         env: Environment,
         *,
-        hosts: ReadOnlyHosts | None = None,
+        hosts: ReadOnlyHosts,
         aws: Aws | None = None,
         timeout: float = 3.0,
         config_ttl: float = 3.0,
@@ -57,7 +56,7 @@ class Collector:
         host_budget: float | None = None,
     ) -> None:
         self.env = env
-        self.hosts: ReadOnlyHosts = hosts or ReadOnlyPool(SshPool(env))
+        self.hosts = hosts
         self._aws = aws
         self.timeout = timeout
         self.ca_variables = tuple(ca_variables)
