@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.cells import cell_len
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
@@ -15,6 +16,23 @@ from tui.view import age_text, clock_text
 
 STALE_AFTER = 10.0  # seconds: the data is getting old
 OLD_AFTER = 60.0  # seconds: gates no longer open on it
+MIN_WIDTH, MIN_HEIGHT = 80, 24  # below this the screens are cut: said, not silently
+
+
+def too_small(width: int, height: int) -> str:
+    """What to say when the terminal is below the minimum size ("" when it is not)."""
+    if width >= MIN_WIDTH and height >= MIN_HEIGHT:
+        return ""
+    return f"⚠ terminal {width}×{height} is below {MIN_WIDTH}×{MIN_HEIGHT}: parts of the screen are cut — enlarge it"
+
+
+class SizeNotice(Static):
+    """One line that says the terminal is too small, shown only then (the modal screens carry one)."""
+
+    def check(self, width: int, height: int) -> None:
+        text = too_small(width, height)
+        self.display = bool(text)
+        self.update(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +48,7 @@ class HeaderInfo:
     lock_mine: bool
     next_text: str
     replay_text: str = ""
+    too_small: str = ""  # the terminal is below the minimum size: said instead of the next step
 
 
 class CockpitHeader(Widget):
@@ -59,7 +78,8 @@ class CockpitHeader(Widget):
         old = self._texts.get(selector)
         if old != text:
             self._texts[selector] = text
-            w.update(text, layout=old is None or cell_len(old) != cell_len(text))
+            # as Text: a name with brackets ("[staging]") is shown as it is, not read as markup
+            w.update(Text(text), layout=old is None or cell_len(old) != cell_len(text))
         return w
 
     def _flag(self, w: Widget, on: bool, name: str) -> None:
@@ -106,4 +126,6 @@ class CockpitHeader(Widget):
         for v in ("ok", "warn", "fail", "error"):
             self._flag(verdict, info.verdict == v, f"-{v}")
         nxt = info.next_text if not info.replay_text else f"{info.replay_text}  ·  {info.next_text}"
-        self._put("#next-line", nxt)
+        line = self._put("#next-line", info.too_small or nxt)
+        self._flag(line, bool(info.too_small), "-too-small")
+        self._flag(line, not info.too_small and " — blocked by " in nxt, "-blocked")
