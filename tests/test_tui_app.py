@@ -4,6 +4,7 @@ watch mode without write actions, the confirmation screen, a drive cycle with pr
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.engine_double import FakeEngine
 from tests.test_tui_support import (
     JOURNAL,
     LAB_SECRETS,
+    T0,
     Clock,
     drive_app,
     scenario,
@@ -657,3 +659,188 @@ def test_no_color_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     app = watch_app([scenario("fresh")])
     assert app.no_color
+
+
+# -- terminal manners ------------------------------------------------------------------------------------------
+
+
+async def test_problem_columns_stay_at_80_columns_and_every_column_at_120() -> None:
+    for size, hidden in (((80, 24), {"service"}), ((140, 40), set())):
+        app = watch_app([scenario("straggler")])
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot)
+            table = app.main.query_one("#instances", InstanceTable)
+            shown = set(table.visible_columns)
+            assert {"host", "v", "drift", "db"} <= shown, (size, shown)
+            assert not shown & hidden
+            assert table.get_cell("staging-voice-02", "v") is not None
+            if size == (80, 24):
+                assert "Chk" in screen_text(app) and "Drift" in screen_text(app)
+
+
+async def test_a_terminal_below_the_minimum_says_so() -> None:
+    app = watch_app([scenario("fresh")])
+    async with app.run_test(size=(60, 20)) as pilot:
+        await ready(pilot)
+        assert "⚠ too small: 60×20 < 80×24" in screen_text(app)
+        assert app.main.query_one("#next-line").has_class("-too-small")
+    app = watch_app([scenario("fresh")])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        assert "too small" not in screen_text(app)
+
+
+async def test_sixteen_colours_keep_warn_fail_focus_and_key_hints_apart() -> None:
+    """On a 16-colour terminal (TEXTUAL_COLOR_SYSTEM=standard) Rich maps every colour to the nearest of 16;
+    Textual's own theme then paints warnings, focus and key hints in the error's bright red."""
+    from rich.color import Color, ColorSystem
+    from rich.style import Style
+    from textual.widgets._footer import FooterKey
+
+    from probes.model import Verdict
+    from tui.widgets.style import VERDICT_STYLE
+
+    def sixteen(color: Any) -> int:
+        c = (color if isinstance(color, Color) else Color.parse(str(color))).downgrade(ColorSystem.STANDARD)
+        assert c.number is not None
+        return c.number
+
+    red, yellow = {1, 9}, {3, 11}
+    app = watch_app([scenario("cert-fail")])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        v = app.get_css_variables()
+        assert sixteen(v["error"]) in red
+        assert sixteen(v["warning"]) in yellow  # WARN ≠ FAIL
+        assert sixteen(v["accent"]) not in red | yellow
+        plan = app.main.query_one("#plan")
+        assert plan.has_focus
+        assert sixteen(plan.styles.border_top[1].rich_color) not in red  # focus is not an alarm
+        key = app.main.query_one(FooterKey)
+        key_color = key.get_component_rich_style("footer-key--key").color
+        assert key_color is not None and sixteen(key_color) not in red  # nor are the key hints
+        warn, fail = (Style.parse(VERDICT_STYLE[x]).color for x in (Verdict.WARN, Verdict.FAIL))
+        assert warn is not None and fail is not None and sixteen(warn) in yellow and sixteen(fail) in red
+        verdict = app.main.query_one("#verdict")
+        assert verdict.has_class("-fail") and sixteen(verdict.rich_style.color) in red
+
+
+PY_LITERAL = re.compile(r"\b(None|True|False)\b")
+
+
+async def test_no_python_none_true_or_false_on_any_screen() -> None:
+    from probes.model import Why
+    from tests import snapshots_factory as f
+
+    odd = f.with_leg_unknown(scenario("straggler"), "redis", Why.TIMEOUT)
+    snaps = [scenario("fresh"), odd, f.without_database(scenario("cert-fail"), Why.UNREACHABLE)]
+    app = watch_app(snaps, lock={"who": "alice", "where": None, "step": None, "since": T0, "token": "t"},
+                    journal=({"ts": T0 - 5, "who": None, "event": "apply", "step": None, "ok": None},))
+    seen: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        for n in range(len(snaps)):
+            if n:
+                app.action_poll_now()
+            await ready(pilot)
+            for tab in ("2", "3", "4"):
+                await pilot.press(tab)
+                await pilot.pause()
+                seen.append(screen_text(app))
+            for host in ("staging-voice-02", "staging-api-01"):
+                app.main.open_host(host)
+                await pilot.pause()
+                seen.append(text_of(app, "#detail-body"))
+                await pilot.press("escape")
+            app.main.open_database()
+            await pilot.pause()
+            seen.append(text_of(app, "#detail-body"))
+            await pilot.press("escape")
+            await pilot.pause()
+        events = app.main.query_one("#events")
+        seen.append("\n".join(line.text for line in events.all))
+    for text in seen:
+        assert not PY_LITERAL.search(text), PY_LITERAL.search(text)
+
+
+async def test_events_are_in_time_order_whatever_order_they_arrive_in() -> None:
+    from tui.view import LogLine
+
+    app = watch_app([scenario("fresh")])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("4")
+        events = app.main.query_one("#events")
+        events.reset([])
+        events.append([LogLine(T0 + 10, "action", "confirmed"), LogLine(T0 + 20, "outcome", "done")])
+        events.append([LogLine(T0 + 12, "journal", "alice apply pg-5 api"),
+                       LogLine(T0 + 11, "journal", "alice intent pg-5")])  # the journal, read late
+        await pilot.pause()
+        assert [line.text for line in events.shown] == ["confirmed", "alice intent pg-5", "alice apply pg-5 api",
+                                                        "done"]
+        rendered = [strip.text for strip in events.lines]
+        assert [r.split(" ", 2)[-1].strip() for r in rendered] == [line.text for line in events.shown]
+        await pilot.press("slash", *"alice", "enter")
+        await pilot.pause()
+        assert [line.text for line in events.shown] == ["alice intent pg-5", "alice apply pg-5 api"]
+        assert "filtered Events" in screen_text(app)
+
+
+async def test_j_k_g_G_and_the_filter_in_the_tables() -> None:
+    app = watch_app([scenario("straggler")])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        table = app.main.query_one("#instances", InstanceTable)
+        assert table.highlighted_key == "staging-api-01"
+        await pilot.press("j", "j")
+        assert table.highlighted_key == "staging-web-01"
+        await pilot.press("k")
+        assert table.highlighted_key == "staging-api-02"
+        await pilot.press("G")
+        assert table.highlighted_key == "staging-telpro-01"
+        await pilot.press("g")
+        assert table.highlighted_key == "staging-api-01"
+        await pilot.press("slash", *"voice")
+        await pilot.pause()
+        assert list(table.rows) and all("voice" in str(k.value) for k in table.rows)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.focused is table and table.filter_text == "voice"
+        app.action_poll_now()  # a new snapshot keeps the filter
+        await ready(pilot)
+        assert {str(k.value) for k in table.rows} == {"staging-voice-01", "staging-voice-02"}
+        await pilot.press("slash", "escape")  # Esc in the field clears the filter
+        await pilot.pause()
+        assert len(table.rows) == 7 and table.filter_text == ""
+
+
+async def test_the_palette_screenshot_lands_in_the_state_dir() -> None:
+    from tui.app import screenshots_dir
+
+    app = watch_app([scenario("fresh")])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        titles = {c.title: c for c in app.get_system_commands(app.main)}
+        assert str(screenshots_dir()) in titles["Screenshot"].help
+        app.save_screenshot_here()
+        await pilot.pause()
+        saved = list(screenshots_dir().glob("*.svg"))
+        assert saved and saved[0].read_text().startswith("<svg")
+        assert str(saved[0]) in last_said(app)
+
+
+def test_connections_are_listed_in_a_stable_order() -> None:
+    import dataclasses
+
+    from probes.snapshot import DatabaseState
+    from tui.widgets.detail import database_text, instance_text
+
+    snap = scenario("straggler")
+    db = snap.database
+    assert isinstance(db, DatabaseState)
+    flipped = dataclasses.replace(db, legs={k: (dataclasses.replace(v, connections=tuple(reversed(v.connections)))
+                                                if hasattr(v, "connections") else v) for k, v in db.legs.items()})
+    other = dataclasses.replace(snap, database=flipped)
+    assert database_text(snap).plain == database_text(other).plain
+    inst = snap.instances[3]
+    assert instance_text(snap, inst).plain == instance_text(other, inst).plain

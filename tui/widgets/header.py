@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.view import age_text, clock_text
+from tui.view import age_text, clock_text, said
 
 STALE_AFTER = 10.0  # seconds: the data is getting old
 OLD_AFTER = 60.0  # seconds: gates no longer open on it
@@ -23,7 +23,7 @@ def too_small(width: int, height: int) -> str:
     """What to say when the terminal is below the minimum size ("" when it is not)."""
     if width >= MIN_WIDTH and height >= MIN_HEIGHT:
         return ""
-    return f"⚠ terminal {width}×{height} is below {MIN_WIDTH}×{MIN_HEIGHT}: parts of the screen are cut — enlarge it"
+    return f"⚠ too small: {width}×{height} < {MIN_WIDTH}×{MIN_HEIGHT} — parts are cut; enlarge the terminal"
 
 
 class SizeNotice(Static):
@@ -109,8 +109,8 @@ class CockpitHeader(Widget):
             since = h.get("since")
             held = f" {age_text(info.now - float(since)).removesuffix(' ago')}" if isinstance(since, int | float) \
                 and since > 0 else ""
-            who = "you" if info.lock_mine else f"{h.get('who', '?')}@{h.get('where', '?')}"
-            self._put("#lock", f"lock: {who} {h.get('step', '?')}{held}")
+            who = "you" if info.lock_mine else f"{said(h.get('who'))}@{said(h.get('where'))}"
+            self._put("#lock", f"lock: {who} {said(h.get('step'))}{held}")
         self._flag(lock, info.lock is not None, "-held")
         self._flag(lock, info.lock_mine, "-mine")
         if info.taken_at is None:
