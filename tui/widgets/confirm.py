@@ -153,8 +153,8 @@ class ConfirmScreen(ModalScreen[ConfirmResult | None]):
     def compose(self) -> ComposeResult:
         p = self.preview
         with Vertical(id="confirm-box"):
-            yield Static(modal_title(self.env_name, action_title(p),
-                                     protected=self.protected), id="confirm-title")
+            # a protected environment has its banner right below: the title need not say it twice
+            yield Static(modal_title(self.env_name, action_title(p)), id="confirm-title")
             if self.protected:
                 yield Static(Text(f"▲ PROTECTED ENVIRONMENT {self.env_name.upper()} ▲"), id="protected-banner")
             yield SizeNotice("", classes="size-notice")
@@ -179,8 +179,8 @@ class ConfirmScreen(ModalScreen[ConfirmResult | None]):
     def why_not(self) -> list[str]:
         """Why Confirm is disabled ([]: it is enabled)."""
         p = self.preview
-        out = [f"gate {g.gate} is {g.status}: {g.reason}" for g in p.gates if not g.open]
-        out += [f"blocked [{b.id}]: {b.text}" for b in p.blockers if b.blocks]
+        out = [f"gate {g.gate} is {g.status}" for g in p.gates if not g.open]  # the reasons are above
+        out += [f"blocked [{b.id}]" for b in p.blockers if b.blocks]
         if not self.query_one("#reason", Input).value.strip():
             out.append("enter a reason")
         if self.protected:

@@ -52,7 +52,7 @@ class HeaderInfo:
 
 
 class CockpitHeader(Widget):
-    """Two lines: badges (env, mode, lock, freshness, verdict) and the next step."""
+    """Two lines: badges (env, mode, verdict, freshness, lock) and the next step."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -60,12 +60,14 @@ class CockpitHeader(Widget):
         self._texts: dict[str, str] = {}  # selector → the text shown
 
     def compose(self) -> ComposeResult:
+        # the fleet's verdict and the data's age before the lock: at 80 columns a long holder's name is what
+        # gets cut, not the verdict
         with Horizontal(id="badges"):
             yield Static("", id="env", classes="badge")
             yield Static("", id="mode", classes="badge")
-            yield Static("", id="lock", classes="badge")
-            yield Static("", id="fresh", classes="badge")
             yield Static("", id="verdict", classes="badge")
+            yield Static("", id="fresh", classes="badge")
+            yield Static("", id="lock", classes="badge")
         yield Static("", id="next-line")
 
     def _put(self, selector: str, text: str) -> Static:
@@ -118,7 +120,7 @@ class CockpitHeader(Widget):
             age = float("inf")
         else:
             age = info.now - info.taken_at
-            fresh = self._put("#fresh", f"data {clock_text(info.taken_at)}Z, {age_text(age)}")
+            fresh = self._put("#fresh", f"data {age_text(age)} ({clock_text(info.taken_at)}Z)")
         self._flag(fresh, STALE_AFTER < age <= OLD_AFTER, "-stale")
         self._flag(fresh, age > OLD_AFTER, "-old")
         verdict = self._put("#verdict", f"fleet {info.verdict.upper() if info.verdict not in (None, 'ok') else 'ok'}"

@@ -98,7 +98,7 @@ class ProgressScreen(ModalScreen[str | None]):
             yield Static(self.status_text(), id="progress-status")
             yield DataTable(id="progress-instances", cursor_type="none", show_cursor=False)
             yield RichLog(id="progress-output", wrap=True, markup=False, max_lines=2000)
-            yield Static(Text("running…", style="yellow"), id="progress-result")
+            yield Static(Text("the result shows here when the roll ends", style="dim"), id="progress-result")
             yield Static(self.keys_text(), id="progress-keys")
             with Horizontal(id="progress-buttons"):
                 yield Button("Close", id="close", disabled=True)
@@ -146,7 +146,8 @@ class ProgressScreen(ModalScreen[str | None]):
         if self.state == "finished":
             pass
         elif self.state == "paused":
-            t.append(" · ETA — (paused)")
+            eta = self.eta(now)
+            t.append(f" · ETA {duration_text(eta) + ' once resumed' if eta is not None else 'unknown'}")
         else:
             eta = self.eta(now)
             t.append(f" · ETA {duration_text(eta) if eta is not None else 'unknown'}")
@@ -310,7 +311,7 @@ class ProgressScreen(ModalScreen[str | None]):
             t.append(f"restarted with the new values: {changed}; the config store holds the new values",
                      style="yellow")
         else:
-            t.append(f"✘ FAILED at {outcome.stage}: {r(outcome.reason)} — the roll stopped", style="bold red")
+            t.append(f"✘ FAILED at {outcome.stage}: {r(outcome.reason)}", style="bold red")
         rb = outcome.rolled_back
         if rb is not None:
             t.append(f"\nautomatic rollback: {'done' if rb.ok else 'FAILED at ' + rb.stage}: {r(rb.reason)}",
