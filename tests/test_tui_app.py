@@ -28,6 +28,7 @@ from tests.test_tui_support import (
 )
 from tui.app import CockpitApp, make_app
 from tui.recording import Recorder
+from tui.view import log_lines
 from tui.widgets.header import CockpitHeader
 from tui.widgets.tables import InstanceTable, PlanTable
 
@@ -454,7 +455,8 @@ async def test_a_crashed_drive_worker_is_shown_and_recorded(tmp_path: Path) -> N
         assert ("release_lock",) in engine.calls and not app.main.busy
     rec.close()
     errors = [r for r in recorded(tmp_path / "d.jsonl") if r.get("kind") == "error"]
-    assert errors and "a preview that cannot be recorded" in errors[-1]["error"]
+    assert errors and "a preview that cannot be recorded" in errors[-1]["error"] and errors[-1]["stage"] == "crash"
+    assert "the cockpit failed inside an action" in log_lines(errors[-1])[0].text
 
 
 # -- every key answers ---------------------------------------------------------------------------------

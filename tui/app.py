@@ -285,9 +285,8 @@ class CockpitApp(App[None]):
         that stays until it is read. The same error again while its dialog is open is not shown twice."""
         err = worker.error
         text = f"{worker.name or 'a task'} failed: {type(err).__name__}: {err}"
-        kind = "error" if self.config.mode == "drive" else "note"
-        rec = (self.recorder.record("action", kind="error", direction="task", step=worker.name or "task",
-                                    error=text, who=self.recorder.header.get("who")) if kind == "error"
+        rec = (self.recorder.record("action", kind="error", stage="crash", error=text,
+                                    who=self.recorder.header.get("who")) if self.config.mode == "drive"
                else self.recorder.record("note", text=text, level="error"))
         self.log_record(rec)
         self.show_problem("Something failed inside the cockpit", text,

@@ -473,7 +473,8 @@ def log_lines(rec: Mapping[str, Any]) -> list[LogLine]:
             "cancel": f"cancelled {direction} {what}",
             "unlock": "lock released",
             "unlock-failed": f"the fleet lock could not be released: {error}",
-            "error": f"{direction} {what} stopped: {error}",
+            "error": (f"the cockpit failed inside an action: {error}" if rec.get("stage") == "crash"
+                      else f"{direction} {what} stopped: {error}"),
             "refused": f"{direction} {what} refused ({said(rec.get('stage'))}), nothing changed: {error}",
             "pause": f"{said(rec.get('who'))} asked to pause {direction} {what} after the current instance",
             "resume": f"{said(rec.get('who'))} resumed {direction} {what}",
