@@ -29,8 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from plans.plan import default_plan  # noqa: E402
-from probes.model import CheckResult, Verdict  # noqa: E402
-from probes.snapshot import ConfiguredValue, Connection, DatabaseState, FleetSnapshot, InstanceState  # noqa: E402
+from probes.model import CheckResult, Unknown, Verdict, Why  # noqa: E402
+from probes.snapshot import (  # noqa: E402
+    CaFile,
+    ConfiguredValue,
+    Connection,
+    DatabaseState,
+    FleetSnapshot,
+    Handshake,
+    InstanceState,
+    LegUse,
+    LegView,
+)
 from tui.app import make_app  # noqa: E402
 from tui.feed import Observation  # noqa: E402
 from tui.recording import Recorder, Recording  # noqa: E402
@@ -54,8 +64,10 @@ def base_fleet() -> FleetSnapshot:
                      "PGBOUNCER_SERVER_TLS_SSLMODE": _cv("verify-ca"), "PGBOUNCER_CLIENT_TLS_SSLMODE": _cv("allow"),
                      "REDIS_TLS_ENABLED": _cv("true"), "REDIS_FORCE_TLS": _cv("false", "default", None)}}
     instances: list[InstanceState] = []
-    conns: list[Connection] = [Connection("leg2", "pgbouncer", None, f"10.0.1.20:{40000 + i}", True,
-                                          "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=prime256v1") for i in range(12)]
+    leg1: list[Connection] = []
+    redis_conns: list[Connection] = []
+    leg2 = [Connection("leg2", "pgbouncer", None, f"10.0.1.20:{40000 + i}", True,
+                       "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=prime256v1") for i in range(12)]
     for si, (svc, n) in enumerate(SHAPE.items()):
         flipped = si < 3
         cfg = {"DATABASE_SSL_MODE": _cv("verify-full" if flipped else None, "ssm" if flipped else "unset"),
@@ -66,9 +78,9 @@ def base_fleet() -> FleetSnapshot:
             host = f"prod-{svc}-{k:02d}"
             addr = f"10.0.{si + 2}.{10 + k}"
             for c in range(2):
-                conns.append(Connection("leg1", svc, host, f"{addr}:{50000 + 10 * k + c}", flipped,
-                                        "TLSv1.3/TLS_AES_256_GCM_SHA384" if flipped else ""))
-            conns.append(Connection("redis", svc, host, f"{addr}:{51000 + k}", False, "laddr 10.0.1.20:6379"))
+                leg1.append(Connection("leg1", svc, host, f"{addr}:{50000 + 10 * k + c}", flipped,
+                                       "TLSv1.3/TLS_AES_256_GCM_SHA384" if flipped else ""))
+            redis_conns.append(Connection("redis", svc, host, f"{addr}:{51000 + k}", False, "laddr 10.0.1.20:6379"))
             checks = (
                 CheckResult("ssh.reachable", host, Verdict.OK, "reachable (sftp stat /)", {"via": "bastion"},
                             rnd.uniform(1, 9)),
@@ -78,8 +90,12 @@ def base_fleet() -> FleetSnapshot:
                             "DATABASE_SSL_MODE unset: the driver's default 'prefer' goes to unverified TLS"
                             if not flipped else "DATABASE_SSL_MODE=verify-full"),
             )
-            instances.append(InstanceState(host, svc, addr, True, True, None if svc != "telpro" else True, True,
-                                           flipped, False, configured=dict(cfg), checks=checks))
+            instances.append(InstanceState(
+                host, svc, addr, reachable=True, running=True, healthy=True,
+                ca_files={"/etc/ssl/internal/ca.crt": CaFile.MATCHES},
+                telpro_ssl=True if svc == "telpro" else Unknown(Why.NOT_CHECKED, "not TelPro"),
+                db=LegUse(tls=2, plain=0) if flipped else LegUse(tls=0, plain=2), redis=LegUse(tls=0, plain=1),
+                configured=dict(cfg), checks=checks))
     cert_ev = {"subject": "CN=prod-database-01.voiceai.internal", "issuer": "CN=VoiceAI Internal CA",
                "sans": ["DNS:prod-database-01.voiceai.internal", "DNS:localhost", "IP:10.0.1.20"],
                "not_before": "2026-01-01T00:00:00+00:00", "not_after": "2027-01-01T00:00:00+00:00",
@@ -98,8 +114,13 @@ def base_fleet() -> FleetSnapshot:
                   for s in ("database", *SERVICES) for c in ("certs.present", "certs.decode", "certs.ca",
                                                              "certs.chain", "certs.key_match", "certs.san",
                                                              "certs.expiry"))
-    db = DatabaseState(DB, True, True, False, "allow", "verify-ca", 6379, 6380, True, True, True, True,
-                       "10.0.1.20:6380", tuple(conns), db_checks)
+    db = DatabaseState(DB, reachable=True, postgres_ssl=True, pg_hba_hostssl_only=False,
+                       pgbouncer_client_tls_sslmode="allow", pgbouncer_server_tls_sslmode="verify-ca", redis_port=6379,
+                       redis_tls_port=6380, postgres_tls=Handshake.VERIFIED, pgbouncer_tls=Handshake.VERIFIED,
+                       redis_tls=Handshake.VERIFIED, end_to_end_ok=True, otel_redis_endpoint="10.0.1.20:6380",
+                       legs={"leg1": LegView(tuple(leg1), own=1), "leg2": LegView(tuple(leg2)),
+                             "postgres": LegView(()), "redis": LegView(tuple(redis_conns), own=1)},
+                       checks=db_checks)
     all_checks = (*(c for i in instances for c in i.checks[:1]), *certs, *db_checks,
                   *(c for i in instances for c in i.checks[1:]))
     return FleetSnapshot("production", T0, 850.0, False, configured, db, tuple(instances), certs, all_checks)
@@ -124,19 +145,24 @@ class Churn:
 
         insts = list(s.instances)
         db = s.database
-        assert db is not None
-        conns = list(db.connections)
+        assert isinstance(db, DatabaseState)
+        legs = dict(db.legs)
         if self.n % 20 == 0:  # an app reconnects: a new client port
+            leg = rnd.choice(("leg1", "redis"))
+            view = legs[leg]
+            assert isinstance(view, LegView)
+            conns = list(view.connections)
             i = rnd.randrange(len(conns))
             c = conns[i]
             host, _, port = c.addr.rpartition(":")
             conns[i] = dataclasses.replace(c, addr=f"{host}:{int(port) + 1000}")
+            legs[leg] = dataclasses.replace(view, connections=tuple(conns))
         if self.n % 240 == 0:  # a health flap
             i = rnd.randrange(len(insts))
             inst = insts[i]
             insts[i] = dataclasses.replace(inst, healthy=not inst.healthy)
         checks = tuple(retime(c) for c in s.checks)
-        db = dataclasses.replace(db, connections=tuple(conns), checks=tuple(retime(c) for c in db.checks))
+        db = dataclasses.replace(db, legs=legs, checks=tuple(retime(c) for c in db.checks))
         self.snap = dataclasses.replace(s, taken_at=t, duration_ms=round(rnd.uniform(400, 1200), 1),
                                         instances=tuple(insts), database=db, checks=checks)
         return self.snap
