@@ -39,6 +39,14 @@ class BrokenPreview(Preview):
         raise RuntimeError("a preview that cannot be recorded")
 
 
+@dataclass(frozen=True)
+class BrokenOutcome(Outcome):
+    """An outcome that cannot be recorded: the drive worker crashes after the roll, with its progress open."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise RuntimeError("an outcome that cannot be recorded")
+
+
 @dataclass
 class FakeEngine:
     """Follows the Engine contract; records every call; outcomes and gates are set by the test."""
@@ -55,6 +63,7 @@ class FakeEngine:
     preflight_error: str | None = None  # apply returns Outcome(stage "preflight") with this reason
     crash_apply: bool = False  # apply raises a RuntimeError (a bug somewhere below the UI)
     broken_preview: bool = False  # the preview cannot be written down: the drive worker itself crashes
+    broken_outcome: bool = False  # nor can the outcome, once the roll is over
     blockers: tuple[Blocker, ...] = ()  # a rollback preview's blockers
     extra_hosts: int = 0  # more instances for every service (a long per-host list)
     estimate_s: float | None = 20.0
@@ -194,4 +203,6 @@ class FakeEngine:
         if preview.direction == "restart":
             return done(True, "done", f"restarted {n_all} instance(s) of {preview.service}", changed)
         say("verify", None, "verified: every instance connects over TLS", T0 + 20)
+        if self.broken_outcome:
+            return BrokenOutcome(True, "done", "every instance connects over TLS", (), T0 + 10, T0 + 30)
         return done(True, "done", "every instance connects over TLS", changed)

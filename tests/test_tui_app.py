@@ -459,6 +459,27 @@ async def test_a_crashed_drive_worker_is_shown_and_recorded(tmp_path: Path) -> N
     assert "the cockpit failed inside an action" in log_lines(errors[-1])[0].text
 
 
+async def test_a_crash_after_the_roll_leaves_a_progress_screen_that_closes() -> None:
+    from tui.widgets.detail import ProblemScreen
+    from tui.widgets.progress import ProgressScreen
+
+    engine = FakeEngine([scenario("ready-pg5")], broken_outcome=True)
+    app = drive_app(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        confirm = await open_confirm(pilot)
+        confirm.query_one("#reason", Input).value = "window 42"
+        await pilot.pause()
+        confirm.query_one("#confirm", Button).press()
+        text = await problem_shown(pilot)
+        assert "an outcome that cannot be recorded" in text
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen), "the progress screen under it")
+        assert app.screen.state == "finished" and "stopped following this roll" in text_of(app, "#progress-result")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.main and not any(isinstance(s, ProblemScreen) for s in app.screen_stack)
+
+
 # -- every key answers ---------------------------------------------------------------------------------
 
 

@@ -91,6 +91,7 @@ class DriveScreen(MainScreen):
         self.lock_token: str | None = None
         self._rollback_cache: tuple[int, str, list[str]] | None = None
         self._binding_state: tuple[bool | None, ...] = ()
+        self._progress: ProgressScreen | None = None  # the running cycle's progress screen
 
     # -- what may run now ------------------------------------------------------------------------
     @property
@@ -248,6 +249,12 @@ class DriveScreen(MainScreen):
             finally:
                 await self._release(base)
         finally:
+            progress = self._progress
+            self._progress = None
+            if progress is not None and progress.state != "finished" and progress.is_attached:
+                # the cycle ended without an outcome (a crash, said in its own dialog): the progress screen
+                # must not stay open with nothing to close it
+                progress.show_error("the cockpit stopped following this roll — look at the plan before going on")
             self._done()
         choice: str | None = await answer if answer is not None else None
         if choice == "rollback":
@@ -320,6 +327,7 @@ class DriveScreen(MainScreen):
                                   env_name=app.config.env_name, protected=protected, on_control=asked,
                                   rollback_label=f"Roll back {target_text(target.step, target.service)}")
         answer = app.push_screen(progress, wait_for_dismiss=True)
+        self._progress = progress
         await progress.mounted.wait()
         loop_thread = threading.get_ident()
 

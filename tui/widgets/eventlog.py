@@ -20,6 +20,7 @@ from textual.widgets import RichLog
 from tui.view import LogLine, clock_text
 from tui.widgets.scrolling import SteadyScrollbars
 from tui.widgets.style import LEVEL_STYLE
+from tui.widgets.tables import screen_binds
 
 MAX_LINES = 1000
 TRIM_EVERY = 200  # lines beyond MAX_LINES before the oldest are dropped (a rewrite, amortised)
@@ -42,8 +43,8 @@ class EventLog(SteadyScrollbars, RichLog):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "scroll_down", "Down", show=False),
         Binding("k", "scroll_up", "Up", show=False),
-        Binding("g", "scroll_home", "Oldest", show=False),
-        Binding("G", "scroll_end", "Newest", show=False),
+        Binding("g", "oldest", "Oldest", show=False),
+        Binding("G", "newest", "Newest", show=False),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -54,6 +55,17 @@ class EventLog(SteadyScrollbars, RichLog):
         self._heights: list[int] = []  # rendered rows of each shown line (-1: not known yet)
         self.filter_text = ""
         self.rewrites = 0  # how many times lines were written again (tests, benchmarks)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("oldest", "newest") and screen_binds(self.screen, "g" if action == "oldest" else "G"):
+            return False  # the screen's own binding for the key wins (replay: g jumps to a time)
+        return super().check_action(action, parameters)
+
+    def action_oldest(self) -> None:
+        self.scroll_home(animate=False)
+
+    def action_newest(self) -> None:
+        self.scroll_end(animate=False)
 
     @property
     def count(self) -> int:

@@ -28,6 +28,16 @@ from tui.widgets.style import (
 Cells = tuple[Cell, ...]
 
 
+def screen_binds(screen: object, key: str) -> bool:
+    """Whether `screen`'s class (or a base) binds `key` itself: a table's own binding for that key steps
+    aside (bindings are tried from the focused widget up)."""
+    for klass in type(screen).__mro__:
+        for b in vars(klass).get("BINDINGS", ()) or ():
+            if isinstance(b, Binding) and key in (k.strip() for k in b.key.split(",")):
+                return True
+    return False
+
+
 class KeyedTable(SteadyScrollbars, DataTable[Cell]):
     """A DataTable whose rows are set as (key, cells): only changed cells are touched.
 
@@ -42,8 +52,8 @@ class KeyedTable(SteadyScrollbars, DataTable[Cell]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "First row", show=False),
-        Binding("G", "scroll_bottom", "Last row", show=False),
+        Binding("g", "first_row", "First row", show=False),
+        Binding("G", "last_row", "Last row", show=False),
     ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
@@ -85,6 +95,18 @@ class KeyedTable(SteadyScrollbars, DataTable[Cell]):
 
     def on_mount(self) -> None:
         self._add_columns()
+
+    # -- g / G, unless the screen has its own use for the key (replay: g jumps to a time) -------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("first_row", "last_row") and screen_binds(self.screen, "g" if action == "first_row" else "G"):
+            return False  # the key goes on to the screen's binding
+        return super().check_action(action, parameters)
+
+    def action_first_row(self) -> None:
+        self.action_scroll_top()
+
+    def action_last_row(self) -> None:
+        self.action_scroll_bottom()
 
     def _add_columns(self) -> None:
         for i in self._visible:
