@@ -116,7 +116,7 @@ class DriveScreen(MainScreen):
             inst = next((i for i in self.view.instances if i.key == host), None)
             return Target("restart", RESTART_STEP, inst.service, (inst.key,)) if inst is not None else None
         d = self.detail
-        if d is None:
+        if d is None or d.kind == "certs":  # a fleet-wide certs step has no one service to restart
             return None
         return Target("restart", RESTART_STEP, d.service or self.cockpit.config.plan.database_service)
 
@@ -128,7 +128,8 @@ class DriveScreen(MainScreen):
         if self.view is None:
             return "no snapshot yet"
         if action == "restart":
-            return "" if self.restart_target() is not None else "move to a host (Instances) or a step's row"
+            return "" if self.restart_target() is not None else \
+                "move to a host (Instances) or to a database or service step's row"
         d = self.next_detail if action == "advance_next" else self.detail
         if d is None:
             return "every step is verified" if action == "advance_next" else "move to a step in the plan"
@@ -186,9 +187,10 @@ class DriveScreen(MainScreen):
         finally:
             self.selected = saved
         svc = detail.service or self.cockpit.config.plan.database_service
+        restart = "" if detail.kind == "certs" else \
+            f"\n[R] restart {svc}, every instance (in Instances: the highlighted one)"
         return (f"\n[a] advance: {'ready' if not adv else 'disabled — ' + adv}"
-                f"\n[r] roll back: {'ready' if not rb else 'disabled — ' + rb}"
-                f"\n[R] restart {svc}, every instance (in Instances: the highlighted one)")
+                f"\n[r] roll back: {'ready' if not rb else 'disabled — ' + rb}{restart}")
 
     # -- the actions ---------------------------------------------------------------------------------
     def action_advance(self) -> None:
