@@ -22,7 +22,6 @@ from probes.snapshot import FleetSnapshot
 
 
 Direction = Literal["advance", "rollback", "restart"]
-DIRECTIONS: Final[tuple[Direction, ...]] = ("advance", "rollback", "restart")
 # outcome stages where nothing was written: the engine said no before it began
 REFUSED_STAGES: Final = frozenset({"refused", "preflight"})
 

@@ -20,7 +20,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.events import DescendantFocus, Key
 
-from plans.engine import RollControl
+from plans.engine import RESTART, RollControl
 from tui.feed import REFUSED_STAGES, Direction, EngineLike, EventLike, PreviewLike, lock_holder
 from tui.recording import Recorder
 from tui.view import TargetDetail, blockers_for_rollback
@@ -30,7 +30,7 @@ from tui.widgets.progress import ControlWord, ProgressScreen
 from tui.widgets.tables import InstanceTable
 
 WRITE_ACTIONS = ("advance", "rollback", "advance_next", "restart")
-RESTART_STEP = "restart"  # the step id the engine gives a restart-only action (plans.engine.RESTART)
+RESTART_STEP = RESTART  # the step id the engine gives a restart-only action (and the lock's step)
 
 
 @dataclass(frozen=True, slots=True)
