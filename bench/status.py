@@ -3,7 +3,7 @@ the whole cockpit in watch mode probing the fleet every second (its CPU: issue #
 "at 50 hosts probed every second"), and the runbook's own verification commands on the same fleet for
 comparison (issue #3's goals: warm ≤ 1 s, cold ≤ 3 s, ≤ 150 MB, exactly one SSH connection per host).
 
-    .venv/bin/python bench/status.py [--keep]      # starts a 50-instance lab on 127.0.62
+    .venv/bin/python bench/status.py [--keep]      # starts a 50-instance lab on a claimed net (lab.netclaim)
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 from lab import aws, control
+from lab.netclaim import claim_net, private_dir
 from lab.topology import LabSpec, parse_instances
 from probes.collect import Collector
 from probes.inventory import load_inventory
 from probes.ssh import SshPool
 
 FIFTY = "api=15,web=5,voice=15,ops=5,telpro=10"
-NET = "127.0.62"
 
 
 async def measure(inv: Path) -> dict[str, float]:
@@ -106,17 +106,15 @@ async def runbook_commands(inv: Path, spec: LabSpec) -> float:
 
 
 def main() -> None:
-    d = Path("/var/tmp") / "cockpit-bench-status"
-    if (d / "lab.json").exists():
-        control.down(d)
-    shutil.rmtree(d, ignore_errors=True)
-    spec = LabSpec(dir=str(d), net=NET, instances=parse_instances(FIFTY))
-    control.up(spec)
-    from lab import scenarios
-
-    scenarios.apply(spec, "redis-1")  # TLS listeners up, so the runbook's commands can run
-    time.sleep(20)  # let the 50 freshly restarted apps finish reconnecting before measuring
+    claim = claim_net()  # held until this process exits; --keep leaves the lab running on it
+    d = private_dir("cockpit-bench-status-")
+    spec = LabSpec(dir=str(d), net=claim.net, instances=parse_instances(FIFTY))
     try:
+        control.up(spec)
+        from lab import scenarios
+
+        scenarios.apply(spec, "redis-1")  # TLS listeners up, so the runbook's commands can run
+        time.sleep(20)  # let the 50 freshly restarted apps finish reconnecting before measuring
         inv = d / "inventory.toml"
         # the cockpit's rounds in a process of their own, so its peak memory is the cockpit's alone
         import json
@@ -144,8 +142,12 @@ def main() -> None:
         print(f"runbook's manual checks:  {manual:.2f} s for the same fleet, one host at a time "
               f"({manual / res['warm_median_s']:.0f}× a warm snapshot)")
     finally:
-        if "--keep" not in sys.argv:
-            control.down(d)
+        if "--keep" in sys.argv:
+            print(f"lab kept running: {d} on {claim.net}.0/24 (stop it with: python -m lab --dir {d} down)")
+        else:
+            if (d / "lab.json").exists():
+                control.down(d)
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
 """Each runbook step on the lab: time from confirmation to verified, how much of it is
 `update.sh` itself, and the cockpit's own share per instance (issue #4's goal: ≤ 1 s).
 
-    .venv/bin/python bench/steps.py          # starts a default lab on 127.0.63, runs fresh → done → fresh
+    .venv/bin/python bench/steps.py          # a default lab on a claimed net (lab.netclaim): fresh → done → fresh
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab-operator")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 from lab import control, scenarios
+from lab.netclaim import claimed
 from lab.topology import LabSpec
 from plans.engine import Engine
 from plans.journal import Journal
@@ -26,8 +26,6 @@ from plans.plan import default_plan
 from plans.position import next_action_in
 from probes.collect import Collector
 from probes.inventory import load_inventory
-
-NET = "127.0.63"
 
 
 async def run(inv: Path, journal_dir: Path) -> list[tuple[str, str, int, float, float, float]]:
@@ -68,13 +66,14 @@ async def run(inv: Path, journal_dir: Path) -> list[tuple[str, str, int, float, 
 
 
 def main() -> None:
-    d = Path("/var/tmp") / "cockpit-bench-steps"
-    if (d / "lab.json").exists():
-        control.down(d)
-    shutil.rmtree(d, ignore_errors=True)
-    spec = LabSpec(dir=str(d), net=NET)
-    control.up(spec)
+    with claimed("cockpit-bench-steps-") as (net, d):
+        run_on(LabSpec(dir=str(d), net=net))
+
+
+def run_on(spec: LabSpec) -> None:
+    d = spec.path
     try:
+        control.up(spec)
         scenarios.apply(spec, "fresh")
         rows = asyncio.run(run(d / "inventory.toml", d / "journal"))
         print(f"{'step':<20} {'service':<9} {'inst':>4} {'confirm→verified s':>18} {'update.sh s':>11} "
@@ -87,7 +86,8 @@ def main() -> None:
         ms = control.meters(spec)
         print("failed requests during the benchmark:", sum(m["requests_failed"] for m in ms.values()))
     finally:
-        control.down(d)
+        if (d / "lab.json").exists():
+            control.down(d)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from plans.plan import default_plan  # noqa: E402
-from probes.model import CheckResult, Unknown, Verdict, Why  # noqa: E402
+from probes.model import CheckResult, Verdict  # noqa: E402
 from probes.snapshot import (  # noqa: E402
     CaFile,
     ConfiguredValue,
@@ -64,10 +64,8 @@ def base_fleet() -> FleetSnapshot:
                      "PGBOUNCER_SERVER_TLS_SSLMODE": _cv("verify-ca"), "PGBOUNCER_CLIENT_TLS_SSLMODE": _cv("allow"),
                      "REDIS_TLS_ENABLED": _cv("true"), "REDIS_FORCE_TLS": _cv("false", "default", None)}}
     instances: list[InstanceState] = []
-    leg1: list[Connection] = []
-    redis_conns: list[Connection] = []
-    leg2 = [Connection("leg2", "pgbouncer", None, f"10.0.1.20:{40000 + i}", True,
-                       "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=prime256v1") for i in range(12)]
+    conns: list[Connection] = [Connection("leg2", "pgbouncer", None, f"10.0.1.20:{40000 + i}", True,
+                                          "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=prime256v1") for i in range(12)]
     for si, (svc, n) in enumerate(SHAPE.items()):
         flipped = si < 3
         cfg = {"DATABASE_SSL_MODE": _cv("verify-full" if flipped else None, "ssm" if flipped else "unset"),
@@ -78,9 +76,9 @@ def base_fleet() -> FleetSnapshot:
             host = f"prod-{svc}-{k:02d}"
             addr = f"10.0.{si + 2}.{10 + k}"
             for c in range(2):
-                leg1.append(Connection("leg1", svc, host, f"{addr}:{50000 + 10 * k + c}", flipped,
-                                       "TLSv1.3/TLS_AES_256_GCM_SHA384" if flipped else ""))
-            redis_conns.append(Connection("redis", svc, host, f"{addr}:{51000 + k}", False, "laddr 10.0.1.20:6379"))
+                conns.append(Connection("leg1", svc, host, f"{addr}:{50000 + 10 * k + c}", flipped,
+                                        "TLSv1.3/TLS_AES_256_GCM_SHA384" if flipped else ""))
+            conns.append(Connection("redis", svc, host, f"{addr}:{51000 + k}", False, "laddr 10.0.1.20:6379"))
             checks = (
                 CheckResult("ssh.reachable", host, Verdict.OK, "reachable (sftp stat /)", {"via": "bastion"},
                             rnd.uniform(1, 9)),
@@ -93,14 +91,24 @@ def base_fleet() -> FleetSnapshot:
             instances.append(InstanceState(
                 host, svc, addr, reachable=True, running=True, healthy=True,
                 ca_files={"/etc/ssl/internal/ca.crt": CaFile.MATCHES},
-                telpro_ssl=True if svc == "telpro" else Unknown(Why.NOT_CHECKED, "not TelPro"),
+                telpro_ssl=True if svc == "telpro" else False,
                 db=LegUse(tls=2, plain=0) if flipped else LegUse(tls=0, plain=2), redis=LegUse(tls=0, plain=1),
                 configured=dict(cfg), checks=checks))
     cert_ev = {"subject": "CN=prod-database-01.voiceai.internal", "issuer": "CN=VoiceAI Internal CA",
                "sans": ["DNS:prod-database-01.voiceai.internal", "DNS:localhost", "IP:10.0.1.20"],
                "not_before": "2026-01-01T00:00:00+00:00", "not_after": "2027-01-01T00:00:00+00:00",
                "days_left": 200, "fingerprint": "9f" * 32}
+    redis_clients = [{"name": c.service, "addr": c.addr, "laddr": "10.0.1.20:6379"} for c in conns if c.leg == "redis"]
+    pgb_plain = [{"addr": c.addr.rsplit(":", 1)[0], "port": int(c.addr.rsplit(":", 1)[1]),
+                  "application_name": c.service} for c in conns if c.leg == "leg1" and not c.tls]
     db_checks = (
+        CheckResult("redis.clients", f"{DB}:6379", Verdict.WARN,
+                    f"{len(redis_clients)} of {len(redis_clients)} client(s) on plaintext "
+                    "(allowed until REDIS_FORCE_TLS=true)",
+                    {"total": len(redis_clients), "tls": 0, "plaintext": redis_clients}, 0.9),
+        CheckResult("pgbouncer.clients", f"{DB}:6432", Verdict.WARN,
+                    f"{len(pgb_plain)} client(s) on plaintext (allowed: client_tls_sslmode does not require TLS yet)",
+                    {"total": len(pgb_plain) + 36, "tls": 36, "plaintext": pgb_plain}, 1.1),
         CheckResult("tls.postgres", f"{DB}:5432", Verdict.OK, "TLSv1.3 ok, certificate covers the DNS name",
                     {"answer": "S", "tls_version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", **cert_ev}, 3.2),
         CheckResult("tls.pgbouncer", f"{DB}:6432", Verdict.OK, "TLSv1.3 ok", {"answer": "S", **cert_ev}, 1.4),
@@ -110,25 +118,28 @@ def base_fleet() -> FleetSnapshot:
         *(CheckResult("listener.bound", f"{DB}:{p}", Verdict.OK, f"listening on :{p}") for p in (5432, 6432, 6379,
                                                                                                 6380)),
     )
-    certs = tuple(CheckResult(c, s, Verdict.OK, f"{c} ok", cert_ev if c == "certs.expiry" else {})
+    expiry_ev = {"not_before": cert_ev["not_before"], "not_after": cert_ev["not_after"], "days_left": 200,
+                 "warn_days": 21, "now": "2027-01-15T08:00:00+00:00"}
+    certs = tuple(CheckResult(c, s, Verdict.OK, f"{c} ok", expiry_ev if c == "certs.expiry" else {})
                   for s in ("database", *SERVICES) for c in ("certs.present", "certs.decode", "certs.ca",
                                                              "certs.chain", "certs.key_match", "certs.san",
                                                              "certs.expiry"))
+    legs = {leg: LegView(tuple(c for c in conns if c.leg == leg), own=2 if leg != "postgres" else 0)
+            for leg in ("leg1", "leg2", "postgres", "redis")}
     db = DatabaseState(DB, reachable=True, postgres_ssl=True, pg_hba_hostssl_only=False,
                        pgbouncer_client_tls_sslmode="allow", pgbouncer_server_tls_sslmode="verify-ca", redis_port=6379,
                        redis_tls_port=6380, postgres_tls=Handshake.VERIFIED, pgbouncer_tls=Handshake.VERIFIED,
                        redis_tls=Handshake.VERIFIED, end_to_end_ok=True, otel_redis_endpoint="10.0.1.20:6380",
-                       legs={"leg1": LegView(tuple(leg1), own=1), "leg2": LegView(tuple(leg2)),
-                             "postgres": LegView(()), "redis": LegView(tuple(redis_conns), own=1)},
-                       checks=db_checks)
+                       legs=legs, checks=db_checks)
     all_checks = (*(c for i in instances for c in i.checks[:1]), *certs, *db_checks,
                   *(c for i in instances for c in i.checks[1:]))
     return FleetSnapshot("production", T0, 850.0, False, configured, db, tuple(instances), certs, all_checks)
 
 
 class Churn:
-    """Successive snapshots as a live fleet gives them: timings every round, a reconnect now and then,
-    a health flap every few minutes, a service flipped every half hour."""
+    """Successive snapshots as a live fleet gives them: timings every round, the clocks inside evidence
+    (the cert expiry check's "now") every round, the servers' client lists (SHOW CLIENTS, CLIENT LIST)
+    in a new order every round, a reconnect now and then, a health flap every few minutes."""
 
     def __init__(self, base: FleetSnapshot, seed: int = 7) -> None:
         self.snap = base
@@ -140,23 +151,35 @@ class Churn:
         self.n += 1
         t = T0 + self.n
 
+        now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+        shift = rnd.randrange(1, 50)
+
         def retime(c: CheckResult) -> CheckResult:
+            ev = c.evidence
+            if c.check == "certs.expiry":
+                ev = {**ev, "now": now}
+            elif isinstance(ev.get("plaintext"), list) and ev["plaintext"]:
+                plain = list(ev["plaintext"])
+                k = shift % len(plain)
+                ev = {**ev, "plaintext": plain[k:] + plain[:k]}  # the server's order, new every round
+            if ev is not c.evidence:
+                c = dataclasses.replace(c, evidence=ev)
             return dataclasses.replace(c, duration_ms=round(rnd.uniform(0.5, 9.0), 2)) if c.duration_ms else c
 
         insts = list(s.instances)
         db = s.database
         assert isinstance(db, DatabaseState)
-        legs = dict(db.legs)
-        if self.n % 20 == 0:  # an app reconnects: a new client port
-            leg = rnd.choice(("leg1", "redis"))
-            view = legs[leg]
+        legs: dict[Any, Any] = {}
+        for leg, view in db.legs.items():
             assert isinstance(view, LegView)
             conns = list(view.connections)
-            i = rnd.randrange(len(conns))
-            c = conns[i]
-            host, _, port = c.addr.rpartition(":")
-            conns[i] = dataclasses.replace(c, addr=f"{host}:{int(port) + 1000}")
-            legs[leg] = dataclasses.replace(view, connections=tuple(conns))
+            if conns and leg == "leg1" and self.n % 20 == 0:  # an app reconnects: a new client port
+                i = rnd.randrange(len(conns))
+                c = conns[i]
+                host, _, port = c.addr.rpartition(":")
+                conns[i] = dataclasses.replace(c, addr=f"{host}:{int(port) + 1000}")
+            k = shift % len(conns) if conns else 0
+            legs[leg] = dataclasses.replace(view, connections=tuple(conns[k:] + conns[:k]))  # the server's order
         if self.n % 240 == 0:  # a health flap
             i = rnd.randrange(len(insts))
             inst = insts[i]
@@ -164,7 +187,8 @@ class Churn:
         checks = tuple(retime(c) for c in s.checks)
         db = dataclasses.replace(db, legs=legs, checks=tuple(retime(c) for c in db.checks))
         self.snap = dataclasses.replace(s, taken_at=t, duration_ms=round(rnd.uniform(400, 1200), 1),
-                                        instances=tuple(insts), database=db, checks=checks)
+                                        instances=tuple(insts), database=db, checks=checks,
+                                        certs=tuple(retime(c) for c in s.certs))
         return self.snap
 
 
@@ -314,6 +338,7 @@ def recording_figures(tmp: Path) -> dict[str, Any]:
             t1 = time.perf_counter()
             i = r.snap_index_at(target)
             snap = r.snapshot(i)
+            assert snap is not None
             build_view(plan, snap, SERVICES, now=target)
             seeks.append((time.perf_counter() - t1) * 1000)
             r._cache = None  # every seek cold
@@ -341,7 +366,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1, help="measure the screen figures this many times (median)")
     ap.add_argument("--cpu-seconds", type=float, default=30.0)
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--recording-only", action="store_true",
+                    help="measure the recording (size of an hour and of 8 hours, replay open + seek) only")
     args = ap.parse_args()
+    if args.recording_only:
+        return recording_only()
     base = base_fleet()
     churn = Churn(base)
     snaps = [base] + [churn.next() for _ in range(60)]
@@ -397,6 +426,21 @@ def main() -> int:
         options = (f" --runs {len(runs)}" if len(runs) > 1 else "") + \
             (f" --cpu-seconds {args.cpu_seconds:g}" if args.cpu_seconds != 30.0 else "")
         write_docs(text, options=options, load=f"{load_before} before the run, {load_after} after")
+    return 0
+
+
+def recording_only() -> int:
+    """The recording's figures alone (no UI run): what docs/recording.md quotes."""
+    mb = 1024 * 1024
+    with tempfile.TemporaryDirectory() as d:
+        recf = recording_figures(Path(d))
+    print(f"recording one hour (3600 snapshots × 50 hosts, full frame every 300 s): {recf['hour_bytes'] / mb:.2f} MB; "
+          f"{statistics.median(recf['record_ms']):.2f} ms per snapshot (median)")
+    print(f"recording 8 h × 50 hosts: {8 * recf['hour_bytes'] / mb:.1f} MB (8 × the hour); the 8-hour file made from "
+          f"the hour: {recf['eight_bytes'] / mb:.1f} MB")
+    print(f"replay: open the 8-hour file median {statistics.median(recf['open_ms']):.0f} ms (max "
+          f"{max(recf['open_ms']):.0f}); seek cold p95 {pct(recf['seek_ms'], 95):.0f} ms "
+          f"(max {max(recf['seek_ms']):.0f})")
     return 0
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 BUDGET_S = 3.0
 INTERVAL_S = 0.2
@@ -129,10 +131,13 @@ def _ctx(ca_file: str, check_hostname: bool) -> ssl.SSLContext:
 
 
 def db_ssl_arg(mode: str, ca_file: str) -> Any:
-    """What asyncpg gets for the service's DATABASE_SSL_MODE (unset: asyncpg's default, prefer)."""
+    """What asyncpg gets for the service's DATABASE_SSL_MODE (unset: asyncpg's default, prefer).
+
+    verify-ca/verify-full without DATABASE_SSL_CA_FILE is asyncpg without sslrootcert: it looks for
+    ~/.postgresql/root.crt of the process's HOME and fails when it is absent, as the platform's apps do."""
     if mode in ("", "prefer"):
         return "prefer"
-    if mode in ("disable", "allow", "require"):
+    if mode in ("disable", "allow", "require") or not ca_file:
         return mode
     return _ctx(ca_file, check_hostname=(mode == "verify-full"))
 
@@ -192,6 +197,9 @@ class Service:
             socket_timeout=max(min(budget, 1.0), 0.1),
             socket_connect_timeout=max(min(budget, 1.0), 0.1),
             retry_on_timeout=False,
+            # one attempt per connect: the request's own loop retries within its budget, and redis-py's
+            # default retries (with backoff) would outlast the budget and hide the error as a timeout
+            retry=Retry(NoBackoff(), 0),
             **kw,
         )
         await r.ping()

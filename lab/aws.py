@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from lab import pki, procs
-from lab.topology import APP_SERVICES, LabError, LabSpec
+from lab.manifests import TLS_VARS
+from lab.topology import APP_SERVICES, PROBE_CONSOLE_USER, PROBE_ROLE, LabError, LabSpec
 
 CONSUMERS = ("database", *APP_SERVICES)
+PASSWORDS = ("POSTGRES_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD", "REDIS_PASSWORD",
+             "PROBE_POSTGRES_PASSWORD", "PROBE_PGBOUNCER_PASSWORD")
 
 
 def client(spec: LabSpec, service: str) -> Any:
@@ -61,13 +64,11 @@ def stop(spec: LabSpec) -> bool:
 def lab_secrets(spec: LabSpec) -> dict[str, str]:
     """The lab's passwords, kept 0600 in the lab dir so a restarted moto gets the same ones."""
     path = spec.path / "aws" / "seed-secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    data = {
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
-        "PGBOUNCER_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        "REDIS_PASSWORD": secrets.token_urlsafe(18),
-    }
+    data: dict[str, str] = dict(json.loads(path.read_text())) if path.exists() else {}
+    if all(k in data for k in PASSWORDS):
+        return data
+    for k in PASSWORDS:
+        data.setdefault(k, secrets.token_urlsafe(18))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -102,6 +103,42 @@ def tls_values(m: pki.Material) -> dict[str, str]:
     }
 
 
+def tls_keys(spec: LabSpec, service: str) -> tuple[str, ...]:
+    """The INTERNAL_* values a service's own secret holds: only the database serves TLS, so only it
+    gets the key; apps hold the CA and the cert, or the CA alone (`ca-only-secrets`)."""
+    if service == "database":
+        return TLS_VARS
+    return TLS_VARS[:1] if spec.has("ca-only-secrets") else TLS_VARS[:2]
+
+
+def tls_material_names(spec: LabSpec, service: str) -> list[str]:
+    """The same as the inventory's `tls_material` words ("ca", "cert", "key")."""
+    return [{"INTERNAL_CA_CRT_B64": "ca", "INTERNAL_TLS_CERT_B64": "cert", "INTERNAL_TLS_KEY_B64": "key"}[k]
+            for k in tls_keys(spec, service)]
+
+
+def apply_tls(spec: LabSpec, service: str, secret: dict[str, str], tls: dict[str, str]) -> dict[str, str]:
+    """`secret` with exactly the INTERNAL_* keys the service's secret may hold, from `tls`; none with the
+    `envfile` variant, whose TLS material lives in the one shared secret."""
+    keep = () if spec.has("envfile") else tls_keys(spec, service)
+    out = {k: v for k, v in secret.items() if k not in TLS_VARS}
+    out.update({k: tls[k] for k in keep if k in tls})
+    return out
+
+
+def probe_credentials(spec: LabSpec) -> dict[str, str]:
+    """What the cockpit's probe logs in with: the platform's admin users, or (`probe-not-superuser`)
+    its own role and PgBouncer stats user. Values are secrets: never print them."""
+    pw = lab_secrets(spec)
+    if spec.has("probe-not-superuser"):
+        return {"POSTGRES_USER": PROBE_ROLE, "POSTGRES_PASSWORD": pw["PROBE_POSTGRES_PASSWORD"],
+                "PGBOUNCER_ADMIN_USER": PROBE_CONSOLE_USER, "PGBOUNCER_ADMIN_PASSWORD": pw["PROBE_PGBOUNCER_PASSWORD"],
+                "REDIS_PASSWORD": pw["REDIS_PASSWORD"]}
+    return {"POSTGRES_USER": "voiceai", "POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
+            "PGBOUNCER_ADMIN_USER": "pgbouncer_admin", "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
+            "REDIS_PASSWORD": pw["REDIS_PASSWORD"]}
+
+
 def put_secret(sm: Any, name: str, value: dict[str, str]) -> None:
     body = json.dumps(value)
     try:
@@ -111,7 +148,8 @@ def put_secret(sm: Any, name: str, value: dict[str, str]) -> None:
 
 
 def seed(spec: LabSpec) -> None:
-    """Non-rollout SSM parameters and each service's JSON secret (INTERNAL_* + its passwords)."""
+    """Non-rollout SSM parameters and each service's JSON secret (its passwords and INTERNAL_* values
+    as `apply_tls` says); per variant, the shared TLS secret and the probe's own secret."""
     ssm = client(spec, "ssm")
     sm = client(spec, "secretsmanager")
     pw = lab_secrets(spec)
@@ -123,20 +161,32 @@ def seed(spec: LabSpec) -> None:
         for k, v in {"DATABASE_HOST": spec.db_dns_name, "REDIS_HOST": spec.db_dns_name,
                      "DATABASE_PORT": str(spec.pgbouncer_port)}.items():
             ssm.put_parameter(Name=f"/{ns}/{svc}/{k}", Value=v, Type="String", Overwrite=True)
-    put_secret(sm, secret_name(spec, "database"), {
-        **tls,
+    database = {
         "POSTGRES_USER": "voiceai",
         "POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
         "PGBOUNCER_ADMIN_USER": "pgbouncer_admin",
         "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
         "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
-    })
+    }
+    if spec.has("probe-not-superuser"):
+        database.update({
+            "PROBE_POSTGRES_USER": PROBE_ROLE,
+            "PROBE_POSTGRES_PASSWORD": pw["PROBE_POSTGRES_PASSWORD"],
+            "PGBOUNCER_STATS_USER": PROBE_CONSOLE_USER,
+            "PGBOUNCER_STATS_PASSWORD": pw["PROBE_PGBOUNCER_PASSWORD"],
+        })
+    put_secret(sm, secret_name(spec, "database"), apply_tls(spec, "database", database, tls))
     for svc in APP_SERVICES:
-        put_secret(sm, secret_name(spec, svc), {
-            **tls,
+        put_secret(sm, secret_name(spec, svc), apply_tls(spec, svc, {
             "DATABASE_PASSWORD": pw["POSTGRES_PASSWORD"],
             "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
-        })
+        }, tls))
+    if spec.has("envfile"):
+        put_secret(sm, spec.shared_tls_secret_name, dict(tls))
+    if spec.has("probe-not-superuser") and not spec.has("envfile"):
+        creds = probe_credentials(spec)
+        put_secret(sm, spec.probe_secret_name, {k: creds[k] for k in
+                                                ("POSTGRES_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD", "REDIS_PASSWORD")})
 
 
 def wait_ready(spec: LabSpec, timeout: float = 20.0) -> None:

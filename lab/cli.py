@@ -8,17 +8,20 @@ import sys
 from pathlib import Path
 
 from lab import control, scenarios
-from lab.topology import LabSpec, default_lab_dir, parse_instances
+from lab.topology import VARIANT_HELP, LabSpec, default_lab_dir, parse_instances, parse_variants
 
 
 def build_parser(prog: str = "cockpit lab") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description="A real miniature of the platform on loopback.")
     ap.add_argument("--dir", type=Path, default=None, help=f"where the lab lives (default {default_lab_dir()})")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    u = sub.add_parser("up", help="start the lab (safe to run twice)")
+    u = sub.add_parser("up", help="start the lab (safe to run twice)",
+                       epilog="variants:\n" + "\n".join(f"  {k:<20} {v}" for k, v in VARIANT_HELP.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     u.add_argument("--instances", default="", help="instances per app service, e.g. api=3,voice=4")
     u.add_argument("--net", default="127.0.10", help="first three octets of the lab's loopback addresses")
     u.add_argument("--scenario", default="", help="put the fleet in this scenario after start")
+    u.add_argument("--variant", default="", help="platform variants, comma-separated (see below)")
     sub.add_parser("down", help="stop every lab process")
     st = sub.add_parser("status", help="hosts, processes, listeners and each instance's meter")
     st.add_argument("--json", action="store_true")
@@ -36,11 +39,13 @@ def main(argv: list[str] | None = None, prog: str = "cockpit lab") -> int:
     directory = (args.dir or default_lab_dir()).resolve()
     try:
         if args.cmd == "up":
-            spec = LabSpec(dir=str(directory), net=args.net, instances=parse_instances(args.instances))
+            spec = LabSpec(dir=str(directory), net=args.net, instances=parse_instances(args.instances),
+                           variants=parse_variants(args.variant))
             t = control.up(spec)
             if args.scenario:
                 scenarios.apply(spec, args.scenario)
-            print(f"lab up in {t['total']:.1f}s: {len(spec.hosts())} hosts on {spec.net}.0/24")
+            print(f"lab up in {t['total']:.1f}s: {len(spec.hosts())} hosts on {spec.net}.0/24"
+                  + (f"; variants: {','.join(spec.variants)}" if spec.variants else ""))
             print(f"  inventory:  {directory / 'inventory.toml'}")
             print(f"  ssh config: ssh -F {directory / 'ssh' / 'ssh_config'} {spec.app_hosts()[0].name}")
             print(f"  AWS:        {spec.aws_endpoint} (moto); the operator's identity for it:")
@@ -90,9 +95,10 @@ def _status(spec: LabSpec, *, as_json: bool) -> int:
     rows = control.status(spec)
     ms = control.meters(spec)
     if as_json:
-        print(json.dumps({"hosts": rows, "meters": ms}, indent=2))
+        print(json.dumps({"variants": list(spec.variants), "hosts": rows, "meters": ms}, indent=2))
         return 0
-    print(f"lab {spec.dir}  env {spec.environment}  net {spec.net}.0/24  AWS {spec.aws_endpoint}")
+    print(f"lab {spec.dir}  env {spec.environment}  net {spec.net}.0/24  AWS {spec.aws_endpoint}  "
+          f"variants {','.join(spec.variants) or '-'}")
     print(f"{'host':<24} {'address':<14} {'sshd':<5} {'processes':<44} listening")
     for r in rows:
         procs_s = " ".join(f"{n}:{pid or 'DOWN'}" for n, pid in r["processes"].items()) or "-"

@@ -16,8 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import aws, hostfs, procs, sshd
-from lab.topology import DB_UID, LabError, LabHost, LabSpec
+from lab import aws, faults, hostfs, procs, sshd
+from lab.topology import (
+    APP_SERVICES,
+    DB_UID,
+    PROBE_CONSOLE_USER,
+    PROBE_ENV,
+    PROBE_ROLE,
+    ROLLOUT_ENV,
+    LabError,
+    LabHost,
+    LabSpec,
+)
 
 PG_BIN = Path(os.environ.get("LAB_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REQUIRED = {  # binary -> Debian package
@@ -41,19 +51,21 @@ def check_binaries() -> None:
         )
 
 
-def ensure_db_user() -> None:
-    """The DB servers run as uid/gid 70, the official images' Postgres uid (the runbook's 70:70)."""
+def ensure_db_user(uid: int = DB_UID) -> None:
+    """The DB servers run as uid/gid 70, the official images' Postgres uid (the runbook's 70:70), or
+    as another uid (`key-owner`: 999); an existing user or group with that id is used as it is."""
     if os.geteuid() != 0:
         return
+    name = "labdb" if uid == DB_UID else f"labdb{uid}"
     try:
-        grp.getgrgid(DB_UID)
+        grp.getgrgid(uid)
     except KeyError:
-        subprocess.run(["groupadd", "-g", str(DB_UID), "labdb"], check=True)
+        subprocess.run(["groupadd", "-g", str(uid), name], check=True)
     try:
-        pwd.getpwuid(DB_UID)
+        pwd.getpwuid(uid)
     except KeyError:
-        subprocess.run(["useradd", "-u", str(DB_UID), "-g", str(DB_UID), "-M", "-d", "/nonexistent",
-                        "-s", "/usr/sbin/nologin", "labdb"], check=True)
+        subprocess.run(["useradd", "-u", str(uid), "-g", str(uid), "-M", "-d", "/nonexistent",
+                        "-s", "/usr/sbin/nologin", name], check=True)
 
 
 def _traversable(path: Path) -> None:
@@ -70,10 +82,14 @@ def _traversable(path: Path) -> None:
 def _initdb(spec: LabSpec) -> None:
     db = spec.database
     data = Path(db.root) / "mnt" / "data" / "postgres"
+    uid = spec.db_uid if os.geteuid() == 0 else None
     if (data / "PG_VERSION").exists():
+        if uid is not None and data.stat().st_uid != uid:  # the lab dir was used with another variant
+            for dirpath, _dirs, files in os.walk(data.parent):
+                for n in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+                    os.lchown(n, uid, uid)
         return
     data.mkdir(parents=True, exist_ok=True)
-    uid = DB_UID if os.geteuid() == 0 else None
     pwfile = Path(db.root) / "run" / ".initdb-pw"
     pwfile.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -122,14 +138,47 @@ def _restart(spec: LabSpec, hosts: list[LabHost], parallel: int = 4) -> None:
         raise LabError("update.sh failed on: " + "; ".join(errors))
 
 
+def _running_check(spec: LabSpec, service: str) -> str:
+    """Exit 0 when every process of the service on the host runs (its pid file names a live, non-zombie
+    process), 1 when not: read-only and cheap (no Python, no AWS, no `exit` in the command)."""
+    alive = ("p=$(cat {root}/run/$n.pid 2>/dev/null); "
+             "s=$(sed -n 's/^State:[[:space:]]*\\([A-Z]\\).*/\\1/p' /proc/$p/status 2>/dev/null); "
+             '[ -n "$p" ] && [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]')
+    names = "postgres pgbouncer redis otel-collector" if service == "database" else "{service}"
+    return f"r=0; for n in {names}; do {alive} || r=1; done; [ $r = 0 ]"
+
+
+def _logs(spec: LabSpec, service: str) -> str:
+    if service == "database":
+        return "tail -n 20 " + " ".join(f"{{root}}/var/log/{n}.log" for n in ("postgres", "pgbouncer", "redis"))
+    return "tail -n 40 {root}/var/log/{service}.log"
+
+
+def _toml(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def write_inventory(spec: LabSpec) -> Path:
     d = sshd.ssh_dir(spec)
+    env = f"environments.{spec.environment}"
+    if spec.has("envfile"):
+        creds = [f'file = "{PROBE_ENV}"']
+    elif spec.has("probe-not-superuser"):
+        creds = [f'secret = "{spec.probe_secret_name}"']
+    else:
+        creds = [f'secret = "{spec.namespace}/database/secrets"']
+    if spec.has("probe-not-superuser"):
+        creds += [f'postgres_user = "{PROBE_ROLE}"', f'pgbouncer_admin_user = "{PROBE_CONSOLE_USER}"']
+    tls_secrets = (['layout = "shared"', f'name = "{spec.shared_tls_secret_name}"'] if spec.has("envfile")
+                   else ['layout = "json"', 'secret_suffix = "secrets"'])
+    store = (['kind = "envfile"', f'path = "{ROLLOUT_ENV}"'] if spec.has("envfile") else ['kind = "ssm"'])
     lines = [
         "# Written by `cockpit lab up`: the lab as a cockpit inventory (format: docs/inventory.md).",
+        f"# Lab variants: {', '.join(spec.variants) or 'none (the default lab)'}.",
         "version = 1",
         f'default_env = "{spec.environment}"',
         "",
-        f"[environments.{spec.environment}]",
+        f"[{env}]",
         f'namespace = "{spec.namespace}"',
         f'region = "{spec.region}"',
         'profile = ""',
@@ -138,7 +187,7 @@ def write_inventory(spec: LabSpec) -> Path:
         'after = ""',
         "managed_database = false",
         "",
-        f"[environments.{spec.environment}.ssh]",
+        f"[{env}.ssh]",
         f'known_hosts = "{d / "known_hosts"}"',
         f'identity_files = ["{sshd.client_key(spec)}"]',
         'config = ""',
@@ -147,12 +196,12 @@ def write_inventory(spec: LabSpec) -> Path:
         "max_channels = 6",
         "max_connects_in_flight = 24",  # global pacing; MaxStartups applies per target sshd
         "",
-        f"[environments.{spec.environment}.bastion]",
+        f"[{env}.bastion]",
         f'address = "{spec.bastion.address}"',
         f"port = {spec.ssh_port}",
         'user = "root"',
         "",
-        f"[environments.{spec.environment}.database]",
+        f"[{env}.database]",
         f'host = "{spec.database.name}"',
         f'dns_name = "{spec.db_dns_name}"',
         'access = "tunnel"',
@@ -161,41 +210,47 @@ def write_inventory(spec: LabSpec) -> Path:
         f"redis_port = {spec.redis_port}",
         f"redis_tls_port = {spec.redis_tls_port}",
         'dbname = "voiceai"',
+        'pg_hba_path = "/mnt/data/postgres/pg_hba.conf"',
         "",
-        f"[environments.{spec.environment}.credentials]",
-        f'secret = "{spec.namespace}/database/secrets"',
+        f"[{env}.credentials]",
+        *creds,
         'postgres_user_key = "POSTGRES_USER"',
         'postgres_password_key = "POSTGRES_PASSWORD"',
         'pgbouncer_admin_user_key = "PGBOUNCER_ADMIN_USER"',
         'pgbouncer_admin_password_key = "PGBOUNCER_ADMIN_PASSWORD"',
         'redis_password_key = "REDIS_PASSWORD"',
         "",
-        f"[environments.{spec.environment}.tls_secrets]",
-        'layout = "json"',
-        'secret_suffix = "secrets"',
+        f"[{env}.tls_secrets]",
+        *tls_secrets,
         "",
-        f"[environments.{spec.environment}.config_store]",
-        'kind = "ssm"',
+        f"[{env}.config_store]",
+        *store,
         "",
-        f"[environments.{spec.environment}.paths]",
+        f"[{env}.paths]",
         '"/etc/ssl/internal" = "/etc/ssl/internal"',
         "",
-        f"[environments.{spec.environment}.commands]",
+        f"[{env}.commands]",
         'update = "{root}/opt/services/{service}/update.sh --restart-only --yes"',
         'telpro_ssl_check = "grep -qw hiredis_ssl {root}/opt/services/telpro/image-modules"',
-        "",
-        f"[environments.{spec.environment}.services.database]",
-        'role = "database"',
+        'read_only = ["telpro_ssl_check", "running_check"]',
         "",
     ]
-    for svc in ("api", "web", "voice", "ops", "telpro"):
-        lines += [f"[environments.{spec.environment}.services.{svc}]", 'role = "app"']
+    # a table per service the fleet runs (a service with no instances is not part of this platform)
+    for svc in ["database", *(s for s in APP_SERVICES if spec.instances.get(s, 0) > 0)]:
+        material = ", ".join(f'"{m}"' for m in aws.tls_material_names(spec, svc))
+        lines += [
+            f"[{env}.services.{svc}]",
+            f'role = "{"database" if svc == "database" else "app"}"',
+            f"tls_material = [{material}]",
+            f"running_check = {_toml(_running_check(spec, svc))}",
+            f"logs = {_toml(_logs(spec, svc))}",
+        ]
         if svc == "api":
             lines.append(f'health_url = "http://{{address}}:{spec.health_port}/health"')
         lines.append("")
     for h in spec.hosts()[1:]:
         lines += [
-            f"[[environments.{spec.environment}.hosts]]",
+            f"[[{env}.hosts]]",
             f'name = "{h.name}"',
             f'address = "{h.address}"',
             f"port = {spec.ssh_port}",
@@ -217,12 +272,15 @@ def up(spec: LabSpec) -> dict[str, float]:
     check_binaries()
     if spec.path.joinpath("lab.json").exists():
         old = LabSpec.load(spec.path)
-        if (old.net, old.instances, old.environment) != (spec.net, spec.instances, spec.environment) and \
+        if (old.net, old.instances, old.environment, old.variants) != \
+                (spec.net, spec.instances, spec.environment, spec.variants) and \
                 any(procs.running(sshd.pidfile(old, h)) for h in old.hosts()):
-            raise LabError(f"a different lab is running in {spec.path} (net {old.net}, {old.instances}); "
-                           "run `lab down` first")
+            raise LabError(f"a different lab is running in {spec.path} (net {old.net}, {old.instances}, "
+                           f"variants: {','.join(old.variants) or 'none'}); run `lab down` first")
+        if old.variants != spec.variants:
+            _reset_variant_state(spec)
     preflight(spec)
-    ensure_db_user()
+    ensure_db_user(spec.db_uid)
     spec.path.mkdir(parents=True, exist_ok=True)
     _traversable(spec.path)
     spec.save()
@@ -247,6 +305,14 @@ def up(spec: LabSpec) -> dict[str, float]:
     write_inventory(spec)
     t["total"] = time.monotonic() - t0
     return t
+
+
+def _reset_variant_state(spec: LabSpec) -> None:
+    """A stopped lab restarted with other variants: moto starts empty (seeded anew) and the host files
+    a variant writes once are written again."""
+    for h in spec.hosts():
+        (Path(h.root) / ROLLOUT_ENV.lstrip("/")).unlink(missing_ok=True)
+        (Path(h.root) / PROBE_ENV.lstrip("/")).unlink(missing_ok=True)
 
 
 def preflight(spec: LabSpec) -> None:
@@ -276,6 +342,7 @@ def _host_running(spec: LabSpec, h: LabHost) -> bool:
 def down(directory: Path) -> list[int]:
     """Stop everything the lab started; returns pids still alive (empty on success)."""
     spec = LabSpec.load(directory)
+    faults.release_mounts(spec.path)  # a fault a killed test never restored
     for h in spec.app_hosts():
         procs.stop_pidfile(Path(h.root) / "run" / f"{h.service}.pid")
     db = Path(spec.database.root) / "run"
@@ -287,6 +354,48 @@ def down(directory: Path) -> list[int]:
     for pid in procs.lab_pids(spec.path):  # safety net: anything else started from the lab dir
         procs.stop_pid(pid, timeout=5)
     return procs.lab_pids(spec.path)
+
+
+def _app_host(spec: LabSpec, host: LabHost | str) -> LabHost:
+    h = spec.host(host) if isinstance(host, str) else host
+    if h.role != "app":
+        raise LabError(f"{h.name}: not an app host; stop_service/start_service act on one app instance")
+    return h
+
+
+def stop_service(spec: LabSpec, host: LabHost | str) -> None:
+    """Stop the service's process on one app host, configuration untouched (`docker stop`); its sshd
+    keeps running."""
+    h = _app_host(spec, host)
+    if not procs.stop_pidfile(Path(h.root) / "run" / f"{h.service}.pid"):
+        raise LabError(f"{h.name}: {h.service} did not stop")
+
+
+def start_service(spec: LabSpec, host: LabHost | str, *, timeout: float = 10.0) -> int:
+    """Start the stopped process again as it was created (`docker start`: same command and environment,
+    nothing re-resolved); returns its pid. Already running: its pid."""
+    h = _app_host(spec, host)
+    run = Path(h.root) / "run"
+    pid = procs.running(run / f"{h.service}.pid")
+    if pid:
+        return pid
+    try:
+        c = json.loads((run / f"{h.service}.container.json").read_text())
+    except (OSError, ValueError):
+        raise LabError(f"{h.name}: {h.service} was never started here; run update.sh") from None
+    pid = procs.start_daemon(c["argv"], pidfile=run / f"{h.service}.pid", logfile=Path(c["logfile"]), env=c["env"])
+    meter = Path(h.root) / "var" / "lib" / "lab" / f"{h.service}.meter.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # started = the new process writes its meter
+        try:
+            if json.loads(meter.read_text()).get("pid") == pid:
+                return pid
+        except (OSError, ValueError):
+            pass
+        if not procs.pid_alive(pid):
+            break
+        time.sleep(0.05)
+    raise LabError(f"{h.name}: {h.service} did not start (see {c['logfile']})")
 
 
 def _meter_files(spec: LabSpec) -> list[tuple[LabHost, Path]]:

@@ -4,6 +4,10 @@ Order (later wins): bootstrap `/opt/deployment/.env` → SSM `/${NAMESPACE}/<ser
 Secrets Manager JSON secrets named `${NAMESPACE}/<service>/...` → the manifest default (only
 when nothing else set it). Prints `export` lines for `init.sh` to evaluate; writes nothing,
 except with `--format file --output P` ("for diffing what the host would resolve").
+
+The `envfile` variant's platform adds a host file after SSM (`LAB_ENV_FILE` in lab.env, read by
+bash itself: inline comments stripped as bash strips them) and shared secrets before the service's
+own (`LAB_SHARED_SECRETS`, comma-separated names).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lab import rolloutenv
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -64,6 +70,7 @@ def aws_clients(bootstrap: dict[str, str]) -> tuple[Any, Any]:
 def resolve(root: Path, service: str) -> tuple[dict[str, str], set[str]]:
     """Resolved values of the declared variables, and the names that are sensitive."""
     bootstrap = read_env_file(root / "opt" / "deployment" / ".env")
+    lab = read_env_file(root / "opt" / "deployment" / "lab.env")
     manifest = load_manifest(root, service)
     declared = {v["name"]: v for v in manifest}
     namespace = bootstrap["NAMESPACE"]
@@ -86,12 +93,13 @@ def resolve(root: Path, service: str) -> tuple[dict[str, str], set[str]]:
         if not token:
             break
 
-    secret_prefix = f"{namespace}/{service}/"
-    names: list[str] = []
-    paginator = sm.get_paginator("list_secrets")
-    for page in paginator.paginate(Filters=[{"Key": "name", "Values": [secret_prefix]}]):
-        names += [s["Name"] for s in page.get("SecretList", []) if s["Name"].startswith(secret_prefix)]
-    for name in sorted(names):
+    env_file = lab.get("LAB_ENV_FILE", "")
+    if env_file:
+        f = root / env_file.lstrip("/")
+        if f.exists():
+            values.update(rolloutenv.source(f, declared))
+
+    def merge(name: str) -> None:
         raw = sm.get_secret_value(SecretId=name).get("SecretString") or "{}"
         try:
             data = json.loads(raw)
@@ -102,11 +110,26 @@ def resolve(root: Path, service: str) -> tuple[dict[str, str], set[str]]:
                 if k in declared:
                     values[k] = str(v)
 
+    for shared in filter(None, lab.get("LAB_SHARED_SECRETS", "").split(",")):
+        try:
+            merge(shared)
+        except sm.exceptions.ResourceNotFoundException:
+            pass  # not pushed yet: as a missing service secret, the TLS values stay unset
+
+    secret_prefix = f"{namespace}/{service}/"
+    names: list[str] = []
+    paginator = sm.get_paginator("list_secrets")
+    for page in paginator.paginate(Filters=[{"Key": "name", "Values": [secret_prefix]}]):
+        names += [s["Name"] for s in page.get("SecretList", []) if s["Name"].startswith(secret_prefix)]
+    for name in sorted(names):
+        merge(name)
+
     for name, spec in declared.items():
         if name not in values and "default" in spec and spec.get("source") != "local":
             values[name] = str(spec["default"])
         if spec.get("required") and not values.get(name) and spec.get("source") != "local":
-            raise ValueError(f"{service}: required variable {name} is not set in SSM, Secrets Manager or defaults")
+            where = "SSM, " + (f"{env_file}, " if env_file else "") + "Secrets Manager or defaults"
+            raise ValueError(f"{service}: required variable {name} is not set in {where}")
     sensitive = {n for n, s in declared.items() if s.get("sensitive")}
     return values, sensitive
 

@@ -3,6 +3,9 @@
 `/opt/deployment/.env` (bootstrap), `/opt/services/<service>/{vars.yaml,init.sh,update.sh,.ecr-tag}`,
 `/opt/services/common/{fetch-env.sh,update.sh}`, `/etc/ssl/internal/`, all under the host's root.
 Lab-only settings (which Python, which address) go to `/opt/deployment/lab.env`.
+The `envfile` variant adds `/opt/deployment/rollout.env` on every host (written once: a later
+`lab up` keeps what the cockpit or a person changed) and `/opt/deployment/probe.env` (0600) on
+the database host.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from lab import rolloutenv
 from lab.manifests import manifest
-from lab.topology import DB_UID, LabHost, LabSpec
+from lab.topology import PROBE_ENV, ROLLOUT_ENV, LabHost, LabSpec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,7 +132,7 @@ def write_host(spec: LabSpec, host: LabHost, *, python: str | None = None) -> No
         "LAB_HOSTNAME": host.name,
         "LAB_HOST_ADDRESS": host.address,
         "LAB_RESOLVE": f"{spec.db_dns_name}={spec.database.address}",
-        "LAB_DB_UID": str(DB_UID),
+        "LAB_DB_UID": str(spec.db_uid),
         "LAB_POSTGRES_PORT": str(spec.postgres_port),
         "LAB_PGBOUNCER_PORT": str(spec.pgbouncer_port),
         "LAB_REDIS_PORT": str(spec.redis_port),
@@ -136,20 +140,44 @@ def write_host(spec: LabSpec, host: LabHost, *, python: str | None = None) -> No
         # the instance profile's credentials (moto accepts any)
         "AWS_ACCESS_KEY_ID": "lab-instance-profile",
         "AWS_SECRET_ACCESS_KEY": "lab-instance-profile",
+        # the envfile platform's fetch-env.sh: its host file and its shared secrets
+        "LAB_ENV_FILE": ROLLOUT_ENV if spec.has("envfile") else "",
+        "LAB_SHARED_SECRETS": spec.shared_tls_secret_name if spec.has("envfile") else "",
     }.items()))
     if host.role == "bastion":
         return
     common = root / "opt/services/common"
-    _write(common / "fetch-env.sh", FETCH_ENV_SH, 0o755)
+    fetch = FETCH_ENV_SH
+    if spec.has("envfile"):
+        fetch = fetch.replace("-> SSM /${NAMESPACE}/<service>/<VAR> -> Secrets Manager ${NAMESPACE}/<service>/*",
+                              f"-> SSM -> {ROLLOUT_ENV} (sourced by bash)\n#   -> Secrets Manager "
+                              "${NAMESPACE}/shared/tls -> ${NAMESPACE}/<service>/*")
+    _write(common / "fetch-env.sh", fetch, 0o755)
     _write(common / "update.sh", UPDATE_SH, 0o755)
     sdir = root / "opt/services" / role
-    _write(sdir / "vars.yaml", yaml.safe_dump(manifest(role), sort_keys=False))
+    _write(sdir / "vars.yaml", yaml.safe_dump(manifest(role, spec), sort_keys=False))
     _write(sdir / "init.sh", INIT_SH.replace("__SERVICE__", role), 0o755)
     _write(sdir / "update.sh", UPDATE_SH, 0o755)
     _write(sdir / ".ecr-tag", "v0.9.11\n")
     _write(sdir / "docker-compose.yaml", f"# lab stand-in: the containers of {role} run as processes\n")
     if role == "telpro":
         set_telpro_ssl(spec, host, True)
+    if spec.has("envfile"):
+        if not rolloutenv.path(host).exists():
+            rolloutenv.write(host, rolloutenv.initial_text(role))
+        if role == "database":
+            write_probe_env(spec, host)
+
+
+def write_probe_env(spec: LabSpec, host: LabHost) -> None:
+    """The probe's credentials as a 0600 host file on the database host (`envfile` variant)."""
+    from lab.aws import probe_credentials  # aws imports pki/cryptography: only when needed
+
+    path = Path(host.root) / PROBE_ENV.lstrip("/")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.writelines(f"{k}={v}\n" for k, v in probe_credentials(spec).items())
+    os.chmod(path, 0o600)
 
 
 def set_telpro_ssl(spec: LabSpec, host: LabHost, has_ssl: bool) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,9 +64,26 @@ def validate(env: dict[str, str]) -> None:
     port = env.get("REDIS_TLS_PORT", "6380")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise InitError(f"REDIS_TLS_PORT={port!r} is not a TCP port; nothing was restarted")
+    owner = env.get("TLS_KEY_OWNER", "")
+    if owner and not re.fullmatch(r"\d+:\d+", owner):
+        raise InitError(f"TLS_KEY_OWNER={owner!r} is not UID:GID (e.g. 70:70); nothing was restarted")
+    for var in ("PROBE_POSTGRES_USER", "PGBOUNCER_STATS_USER"):
+        if env.get(var) and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", env[var]):
+            raise InitError(f"{var}={env[var]!r} is not a plain role name; nothing was restarted")
 
 
-def write_atomic(path: Path, data: bytes, mode: int, owner: int | None = None) -> None:
+def key_owner(ctx: HostCtx, env: dict[str, str]) -> tuple[int, int] | None:
+    """Who owns the decoded server.key: TLS_KEY_OWNER (UID:GID), else the DB servers' uid; None unless root."""
+    if os.geteuid() != 0:
+        return None
+    owner = env.get("TLS_KEY_OWNER", "")
+    if owner:
+        uid, gid = owner.split(":")
+        return int(uid), int(gid)
+    return (ctx.db_uid, ctx.db_uid) if ctx.db_uid is not None else None
+
+
+def write_atomic(path: Path, data: bytes, mode: int, owner: int | tuple[int, int] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -75,7 +94,8 @@ def write_atomic(path: Path, data: bytes, mode: int, owner: int | None = None) -
         os.close(fd)
     os.chmod(tmp, mode)
     if owner is not None:
-        os.chown(tmp, owner, owner)
+        uid, gid = owner if isinstance(owner, tuple) else (owner, owner)
+        os.chown(tmp, uid, gid)
     os.replace(tmp, path)
 
 
@@ -116,7 +136,7 @@ def decode_material(ctx: HostCtx, env: dict[str, str], *, needed: bool, with_key
                 raise InitError("INTERNAL_TLS_KEY_B64 does not match INTERNAL_TLS_CERT_B64; nothing was restarted")
             return False
         write_atomic(d / "server.crt", cert, 0o644)
-        write_atomic(d / "server.key", key, 0o600, ctx.db_uid)
+        write_atomic(d / "server.key", key, 0o600, key_owner(ctx, env))
     write_atomic(d / "ca.crt", ca, 0o644)
     return True
 
@@ -168,6 +188,26 @@ def restart_postgres(ctx: HostCtx, env: dict[str, str], tls: bool) -> None:
         raise InitError("postgres did not come up: " + _tail(ctx.p("var", "log", "postgres.log")), restarted=True)
 
 
+def ensure_probe_role(ctx: HostCtx, env: dict[str, str]) -> None:
+    """The probe's own role (PROBE_POSTGRES_USER): LOGIN, member of pg_monitor, not superuser — what a
+    platform gives a monitoring agent. Provisioned over the local socket; the password goes on stdin."""
+    role, pw = env.get("PROBE_POSTGRES_USER", ""), env.get("PROBE_POSTGRES_PASSWORD", "")
+    if not role or not pw:
+        return
+    quoted = pw.replace("'", "''")
+    sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+           f"CREATE ROLE {role}; END IF; END$$;\n"
+           f"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '{quoted}';\n"
+           f"GRANT pg_monitor TO {role};\n")
+    r = subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-h", str(ctx.p("run", "postgresql")), "-p", str(ctx.port("LAB_POSTGRES_PORT", 5432)),
+                        "-U", env.get("POSTGRES_USER", "voiceai"), "-d", env.get("POSTGRES_DB", "voiceai")],
+                       input=sql, capture_output=True, text=True, check=False, timeout=30,
+                       env={"PATH": "/usr/bin:/bin", "LANG": "C"})
+    if r.returncode != 0:
+        raise InitError(f"could not provision the probe role {role}: {r.stderr.strip()[-300:]}", restarted=True)
+
+
 def _pg_ready(ctx: HostCtx, pid: int, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     port = str(ctx.port("LAB_POSTGRES_PORT", 5432))
@@ -191,8 +231,13 @@ def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
     user = env.get("POSTGRES_USER", "voiceai")
     admin = env.get("PGBOUNCER_ADMIN_USER", "pgbouncer_admin")
     # The userlist lives in the runtime dir (0600), as a container's tmpfs would hold it.
-    userlist = "".join(f'"{u}" "{pw}"\n' for u, pw in (
-        (user, env.get("POSTGRES_PASSWORD", "")), (admin, env.get("PGBOUNCER_ADMIN_PASSWORD", ""))))
+    users = [(user, env.get("POSTGRES_PASSWORD", "")), (admin, env.get("PGBOUNCER_ADMIN_PASSWORD", ""))]
+    stats = env.get("PGBOUNCER_STATS_USER", "") if env.get("PGBOUNCER_STATS_PASSWORD") else ""
+    if stats:
+        users.append((stats, env["PGBOUNCER_STATS_PASSWORD"]))
+    if env.get("PROBE_POSTGRES_USER") and env.get("PROBE_POSTGRES_PASSWORD"):
+        users.append((env["PROBE_POSTGRES_USER"], env["PROBE_POSTGRES_PASSWORD"]))
+    userlist = "".join(f'"{u}" "{pw}"\n' for u, pw in users)
     write_atomic(d / "userlist.txt", userlist.encode(), 0o600, ctx.db_uid)
     server_mode = env.get("PGBOUNCER_SERVER_TLS_SSLMODE", "disable")
     client_mode = env.get("PGBOUNCER_CLIENT_TLS_SSLMODE", "disable")
@@ -207,6 +252,7 @@ def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
         "auth_type = scram-sha-256",
         f"auth_file = {d / 'userlist.txt'}",
         f"admin_users = {admin}",
+        f"stats_users = {stats}",
         "pool_mode = session",
         "max_client_conn = 2000",
         "default_pool_size = 300",
@@ -265,7 +311,7 @@ def restart_redis(ctx: HostCtx, env: dict[str, str], tls: bool, force: bool) -> 
 
 def app_env(ctx: HostCtx, env: dict[str, str], service: str) -> dict[str, str]:
     """The process environment of a service container: its resolved variables, paths mapped."""
-    out = {k: v for k, v in env.items() if not k.startswith("INTERNAL_")}
+    out = {k: v for k, v in env.items() if not k.startswith("INTERNAL_") and not k.startswith("PGSSL")}
     for k in ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE"):
         if out.get(k, "").startswith("/"):
             out[k] = str(ctx.root) + out[k]  # the container's bind mount of /etc/ssl/internal
@@ -276,6 +322,9 @@ def app_env(ctx: HostCtx, env: dict[str, str], service: str) -> dict[str, str]:
         "LAB_INSTANCE": env.get("HOSTNAME", ctx.lab.get("LAB_HOSTNAME", "")),
         "LAB_HOST_ADDRESS": ctx.address,
         "LAB_RESOLVE": ctx.lab.get("LAB_RESOLVE", ""),
+        # the container user's home, which holds no ~/.postgresql/root.crt: a client left without a CA
+        # file falls back to its library's default trust and fails, as it would in the container
+        "HOME": str(ctx.p("home", service)),
     })
     return out
 
@@ -305,7 +354,12 @@ def _restart_app_process(ctx: HostCtx, penv: dict[str, str], name: str, extra: l
     meter = ctx.p("var", "lib", "lab", f"{name}.meter.json")
     meter.parent.mkdir(parents=True, exist_ok=True)
     argv = [ctx.lab.get("LAB_PYTHON", sys.executable), "-m", "lab.app", "--meter", str(meter), *extra]
-    return procs.start_daemon(argv, pidfile=pidfile, logfile=ctx.p("var", "log", f"{name}.log"), env=penv)
+    logfile = ctx.p("var", "log", f"{name}.log")
+    # the container as created: `lab.control.start_service` starts it again exactly so (`docker start`);
+    # 0600, like the container config Docker keeps (the environment holds the service's passwords)
+    write_atomic(run_dir(ctx) / f"{name}.container.json",
+                 json.dumps({"argv": argv, "env": penv, "logfile": str(logfile)}).encode(), 0o600)
+    return procs.start_daemon(argv, pidfile=pidfile, logfile=logfile, env=penv)
 
 
 def init_database(ctx: HostCtx, env: dict[str, str]) -> list[str]:
@@ -320,6 +374,7 @@ def init_database(ctx: HostCtx, env: dict[str, str]) -> list[str]:
     needed = pg_tls or redis_tls or bouncer_tls or bouncer_server_ca
     decode_material(ctx, env, needed=needed, with_key=True)
     restart_postgres(ctx, env, pg_tls)
+    ensure_probe_role(ctx, env)
     restart_pgbouncer(ctx, env)
     restart_redis(ctx, env, redis_tls, redis_force)
     restart_otel(ctx, env, redis_tls)
@@ -344,7 +399,6 @@ def init_app(ctx: HostCtx, env: dict[str, str]) -> list[str]:
 def wait_app_healthy(ctx: HostCtx, name: str, pid: int, timeout: float = 8.0, *,
                      need_db: bool = True) -> tuple[bool, str]:
     """Healthy = the new process completed a query and a ping since it started."""
-    import json
 
     meter = ctx.p("var", "lib", "lab", f"{name}.meter.json")
     deadline = time.monotonic() + timeout

@@ -5,7 +5,10 @@ Shape as on the platform: name, required, required_when, default, sensitive, sou
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.topology import LabSpec
 
 CA_FILE = "/etc/ssl/internal/ca.crt"
 TLS_VARS = ("INTERNAL_CA_CRT_B64", "INTERNAL_TLS_CERT_B64", "INTERNAL_TLS_KEY_B64")
@@ -44,10 +47,21 @@ def _var(name: str, **kw: Any) -> dict[str, Any]:
     return out
 
 
-def database_manifest() -> dict[str, Any]:
+# probe-not-superuser: the probe's own Postgres role and PgBouncer console user, which the database
+# service provisions from its secret (the same passwords the cockpit reads from <namespace>/cockpit/probe)
+PROBE_VARS = ("PROBE_POSTGRES_USER", "PROBE_POSTGRES_PASSWORD", "PGBOUNCER_STATS_USER", "PGBOUNCER_STATS_PASSWORD")
+
+
+def database_manifest(*, key_owner: str = "70:70", probe_users: bool = False) -> dict[str, Any]:
     pg = ["voiceai-postgres"]
     bouncer = ["voiceai-pgbouncer"]
     redis = ["voiceai-redis"]
+    probe = [
+        _var("PROBE_POSTGRES_USER", default="cockpit_probe", containers=pg + bouncer),
+        _var("PROBE_POSTGRES_PASSWORD", sensitive=True, containers=pg + bouncer),
+        _var("PGBOUNCER_STATS_USER", default="cockpit_stats", containers=bouncer),
+        _var("PGBOUNCER_STATS_PASSWORD", sensitive=True, containers=bouncer),
+    ] if probe_users else []
     return {
         "service": "database",
         "variables": [
@@ -66,6 +80,9 @@ def database_manifest() -> dict[str, Any]:
             _var("REDIS_TLS_PORT", default="6380", containers=[*redis, "voiceai-otel-collector"]),
             _var("REDIS_FORCE_TLS", default="false", containers=redis),
             _var("REDIS_ENDPOINT", source="local", containers=["voiceai-otel-collector"]),
+            # uid:gid that owns the decoded server.key (the Postgres container's user)
+            _var("TLS_KEY_OWNER", default=key_owner, containers=pg + bouncer + redis),
+            *probe,
             *[
                 _var(v, sensitive=True, required_when="POSTGRES_TLS_ENABLED=on or REDIS_TLS_ENABLED=true",
                      containers=pg + bouncer + redis)
@@ -75,7 +92,7 @@ def database_manifest() -> dict[str, Any]:
     }
 
 
-def app_manifest(service: str) -> dict[str, Any]:
+def app_manifest(service: str, *, default_ca: str = CA_FILE) -> dict[str, Any]:
     c = [f"voiceai-{service}"]
     return {
         "service": service,
@@ -86,7 +103,7 @@ def app_manifest(service: str) -> dict[str, Any]:
             _var("DATABASE_USER", default="voiceai", containers=c),
             _var("DATABASE_PASSWORD", required=True, sensitive=True, containers=c),
             _var("DATABASE_SSL_MODE", default="disable", containers=c),
-            _var("DATABASE_SSL_CA_FILE", default=CA_FILE, containers=c),
+            _var("DATABASE_SSL_CA_FILE", default=default_ca, containers=c),
             _var("REDIS_HOST", required=True, containers=c),
             _var("REDIS_PORT", default="6379", containers=c),
             _var("REDIS_TLS_PORT", default="6380", containers=c),
@@ -98,5 +115,11 @@ def app_manifest(service: str) -> dict[str, Any]:
     }
 
 
-def manifest(service: str) -> dict[str, Any]:
-    return database_manifest() if service == "database" else app_manifest(service)
+def manifest(service: str, spec: LabSpec | None = None) -> dict[str, Any]:
+    """The service's vars.yaml as the lab (or the `spec`'s variants) installs it."""
+    if service == "database":
+        if spec is None:
+            return database_manifest()
+        return database_manifest(key_owner=spec.key_owner, probe_users=spec.has("probe-not-superuser"))
+    no_ca = spec is not None and spec.has("no-default-ca")
+    return app_manifest(service, default_ca="" if no_ca else CA_FILE)

@@ -80,6 +80,7 @@ def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> b
         return True
     try:
         os.kill(pid, sig)
+        os.kill(pid, signal.SIGCONT)  # a stopped process (a stalled-host fault) acts on it only when continued
     except ProcessLookupError:
         return True
     deadline = time.monotonic() + timeout
@@ -162,4 +163,31 @@ def lab_pids(lab_dir: Path) -> list[int]:
             continue
         if needle in cmd and pid_alive(int(entry.name)):
             out.append(int(entry.name))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """The live direct children of pid (from /proc/*/stat)."""
+    out: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid ...
+        if len(fields) > 1 and fields[1] == str(pid) and fields[0] not in ("Z", "X"):
+            out.append(int(entry.name))
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below pid, parents before children."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = children(todo.pop(0))
+        out += kids
+        todo += kids
     return out

@@ -1,8 +1,9 @@
 """Named fleet states for demos and tests: one after each runbook step, and the broken ones.
 
-A scenario sets the rollout variables in SSM, the cert material in Secrets Manager and the
-TelPro build, then restarts exactly the hosts whose resolved configuration differs from what
-they run (each host records a digest of what it applied), then zeroes the meters.
+A scenario sets the rollout variables (in SSM, or with the `envfile` variant in every host's
+rollout.env), the cert material in Secrets Manager and the TelPro build, restarts the hosts,
+stops the processes a straggler scenario names (configuration untouched, SSH still up), then
+zeroes the meters.
 """
 
 from __future__ import annotations
@@ -12,25 +13,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import aws, hostfs, pki
-from lab.manifests import APP_ROLLOUT, CA_FILE, DATABASE_ROLLOUT
-from lab.topology import APP_SERVICES, LabSpec
+from lab import aws, hostfs, pki, rolloutenv
+from lab.manifests import APP_ROLLOUT, CA_FILE, DATABASE_ROLLOUT, TLS_VARS
+from lab.topology import APP_SERVICES, LabError, LabSpec
 
 Settings = dict[str, dict[str, str]]  # service -> {VAR: value}; absent = unset (manifest default)
+
+def _apps(s: Settings, **values: str) -> None:
+    for a in APP_SERVICES:
+        s[a].update(values)
+
 
 PG_STEPS: list[Callable[[Settings], None]] = [
     lambda s: None,  # step 1: certs provisioned (the lab always pushes them)
     lambda s: s["database"].update(POSTGRES_TLS_ENABLED="on"),
     lambda s: s["database"].update(PGBOUNCER_SERVER_TLS_SSLMODE="verify-ca"),
     lambda s: s["database"].update(PGBOUNCER_CLIENT_TLS_SSLMODE="allow"),
-    lambda s: [s[a].update(DATABASE_SSL_MODE="verify-full") for a in APP_SERVICES],  # type: ignore[func-returns-value]
+    # as the runbook says: verify-full, with DATABASE_SSL_CA_FILE at the decoded CA
+    lambda s: _apps(s, DATABASE_SSL_MODE="verify-full", DATABASE_SSL_CA_FILE=CA_FILE),
     lambda s: s["database"].update(PGBOUNCER_CLIENT_TLS_SSLMODE="require"),
     lambda s: s["database"].update(POSTGRES_FORCE_SSL="on"),
 ]
 REDIS_STEPS: list[Callable[[Settings], None]] = [
     lambda s: s["database"].update(REDIS_TLS_ENABLED="true"),
-    lambda s: [s[a].update(REDIS_TLS_ENABLED="true", REDIS_TLS_CA_FILE=CA_FILE)  # type: ignore[func-returns-value]
-               for a in APP_SERVICES],
+    lambda s: _apps(s, REDIS_TLS_ENABLED="true", REDIS_TLS_CA_FILE=CA_FILE),
     lambda s: s["database"].update(REDIS_FORCE_TLS="true"),
 ]
 
@@ -62,14 +68,27 @@ class Scenario:
     drop_secret_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     telpro_ssl: bool = True
     no_restart: tuple[str, ...] = ()  # services whose hosts keep running what they run
+    stopped: tuple[str, ...] = ()  # app services whose processes are stopped afterwards (`docker stop`)
 
 
 def _straggler() -> Settings:
     s = pg(5)
     redis(2, s)
-    s["voice"].pop("DATABASE_SSL_MODE")
-    s["voice"].pop("REDIS_TLS_ENABLED")
-    s["voice"].pop("REDIS_TLS_CA_FILE")
+    for var in ("DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE", "REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE"):
+        s["voice"].pop(var)
+    return s
+
+
+def _straggler_stopped_pg() -> Settings:
+    s = pg(5)
+    s["ops"].clear()  # still plaintext
+    return s
+
+
+def _straggler_stopped_redis() -> Settings:
+    s = redis(2)
+    for var in ("REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE"):
+        s["telpro"].pop(var)  # still plaintext for Redis
     return s
 
 
@@ -104,6 +123,12 @@ SCENARIOS: dict[str, Scenario] = {
     "secret-missing": Scenario("secret-missing", "voice's secret lacks the INTERNAL_* values", pg(1),
                                drop_secret_keys={"voice": ("INTERNAL_CA_CRT_B64", "INTERNAL_TLS_CERT_B64",
                                                            "INTERNAL_TLS_KEY_B64")}),
+    "straggler-stopped-pg": Scenario(
+        "straggler-stopped-pg", "Postgres step 5 on every app but ops, whose config is still plaintext and whose "
+        "process is stopped", _straggler_stopped_pg(), stopped=("ops",)),
+    "straggler-stopped-redis": Scenario(
+        "straggler-stopped-redis", "Postgres done, Redis step 2 on every app but telpro, whose Redis config is "
+        "still plaintext and whose process is stopped", _straggler_stopped_redis(), stopped=("telpro",)),
     "telpro-no-ssl": Scenario("telpro-no-ssl",
                               "TelPro runs the image without hiredis_ssl; every other service is on TLS",
                               _telpro_no_ssl(), telpro_ssl=False),
@@ -116,8 +141,32 @@ def rollout_vars(service: str) -> dict[str, str]:
 
 def write_config(spec: LabSpec, sc: Scenario) -> None:
     """Put the scenario's rollout variables, secrets and TelPro build in place (no restart)."""
-    ssm = aws.client(spec, "ssm")
+    if spec.has("envfile"):
+        if sc.drop_secret_keys:
+            raise LabError(f"scenario {sc.name}: the envfile variant keeps the TLS material in one shared secret "
+                           f"({spec.shared_tls_secret_name}); one service's secret cannot lack it there")
+        _write_envfiles(spec, sc)
+    else:
+        _write_ssm(spec, sc)
     sm = aws.client(spec, "secretsmanager")
+    base = aws.material(spec)
+    m = base if sc.material == "good" else pki.variant(sc.material, base, spec.db_dns_name)
+    tls = aws.tls_values(m)
+    for service in sc.settings:
+        name = aws.secret_name(spec, service)
+        current = aws.apply_tls(spec, service, json.loads(sm.get_secret_value(SecretId=name)["SecretString"]), tls)
+        for k in sc.drop_secret_keys.get(service, ()):
+            current.pop(k, None)
+        aws.put_secret(sm, name, current)
+    if spec.has("envfile"):
+        aws.put_secret(sm, spec.shared_tls_secret_name, {k: tls[k] for k in TLS_VARS})
+    for h in spec.app_hosts():
+        if h.service == "telpro":
+            hostfs.set_telpro_ssl(spec, h, sc.telpro_ssl)
+
+
+def _write_ssm(spec: LabSpec, sc: Scenario) -> None:
+    ssm = aws.client(spec, "ssm")
     for service, values in sc.settings.items():
         for var in rollout_vars(service):
             name = f"/{spec.namespace}/{service}/{var}"
@@ -128,19 +177,14 @@ def write_config(spec: LabSpec, sc: Scenario) -> None:
                     ssm.delete_parameter(Name=name)
                 except ssm.exceptions.ParameterNotFound:
                     pass
-    base = aws.material(spec)
-    m = base if sc.material == "good" else pki.variant(sc.material, base, spec.db_dns_name)
-    tls = aws.tls_values(m)
-    for service in sc.settings:
-        name = aws.secret_name(spec, service)
-        current = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
-        current.update(tls)
-        for k in sc.drop_secret_keys.get(service, ()):
-            current.pop(k, None)
-        aws.put_secret(sm, name, current)
-    for h in spec.app_hosts():
-        if h.service == "telpro":
-            hostfs.set_telpro_ssl(spec, h, sc.telpro_ssl)
+
+
+def _write_envfiles(spec: LabSpec, sc: Scenario) -> None:
+    """Every host's rollout.env: the file as ops left it, with the scenario's values set."""
+    for h in [spec.database, *spec.app_hosts()]:
+        values = sc.settings.get(h.service, {})
+        rolloutenv.write(h, rolloutenv.render(h.service, {k: v for k, v in values.items()
+                                                          if k in rollout_vars(h.service)}))
 
 
 def apply(spec: LabSpec, name: str) -> list[str]:
@@ -148,17 +192,20 @@ def apply(spec: LabSpec, name: str) -> list[str]:
     from lab import control
 
     if name not in SCENARIOS:
-        raise control.LabError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        raise LabError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     sc = SCENARIOS[name]
     write_config(spec, sc)
     restart = [h for h in [spec.database, *spec.app_hosts()] if h.service not in sc.no_restart]
     control._restart(spec, restart)
+    for h in spec.app_hosts():
+        if h.service in sc.stopped:
+            control.stop_service(spec, h)
     control.reset_meters(spec)
     return [h.name for h in restart]
 
 
 def describe() -> str:
-    return "\n".join(f"  {s.name:<15} {s.description}" for s in SCENARIOS.values())
+    return "\n".join(f"  {s.name:<24} {s.description}" for s in SCENARIOS.values())
 
 
 def applied_path(root: str) -> Path:

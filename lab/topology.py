@@ -10,10 +10,34 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 APP_SERVICES = ("api", "web", "voice", "ops", "telpro")
 DEFAULT_INSTANCES = {"api": 2, "web": 1, "voice": 2, "ops": 1, "telpro": 1}
 DB_UID = 70  # the Postgres uid of the official images; the runbook's key owner is 70:70
+KEY_OWNER_UID = 999  # the `key-owner` variant's DB uid/gid (a Redis-style container uid)
+
+# Platform variants: each breaks one assumption the default lab shares with the cockpit.
+Variant = Literal["no-default-ca", "key-owner", "ca-only-secrets", "probe-not-superuser", "envfile"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
+VARIANT_HELP: dict[str, str] = {
+    "no-default-ca": "apps have no default CA path (DATABASE_SSL_CA_FILE defaults to \"\")",
+    "key-owner": f"the DB servers run as uid/gid {KEY_OWNER_UID}; TLS_KEY_OWNER defaults to "
+                 f"\"{KEY_OWNER_UID}:{KEY_OWNER_UID}\"",
+    "ca-only-secrets": "app services' secrets hold INTERNAL_CA_CRT_B64 only",
+    "probe-not-superuser": "the probe is role cockpit_probe (pg_monitor, not superuser); its passwords are "
+                           "in the secret <namespace>/cockpit/probe",
+    "envfile": "rollout variables in /opt/deployment/rollout.env on each host, TLS material in one shared "
+               "secret <namespace>/shared/tls, probe credentials in /opt/deployment/probe.env",
+    "hostile": "no-default-ca, key-owner, ca-only-secrets and probe-not-superuser at once",
+}
+HOSTILE: tuple[Variant, ...] = ("no-default-ca", "key-owner", "ca-only-secrets", "probe-not-superuser")
+
+# Names the variants give things (the cockpit's inventory refers to them)
+PROBE_ROLE = "cockpit_probe"  # probe-not-superuser: LOGIN, member of pg_monitor
+PROBE_CONSOLE_USER = "cockpit_stats"  # probe-not-superuser: PgBouncer stats_users (read-only SHOW)
+ROLLOUT_ENV = "/opt/deployment/rollout.env"  # envfile: the rollout variables' host file
+PROBE_ENV = "/opt/deployment/probe.env"  # envfile: the probe credentials' host file (database host)
 
 
 def default_lab_dir() -> Path:
@@ -60,6 +84,28 @@ class LabSpec:
     redis_tls_port: int = 6380
     health_port: int = 8080
     instances: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_INSTANCES))
+    variants: tuple[Variant, ...] = ()  # atoms only ("hostile" is expanded by parse_variants)
+
+    def has(self, variant: Variant) -> bool:
+        return variant in self.variants
+
+    @property
+    def db_uid(self) -> int:
+        """The uid (and gid) the DB servers run as."""
+        return KEY_OWNER_UID if self.has("key-owner") else DB_UID
+
+    @property
+    def key_owner(self) -> str:
+        """TLS_KEY_OWNER's manifest default: who owns the decoded server.key."""
+        return f"{self.db_uid}:{self.db_uid}"
+
+    @property
+    def probe_secret_name(self) -> str:
+        return f"{self.namespace}/cockpit/probe"
+
+    @property
+    def shared_tls_secret_name(self) -> str:
+        return f"{self.namespace}/shared/tls"
 
     # -- derived names -------------------------------------------------------------------
     @property
@@ -127,7 +173,9 @@ class LabSpec:
         f = directory / "lab.json"
         if not f.exists():
             raise FileNotFoundError(f"{f}: no lab here (run `cockpit lab up --dir {directory}` first)")
-        return cls(**json.loads(f.read_text()))
+        data = json.loads(f.read_text())
+        data["variants"] = tuple(data.get("variants", ()))
+        return cls(**data)
 
 
 def parse_instances(text: str) -> dict[str, int]:
@@ -146,3 +194,20 @@ def parse_instances(text: str) -> dict[str, int]:
             )
         out[name] = int(count)
     return out
+
+
+def parse_variants(text: str) -> tuple[Variant, ...]:
+    """`key-owner,envfile` -> the variant atoms in canonical order ("hostile" expanded); errors name the part."""
+    chosen: set[str] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part == "hostile":
+            chosen.update(HOSTILE)
+        elif part in VARIANTS:
+            chosen.add(part)
+        else:
+            raise ValueError(f"--variant: unknown variant {part!r}; expected a comma-separated list of "
+                             f"{', '.join([*VARIANTS, 'hostile'])}")
+    return tuple(v for v in VARIANTS if v in chosen)

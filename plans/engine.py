@@ -31,7 +31,7 @@ from plans.plan import Plan, Step
 from plans.position import Position, TargetPosition, derive_position, env_order_gate
 from plans.store import Change, ConfigStore, StoreError
 from probes.collect import Collector
-from probes.inventory import Environment, Host
+from probes.inventory import Environment, Host, render_command
 from probes.model import Verdict
 from probes.snapshot import FleetSnapshot
 from probes.ssh import check_reachable
@@ -346,8 +346,14 @@ class Engine:
 
     async def release_lock(self) -> None:
         if self.lock.held is not None:
-            await self.lock.release()
+            broken = await self.lock.release()
             try:
+                if broken is not None:  # someone broke it while we held it: say so, once
+                    await self.journal.write(
+                        "lock-lost",
+                        broken_by=str(getattr(broken, "who", "?")),
+                        reason=str(getattr(broken, "reason", "")),
+                    )
                 await self.journal.write("unlock")
             except JournalError:
                 pass  # the lock is released; a missing unlock line is not worth a failure
@@ -355,7 +361,7 @@ class Engine:
     async def break_lock(self, reason: str) -> LockInfo | None:
         if not reason.strip():
             raise EngineError("breaking the fleet lock needs a reason (--reason)")
-        old = await self.lock.break_lock()
+        old = await self.lock.break_lock(reason)
         await self.journal.write("lock-broken", reason=reason, holder=old.describe() if old else None)
         return old
 
@@ -384,10 +390,9 @@ class Engine:
 
     def _restart_target(self, host: Host, service: str) -> RestartTarget:
         pre = self.env.service(service).pre_restart
+        values = {"root": host.root.rstrip("/"), "service": service, "host": host.name, "address": host.address}
         return RestartTarget(
-            host.name,
-            self.env.update_command(host),
-            pre.replace("{root}", host.root.rstrip("/")).replace("{service}", service) if pre else "",
+            host.name, self.env.update_command(host), render_command(pre, values, literal_braces=True) if pre else ""
         )
 
     def _recreates(self, service: str) -> tuple[str, ...]:
@@ -477,8 +482,11 @@ class Engine:
         else:
             # back: only the instances that run (or may run) the step's values need a restart — one whose
             # restart failed still runs the old values, and is back as soon as the store is
-            restart_hosts = [h for h in hosts if _runs_step(step, snap, h.name)] if step.per_service else (
-                list(hosts) if target.state != "pending" or read_live(step.live, snap).value is not False else [])
+            restart_hosts = (
+                [h for h in hosts if _runs_step(step, snap, h.name)]
+                if step.per_service
+                else (list(hosts) if target.state != "pending" or read_live(step.live, snap).value is not False else [])
+            )
         gates: list[GateResult] = []
         blockers: list[Blocker] = []
         if direction == "advance":
@@ -598,13 +606,19 @@ class Engine:
         """Prove the apply can finish before anything is written: None, or why it cannot."""
         problems: list[str] = []
         hosts = [r.host for r in preview.restarts]
-        checks = await asyncio.gather(*(check_reachable(self.collector.pool, h, round_trip=True) for h in hosts))
-        for r in checks:
-            if r.verdict is not Verdict.OK:
-                problems.append(f"{r.target} cannot be restarted: {r.summary}")
+        limit = self.env.ssh.connect_timeout
+
+        async def reach(host: str) -> str | None:
+            try:
+                r = await asyncio.wait_for(check_reachable(self.collector.pool, host, round_trip=True), limit)
+            except TimeoutError:
+                return f"{host} cannot be restarted: it did not answer within {limit:g} s (stalled?)"
+            return None if r.verdict is Verdict.OK else f"{host} cannot be restarted: {r.summary}"
+
+        problems += [p for p in await asyncio.gather(*(reach(h) for h in hosts)) if p]
         if preview.changes and preview.service is not None:
             try:
-                await _check_writable(self.store, preview.service)
+                await self.store.check_writable(preview.service)
             except StoreError as exc:
                 problems.append(f"the config store is not writable: {exc}")
         try:
@@ -672,6 +686,19 @@ class Engine:
                 journal_errors.append(text)
                 emit("journal", None, text)
 
+        async def refuse(stage: Stage, why: str) -> Outcome:
+            """A refusal is an outcome, said where everyone reads (the journals), not only here."""
+            await journal(
+                "apply-done",
+                step=preview.step,
+                service=preview.service,
+                direction=preview.direction,
+                ok=False,
+                stage=stage,
+                reason=why,
+            )
+            return done(False, stage, why)
+
         if dry_run:
             checked = self._overridden(preview, overrides, reason or "dry run") if not preview.open else preview
             if isinstance(checked, str):
@@ -681,11 +708,11 @@ class Engine:
         if not reason.strip():
             return done(False, "refused", "a reason is required (it goes in the journal)")
         if self.lock.held is None:
-            return done(False, "refused", "the fleet lock is not held: take it before preview (acquire_lock)")
+            return await refuse("refused", "the fleet lock is not held: take it before preview (acquire_lock)")
         if not preview.open or overrides:
             checked = self._overridden(preview, overrides, reason)
             if isinstance(checked, str):
-                return done(False, "refused", checked)
+                return await refuse("refused", checked)
             if overrides:
                 await journal(
                     "override",
@@ -699,15 +726,14 @@ class Engine:
             preview = checked
         why_not = await self._preflight(preview, emit)
         if why_not is not None:
-            return done(False, "preflight", why_not)
+            return await refuse("preflight", why_not)
         for c in preview.changes:  # compare-and-swap: the store must still hold what the preview showed
             try:
                 now_value = await self.store.read(c.service, c.var)
             except Exception as exc:
-                return done(False, "refused", f"cannot re-read {c.var}: {exc}")
+                return await refuse("refused", f"cannot re-read {c.var}: {exc}")
             if now_value != c.old:
-                return done(
-                    False,
+                return await refuse(
                     "refused",
                     f"the fleet changed since the preview: {c.var} for {c.service} is now "
                     f"{now_value or 'unset'}, was {c.old or 'unset'} — preview again",
@@ -736,15 +762,23 @@ class Engine:
             )
             await journal("intent", **intent.to_json())
             try:
-                receipts = await _write_all(self.store, preview.changes)
+                receipts = await self.store.write_all(preview.changes)
             except StoreError as exc:
                 self.collector.invalidate()
-                await journal("intent-done", token=token, ok=False, reason=str(exc))
+                if not exc.partial:  # undone: the store holds what it held before; else the intent stays open
+                    await journal(
+                        "intent-done",
+                        token=token,
+                        ok=False,
+                        reason=str(exc),
+                        step=preview.step,
+                        service=preview.service,
+                    )
                 await journal(
                     "apply-done", step=preview.step, service=preview.service, ok=False, stage="write", reason=str(exc)
                 )
                 return done(False, "write", f"{exc}")
-            await journal("intent-done", token=token, ok=True)
+            await journal("intent-done", token=token, ok=True, step=preview.step, service=preview.service)
             for c, receipt in zip(preview.changes, receipts, strict=False):
                 emit("write", None, f"{c.describe(self.env)}  [{receipt}]")
         self.collector.invalidate()  # the next snapshot reads the store as it is now
@@ -813,6 +847,22 @@ class Engine:
         )
         outcome = done(ok, "done" if ok else "verify", why, results, changed)
         return outcome if ok else await self._after_failure(step, preview, outcome, on_event, automatic)
+
+    async def refused(self, preview: Preview, reason: str) -> None:
+        """Journal a refusal decided before apply (closed gates and no override), so watchers and the
+        change-window report see it."""
+        try:
+            await self.journal.write(
+                "apply-done",
+                step=preview.step,
+                service=preview.service,
+                direction=preview.direction,
+                ok=False,
+                stage="refused",
+                reason=reason,
+            )
+        except JournalError:
+            pass  # the caller says the refusal itself; a journal that cannot be written is said by the next apply
 
     async def _after_failure(
         self,
@@ -994,20 +1044,6 @@ class Engine:
                 return False, f"not verified within {step.deadline:.0f}s: {why}"
             await asyncio.sleep(self.poll_interval)
             self._last = None
-
-
-async def _write_all(store: ConfigStore, changes: Sequence[Change]) -> list[str]:
-    """All of a step's values together (the store reverts what it wrote when a later write fails)."""
-    write_all = getattr(store, "write_all", None)
-    if write_all is not None:
-        return list(await write_all(changes))
-    return [await store.write(c) for c in changes]
-
-
-async def _check_writable(store: ConfigStore, service: str) -> None:
-    check = getattr(store, "check_writable", None)
-    if check is not None:
-        await check(service)
 
 
 def _runs_step(step: Step, snap: FleetSnapshot, host: str) -> bool:

@@ -550,7 +550,10 @@ def _no_plaintext_redis(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
             "the OTel collector's Redis connection is not seen — make sure it runs (it may still use the "
             "plaintext port)"
         )
-    elif isinstance(port, int) and port and ep.rpartition(":")[2] == str(port):
+    elif isinstance(port, Unknown):
+        unknown.append(f"cannot tell whether the OTel collector ({ep}) uses the plaintext port: Redis's port could "
+                       f"not be read ({_why(port)})")
+    elif port and ep.rpartition(":")[2] == str(port):
         closed.append(
             f"the OTel collector's REDIS_ENDPOINT is still the plaintext port ({ep}) — restart the database "
             "host so init.sh switches it to the TLS port"
@@ -570,7 +573,7 @@ def _no_plaintext_postgres(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
     unknown: list[str] = []
     n = 0
     for leg in ("leg2", "postgres"):
-        view = _leg(s, leg, "Postgres")  # type: ignore[arg-type]
+        view = _leg(s, leg, "Postgres")
         if isinstance(view, str):
             unknown.append(view)
             continue
@@ -644,6 +647,8 @@ def _redis_plaintext_dropped(s: FleetSnapshot, ctx: GateContext) -> _Verdict:
         plain = [c for c in view.connections if not c.tls]
         if plain:
             return "closed", f"{_who(plain)} still connect to Redis in plaintext"
+    else:
+        return "unknown", f"Redis's plaintext port is 0, but {view}"
     return "open", "Redis no longer listens in plaintext (port 0)"
 
 

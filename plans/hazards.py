@@ -388,12 +388,13 @@ def rollback_blockers(plan: Plan, step: Step, service: str | None, snapshot: Fle
                 out.append(b)
     for ch in step.changes:
         rule = HAZARDS.get((step.scope, ch.var))
-        if rule is None:
+        if rule is None:  # a plan may add variables: said, not refused (Plan.warnings says it at load time)
             out.append(
                 Blocker(
                     f"hazard:{ch.var}",
-                    f"no rollback-safety rule for {ch.var} ({step.scope}) — the cockpit "
-                    "cannot tell whether rolling it back is safe",
+                    f"no rollback-safety rule for {ch.var} ({step.scope}): the cockpit "
+                    "cannot tell whether rolling it back is safe — check by hand",
+                    "warn",
                 )
             )
             continue

@@ -67,7 +67,9 @@ class Intent:
 
 
 def unfinished(entries: Iterable[Mapping[str, Any]]) -> list[Intent]:
-    """Intents with no later completion ("intent-done") record for their token, oldest first."""
+    """Intents with no later completion, oldest first. An intent is complete when its own "intent-done"
+    record follows (whatever its outcome: the store then holds what it says), or when a later apply of the
+    same step and service finished ("intent-done" ok, or "apply-done" ok): that apply completed or reverted it."""
     open_: dict[str, Intent] = {}
     for e in entries:
         if not isinstance(e, Mapping):
@@ -75,8 +77,14 @@ def unfinished(entries: Iterable[Mapping[str, Any]]) -> list[Intent]:
         intent = Intent.from_entry(e)
         if intent is not None:
             open_[intent.token] = intent
-        elif e.get("event") == "intent-done":
+            continue
+        event = e.get("event")
+        if event == "intent-done":
             open_.pop(str(e.get("token")), None)
+        if event in ("intent-done", "apply-done") and e.get("ok") is True and e.get("step"):
+            for token, i in list(open_.items()):
+                if i.step == e.get("step") and i.service == e.get("service"):
+                    del open_[token]
     return sorted(open_.values(), key=lambda i: i.ts)
 
 

@@ -13,22 +13,23 @@ Like an alembic revision, each step holds its forward half (`Change.value`) and 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import heapq
 import json
 import re
-import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from plans.gates import GATES, LIVE
-from probes.inventory import OTHERS, format_key_path, iter_key_lines
+from probes import tomlreader
+from probes.inventory import OTHERS, service_name_problem
+from probes.tomlreader import KeyPath, format_key_path
 
 __all__ = [
+    "DEFAULT_CA_FILE_VARIABLES",
     "FORMAT_VERSIONS",
     "KINDS",
     "OTHERS",
@@ -36,24 +37,41 @@ __all__ = [
     "Change",
     "Plan",
     "PlanError",
+    "Scope",
     "Step",
+    "StepKind",
     "Track",
     "default_plan",
     "load_plan",
     "parse_plan",
 ]
 
+StepKind = Literal["config", "certs"]
+Scope = Literal["fleet", "database", "service"]
+VariableScope = Literal["database", "service"]
+
 FORMAT_VERSIONS: Final = (1,)
-KINDS: Final = ("config", "certs")
-SCOPES: Final = ("fleet", "database", "service")
-VARIABLE_SCOPES: Final = ("database", "service")  # the scopes that hold variables
+KINDS: Final[tuple[StepKind, ...]] = ("config", "certs")
+SCOPES: Final[tuple[Scope, ...]] = ("fleet", "database", "service")
+VARIABLE_SCOPES: Final[tuple[VariableScope, ...]] = ("database", "service")  # the scopes that hold variables
 DEFAULT_CERTS_COMMAND: Final = "cockpit certs push"
+# the service variables whose values are paths of the internal CA file on app hosts
+DEFAULT_CA_FILE_VARIABLES: Final = ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
 _VAR = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
-_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
-_TOP_KEYS: Final = ("version", "name", "title", "description", "services", "scopes", "tracks", "steps")
+_TOP_KEYS: Final = (
+    "version",
+    "name",
+    "title",
+    "description",
+    "services",
+    "scopes",
+    "ca_file_variables",
+    "tracks",
+    "steps",
+)
 _SCOPE_KEYS: Final = {"database": ("service", "variables"), "service": ("variables",)}
 _TRACK_KEYS: Final = ("id", "title")
 _STEP_KEYS: Final = (
@@ -78,7 +96,6 @@ _STEP_KEYS: Final = (
 _CHANGE_KEYS: Final = ("var", "value", "rollback")
 _ROLLBACK_KEYS: Final = ("unset", "value")
 
-KeyPath = tuple[str | int, ...]
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,24 +116,15 @@ class PlanError(Exception):
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f'; did you mean "{close[0]}"?' if close else ""
+    close = tomlreader.did_you_mean(word, choices)
+    return f'; did you mean "{close}"?' if close else ""
 
 
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(json.dumps(n) for n in names) if names else "(none)"
 
 
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value)
+_show = tomlreader.show
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,8 +163,8 @@ class Step:
     id: str
     track: str
     title: str
-    kind: str  # "config" | "certs"
-    scope: str  # "fleet" (certs: one action for the environment) | "database" | "service" (each app service)
+    kind: StepKind
+    scope: Scope  # "fleet" (certs: one action for the environment) | "database" | "service" (each app service)
     changes: tuple[Change, ...]
     order: tuple[str, ...]  # scope "service": service names and "others", in rollout order
     after: tuple[str, ...]  # direct predecessors: the previous step of its track, then its own `after`
@@ -197,13 +205,44 @@ class Plan:
     tracks: tuple[Track, ...]
     steps: tuple[Step, ...]  # in run order: by dependencies, then as written
     description: str = ""
+    # service variables whose values are paths of the internal CA file on app hosts
+    ca_file_variables: tuple[str, ...] = DEFAULT_CA_FILE_VARIABLES
     source: str = field(default="", compare=False)
+    # derived once: step id -> index in `steps`, and each step's ancestors as a bit set over those indexes
+    _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _ancestry: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _setters: Mapping[tuple[str, str], int] = field(init=False, repr=False, compare=False)  # (scope, var)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the plan sets that the cockpit has no rollback-safety rule for (plans.hazards): it loads —
+        a plan may add variables with no code change — but every rollback of such a variable says the
+        cockpit cannot tell whether it is safe."""
+        from plans.hazards import has_rule
+
+        out: list[str] = []
+        for step in self.steps:
+            for ch in step.changes:
+                if not has_rule(step.scope, ch.var):
+                    out.append(f"step {step.id}: {ch.var} ({step.scope}) has no rollback-safety rule: the cockpit "
+                               "cannot tell when rolling it back is safe — add one to plans/hazards.py HAZARDS")
+        return tuple(dict.fromkeys(out))
+
+    def __post_init__(self) -> None:
+        index = {s.id: i for i, s in enumerate(self.steps)}
+        setters: dict[tuple[str, str], int] = {}
+        for i, s in enumerate(self.steps):
+            for c in s.changes:
+                setters[(s.scope, c.var)] = setters.get((s.scope, c.var), 0) | (1 << i)
+        object.__setattr__(self, "_index", MappingProxyType(index))
+        object.__setattr__(self, "_ancestry", _ancestry(self.steps, index))
+        object.__setattr__(self, "_setters", MappingProxyType(setters))
 
     def step(self, step_id: str) -> Step:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(f"plan {self.name!r} has no step {step_id!r}; steps: {', '.join(self.step_ids)}")
+        i = self._index.get(step_id)
+        if i is None:
+            raise KeyError(f"plan {self.name!r} has no step {step_id!r}; steps: {', '.join(self.step_ids)}")
+        return self.steps[i]
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -217,18 +256,19 @@ class Plan:
 
     def ancestors(self, step: Step) -> tuple[Step, ...]:
         """Every step `step` runs after, directly or not, in run order."""
-        seen: set[str] = set()
-        todo = list(step.after)
-        while todo:
-            sid = todo.pop()
-            if sid not in seen:
-                seen.add(sid)
-                todo.extend(self.step(sid).after)
-        return tuple(s for s in self.steps if s.id in seen)
+        mask = self._ancestry[self._index[step.id]]
+        return tuple(s for i, s in enumerate(self.steps) if mask >> i & 1)
 
     def descendants(self, step: Step) -> tuple[Step, ...]:
         """Every step that runs after `step`, directly or not, in run order."""
-        return tuple(s for s in self.steps if s.id != step.id and step in self.ancestors(s))
+        bit = 1 << self._index[step.id]
+        return tuple(s for s, mask in zip(self.steps, self._ancestry, strict=True) if mask & bit)
+
+    def last_setter_before(self, step: Step, var: str) -> Step | None:
+        """The last step, in run order, of the ancestors of `step` with its scope that sets `var`: the
+        value a rollback of `var` must land on."""
+        found = self._ancestry[self._index[step.id]] & self._setters.get((step.scope, var), 0)
+        return self.steps[found.bit_length() - 1] if found else None
 
     def accepted_values(self, step: Step, var: str) -> frozenset[str]:
         """Values of `var` that count as `step` being configured: its own, and those of later steps
@@ -260,24 +300,62 @@ class Plan:
         return out
 
 
+def _ancestry(steps: Sequence[Step], index: Mapping[str, int]) -> tuple[int, ...]:
+    """For each step, the bit set (bit i = steps[i]) of every step it runs after, directly or not.
+    An iterative depth-first pass (a plan may be one long chain), each step once; unknown ids and
+    cycles (never in a validated plan) are ignored."""
+    deps = [[j for a in s.after if (j := index.get(a)) is not None] for s in steps]
+    masks = [-1] * len(steps)  # -1: not computed yet
+    on_stack = [False] * len(steps)
+    for root in range(len(steps)):
+        if masks[root] >= 0:
+            continue
+        on_stack[root] = True
+        stack = [(root, iter(deps[root]))]
+        while stack:
+            i, todo = stack[-1]
+            for j in todo:
+                if masks[j] < 0 and not on_stack[j]:
+                    on_stack[j] = True
+                    stack.append((j, iter(deps[j])))
+                    break
+            else:
+                stack.pop()
+                on_stack[i] = False
+                mask = 0
+                for j in deps[i]:
+                    mask |= max(masks[j], 0) | (1 << j)
+                masks[i] = mask
+    return tuple(masks)
+
+
 # --------------------------------------------------------------------------------------------
 # loading
 
 
-def load_plan(path: Path | str) -> Plan:
+def _version_problem(value: object) -> str:
+    return (
+        f"unsupported plan version {_show(value)}; this cockpit reads version "
+        f"{', '.join(map(str, FORMAT_VERSIONS))} only — use a matching cockpit or rewrite the plan"
+    )
+
+
+_VERSIONS: Final = tomlreader.Versions(FORMAT_VERSIONS, _version_problem)
+
+
+def load_plan(path: Path | str, *, max_bytes: int = tomlreader.MAX_BYTES) -> Plan:
     """Read and validate the plan file at `path`."""
     p = Path(path)
     source = str(path)
     try:
-        data = p.read_bytes()
+        data = tomlreader.read_file(p, max_bytes=max_bytes)
     except OSError as e:
         raise PlanError(source, None, "", f"cannot read the plan file ({e.strerror or e})") from e
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise PlanError(source, line, "", "the file is not valid UTF-8; save it as UTF-8") from e
-    return parse_plan(text, source)
+        doc = tomlreader.parse_bytes(data, source, what="a plan", versions=_VERSIONS, max_bytes=max_bytes)
+    except tomlreader.TomlError as e:
+        raise _plan_error(e) from None
+    return _Builder(doc).build()
 
 
 @functools.cache
@@ -288,40 +366,46 @@ def default_plan() -> Plan:
     return parse_plan(text, "plans/runbook.toml")
 
 
-_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
-
-
-def parse_plan(text: str, source: str) -> Plan:
-    """Validate plan `text`; `source` names it in errors."""
+def parse_plan(text: str, source: str, *, max_bytes: int = tomlreader.MAX_BYTES) -> Plan:
+    """Validate plan `text`; `source` names it in errors. `max_bytes` is the size limit (1 MiB)."""
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        line: int | None = None
-        if m := _AT_LINE.search(msg):
-            line = int(m.group(1))
-            msg = msg[: m.start()] + f" (column {m.group(2)})"
-        raise PlanError(source, line, "", f"TOML syntax error: {msg}; fix the TOML syntax there") from None
-    return _Builder(text, source).build(raw)
+        doc = tomlreader.parse_text(text, source, what="a plan", versions=_VERSIONS, max_bytes=max_bytes)
+    except tomlreader.TomlError as e:
+        raise _plan_error(e) from None
+    return _Builder(doc).build()
+
+
+def _plan_error(e: tomlreader.TomlError) -> PlanError:
+    # a syntax error reads `file:line: TOML syntax error: ...` (the plan's documented form: no key)
+    where = "" if e.problem.startswith("TOML syntax error") else e.key
+    return PlanError(e.source, e.line, where, e.problem)
+
+
+class _Wording:
+    """The plan's phrasing: `<key> must be <what>, got <value>`; `<key> is required; add ...`."""
+
+    def wrong(self, key: str, expected: str, got: str) -> str:
+        return f"{key} must be {expected}, got {got}"
+
+    def missing(self, path: KeyPath, key: str) -> tuple[KeyPath, str]:
+        return path, f'{key} is required; add {key} = "..."'
+
+    def unknown_key(self, key: str, allowed: Sequence[str]) -> str:
+        return f"unknown key {json.dumps(key)}{_suggest(key, allowed)} (keys here: {', '.join(allowed)})"
+
+
+_WORDING: Final = _Wording()
+_Table = tomlreader.Table
 
 
 class _Builder:
-    def __init__(self, text: str, source: str) -> None:
-        self.text = text
-        self.source = source
-        self._lines: dict[str, int] | None = None
+    def __init__(self, doc: tomlreader.Document) -> None:
+        self.doc = doc
+        self.source = doc.source
 
     # -- errors ---------------------------------------------------------------------------------
     def line(self, path: KeyPath) -> int | None:
-        if self._lines is None:
-            self._lines = dict(iter_key_lines(self.text))
-        p = path
-        while p:
-            line = self._lines.get(format_key_path(p))
-            if line is not None:
-                return line
-            p = p[:-1]
-        return None
+        return self.doc.find_line(path)
 
     def error(self, path: KeyPath, problem: str, step: str | None = None) -> PlanError:
         if step is not None:
@@ -332,74 +416,36 @@ class _Builder:
             where = format_key_path(path)
         return PlanError(self.source, self.line(path), where, problem, step=step)
 
-    # -- typed access -----------------------------------------------------------------------------
-    def keys(
-        self, t: Mapping[str, Any], allowed: Sequence[str], path: KeyPath, step: str | None = None
-    ) -> None:
-        for k in t:
-            if k not in allowed:
-                raise self.error(
-                    (*path, k),
-                    f"unknown key {json.dumps(k)}{_suggest(k, allowed)} (keys here: {', '.join(allowed)})",
-                    step,
-                )
+    def failer(self, step: str | None) -> Callable[[KeyPath, str], PlanError]:
+        return lambda path, problem: self.error(path, problem, step)
 
-    def text_value(
-        self,
-        t: Mapping[str, Any],
-        key: str,
-        path: KeyPath,
-        step: str | None = None,
-        *,
-        default: str | None = None,
-    ) -> str:
-        if key not in t:
-            if default is None:
-                raise self.error(path, f'{key} is required; add {key} = "..."', step)
-            return default
-        v = t[key]
-        if not isinstance(v, str):
-            raise self.error((*path, key), f"{key} must be a string, got {_show(v)}", step)
-        return v
-
-    def flag(self, t: Mapping[str, Any], key: str, path: KeyPath, step: str | None) -> bool:
-        v = t.get(key, False)
-        if not isinstance(v, bool):
-            raise self.error((*path, key), f"{key} must be true or false, got {_show(v)}", step)
-        return v
-
-    def str_list(self, t: Mapping[str, Any], key: str, path: KeyPath, step: str | None = None) -> list[str]:
-        v = t.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise self.error((*path, key), f"{key} must be an array of strings, got {_show(v)}", step)
-        return list(v)
-
-    def tables(self, raw: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
-        v = raw.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
-            raise self.error((key,), f"{key} must be an array of tables ([[{key}]]), got {_show(v)}")
-        return list(v)
+    def table(
+        self, data: Mapping[str, Any], path: KeyPath, allowed: Sequence[str] | None, step: str | None = None
+    ) -> _Table:
+        return _Table(data, path, fail=self.failer(step), wording=_WORDING, allowed=allowed)
 
     # -- the plan -------------------------------------------------------------------------------------
-    def build(self, raw: dict[str, Any]) -> Plan:
+    def build(self) -> Plan:
+        raw = self.doc.data
         if "version" not in raw:
             raise PlanError(self.source, 1, "version", "version is required; add version = 1 at the top")
         version = raw["version"]
-        if isinstance(version, bool) or not isinstance(version, int) or version not in FORMAT_VERSIONS:
-            raise self.error(
-                ("version",),
-                f"unsupported plan version {_show(version)}; this cockpit reads version "
-                f"{', '.join(map(str, FORMAT_VERSIONS))} only — use a matching cockpit or rewrite the plan",
-            )
-        self.keys(raw, _TOP_KEYS, ())
-        name = self.text_value(raw, "name", ())
-        title = self.text_value(raw, "title", (), default=name)
-        description = self.text_value(raw, "description", (), default="")
-        services = self.services(raw)
-        database_service, variables = self.scopes(raw, services)
-        tracks_raw = self.tracks(raw)
-        steps = self.steps(raw, tracks_raw, services, variables)
+        if not _VERSIONS.accepts(version):
+            raise self.error(("version",), _version_problem(version))
+        assert isinstance(version, int)
+        top = self.table(raw, (), _TOP_KEYS)
+        name = top.text("name")
+        title = top.text("title", name)
+        description = top.text("description", "")
+        services = self.services(top)
+        database_service, variables = self.scopes(top, services)
+        ca_files = self.ca_file_variables(top, variables)
+        tracks_raw = self.tracks(top)
+        steps = self.steps(top, tracks_raw, services, variables)
         ordered = self.graph(steps)
+        by_track: dict[str, list[str]] = {tid: [] for tid, _ in tracks_raw}
+        for s in steps:
+            by_track[s.track].append(s.id)
         plan = Plan(
             version=version,
             name=name,
@@ -408,17 +454,16 @@ class _Builder:
             services=tuple(services),
             database_service=database_service,
             variables=MappingProxyType(variables),
-            tracks=tuple(
-                Track(tid, ttitle, tuple(s.id for s in steps if s.track == tid)) for tid, ttitle in tracks_raw
-            ),
+            tracks=tuple(Track(tid, ttitle, tuple(by_track[tid])) for tid, ttitle in tracks_raw),
             steps=ordered,
+            ca_file_variables=ca_files,
             source=self.source,
         )
         self.rollbacks(plan, steps)
         return plan
 
-    def services(self, raw: Mapping[str, Any]) -> list[str]:
-        services = self.str_list(raw, "services", ())
+    def services(self, top: _Table) -> list[str]:
+        services = top.str_list("services")
         if not services:
             raise self.error(
                 ("services",),
@@ -431,17 +476,15 @@ class _Builder:
                     ("services", i),
                     f'"{OTHERS}" is reserved (it means every remaining app service); remove it',
                 )
-            if not _SERVICE.match(s):
-                raise self.error(("services", i), f"{json.dumps(s)} is not a valid service name")
+            if problem := service_name_problem(s):
+                raise self.error(("services", i), problem)
             if s in seen:
                 raise self.error(("services", i), f"service {json.dumps(s)} is listed twice; remove one")
             seen.add(s)
         return services
 
-    def scopes(self, raw: Mapping[str, Any], services: list[str]) -> tuple[str, dict[str, frozenset[str]]]:
-        scopes = raw.get("scopes", {})
-        if not isinstance(scopes, dict):
-            raise self.error(("scopes",), f"scopes must be a table, got {_show(scopes)}")
+    def scopes(self, top: _Table, services: list[str]) -> tuple[str, dict[str, frozenset[str]]]:
+        scopes = top.raw_table("scopes") or {}
         variables: dict[str, frozenset[str]] = {}
         database_service = "database"
         for scope, t in scopes.items():
@@ -459,8 +502,8 @@ class _Builder:
                 )
             if not isinstance(t, dict):
                 raise self.error(path, f"[scopes.{scope}] must be a table, got {_show(t)}")
-            self.keys(t, _SCOPE_KEYS[scope], path)
-            names = self.str_list(t, "variables", path)
+            st = self.table(t, path, _SCOPE_KEYS[scope])
+            names = st.str_list("variables")
             for i, v in enumerate(names):
                 if not _VAR.match(v):
                     raise self.error(
@@ -468,42 +511,57 @@ class _Builder:
                     )
             variables[scope] = frozenset(names)
             if scope == "database":
-                database_service = self.text_value(t, "service", path, default="database")
+                database_service = st.text("service", "database")
                 if database_service in services or database_service == OTHERS:
                     raise self.error(
                         (*path, "service"),
                         f"the database service {json.dumps(database_service)} is also listed as an app "
                         "service; remove it from services",
                     )
+                if problem := service_name_problem(database_service):
+                    raise self.error((*path, "service"), problem)
         return database_service, variables
 
-    def tracks(self, raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def ca_file_variables(self, top: _Table, variables: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
+        known = variables.get("service", frozenset())
+        if not top.has("ca_file_variables"):
+            return tuple(v for v in DEFAULT_CA_FILE_VARIABLES if v in known)
+        names = top.str_list("ca_file_variables")
+        for i, v in enumerate(names):
+            if v not in known:
+                listed = f"known: {', '.join(sorted(known))}" if known else "[scopes.service] variables lists none"
+                raise self.error(
+                    ("ca_file_variables", i),
+                    f"{json.dumps(v)} is not a variable of scope \"service\"{_suggest(v, sorted(known))} "
+                    f"({listed}); add it to [scopes.service] variables, or remove it",
+                )
+            if v in names[:i]:
+                raise self.error(("ca_file_variables", i), f"{v} is listed twice; keep one")
+        return tuple(names)
+
+    def tracks(self, top: _Table) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        for i, t in enumerate(self.tables(raw, "tracks")):
-            path: KeyPath = ("tracks", i)
-            self.keys(t, _TRACK_KEYS, path)
-            tid = self.text_value(t, "id", path)
+        seen: set[str] = set()
+        for t in top.tables("tracks", _TRACK_KEYS):
+            tid = t.text("id")
             if not _ID.match(tid):
-                raise self.error(
-                    (*path, "id"), f"track id {json.dumps(tid)} must be lowercase letters, digits, -"
-                )
-            if any(tid == o for o, _ in out):
-                raise self.error(
-                    (*path, "id"), f"duplicate track id {json.dumps(tid)}; give each track its own id"
-                )
-            out.append((tid, self.text_value(t, "title", path, default=tid)))
+                raise t.error("id", f"track id {json.dumps(tid)} must be lowercase letters, digits, -")
+            if tid in seen:
+                raise t.error("id", f"duplicate track id {json.dumps(tid)}; give each track its own id")
+            seen.add(tid)
+            out.append((tid, t.text("title", tid)))
         if not out:
             raise self.error(("tracks",), 'a plan needs at least one [[tracks]] (id = "...", title = "...")')
         return out
 
     def steps(
         self,
-        raw: Mapping[str, Any],
+        top: _Table,
         tracks: list[tuple[str, str]],
         services: list[str],
         variables: Mapping[str, frozenset[str]],
     ) -> list[Step]:
-        tables = self.tables(raw, "steps")
+        tables = top.tables("steps", None)
         if not tables:
             raise self.error(("steps",), "a plan needs at least one [[steps]]")
         out: list[Step] = []
@@ -512,7 +570,7 @@ class _Builder:
         track_ids = [t for t, _ in tracks]
         for i, t in enumerate(tables):
             path: KeyPath = ("steps", i)
-            sid = t.get("id")
+            sid = t.data.get("id")
             if not isinstance(sid, str):
                 raise self.error(
                     path if sid is None else (*path, "id"),
@@ -531,211 +589,178 @@ class _Builder:
                     sid,
                 )
             ids[sid] = i
-            step = self.step(t, path, sid, track_ids, services, variables)
-            prev = last_in_track.get(step.track)
-            explicit = step.after
-            after = ((prev,) if prev is not None else ()) + tuple(a for a in explicit if a != prev)
+            st = self.table(t.data, path, _STEP_KEYS, sid)
+            step = self.step(st, sid, track_ids, services, variables, last_in_track)
             last_in_track[step.track] = sid
-            out.append(_with_after(step, after))
+            out.append(step)
         return out
 
     def step(
         self,
-        t: Mapping[str, Any],
-        path: KeyPath,
+        t: _Table,
         sid: str,
         track_ids: list[str],
         services: list[str],
         variables: Mapping[str, frozenset[str]],
+        last_in_track: Mapping[str, str],
     ) -> Step:
-        self.keys(t, _STEP_KEYS, path, sid)
-        track = self.text_value(t, "track", path, sid)
+        """One step; its `after` is the step written before it in its track, then its own `after`."""
+        path = t.path
+        track = t.text("track")
         if track not in track_ids:
-            raise self.error(
-                (*path, "track"),
-                f"unknown track {json.dumps(track)}{_suggest(track, track_ids)}; "
-                f"tracks: {_quoted(track_ids)}",
-                sid,
+            raise t.error(
+                "track",
+                f"unknown track {json.dumps(track)}{_suggest(track, track_ids)}; tracks: {_quoted(track_ids)}",
             )
-        kind = self.text_value(t, "kind", path, sid, default="config")
-        if kind not in KINDS:
-            raise self.error(
-                (*path, "kind"),
-                f"unknown kind {json.dumps(kind)}{_suggest(kind, KINDS)}; kinds: {_quoted(KINDS)}",
-                sid,
+        kind_name = t.text("kind", "config")
+        if kind_name not in KINDS:
+            raise t.error(
+                "kind",
+                f"unknown kind {json.dumps(kind_name)}{_suggest(kind_name, KINDS)}; kinds: {_quoted(KINDS)}",
             )
-        scope = self.text_value(t, "scope", path, sid, default="fleet" if kind == "certs" else "")
-        if not scope:
-            raise self.error(
-                path, f'scope is required; add scope = "database" or "service" ({_quoted(SCOPES)})', sid
+        kind = KINDS[KINDS.index(kind_name)]
+        scope_name = t.text("scope", "fleet" if kind == "certs" else "")
+        if not scope_name:
+            raise t.error(None, f'scope is required; add scope = "database" or "service" ({_quoted(SCOPES)})')
+        if scope_name not in SCOPES:
+            raise t.error(
+                "scope",
+                f"unknown scope {json.dumps(scope_name)}{_suggest(scope_name, SCOPES)}; scopes: {_quoted(SCOPES)}",
             )
-        if scope not in SCOPES:
-            raise self.error(
-                (*path, "scope"),
-                f"unknown scope {json.dumps(scope)}{_suggest(scope, SCOPES)}; scopes: {_quoted(SCOPES)}",
-                sid,
-            )
+        scope = SCOPES[SCOPES.index(scope_name)]
         if kind == "certs" and scope != "fleet":
-            raise self.error(
-                (*path, "scope"), 'a "certs" step is one action for the environment: scope = "fleet"', sid
-            )
+            raise t.error("scope", 'a "certs" step is one action for the environment: scope = "fleet"')
         if kind == "config" and scope == "fleet":
-            raise self.error(
-                (*path, "scope"),
-                'scope "fleet" is only for kind "certs"; a config step is "database" or "service"',
-                sid,
+            raise t.error(
+                "scope", 'scope "fleet" is only for kind "certs"; a config step is "database" or "service"'
             )
-        changes = self.changes(t, path, sid, kind, scope, variables)
-        order = self.order(t, path, sid, scope, services)
-        gates = self.gate_list(t, "gates", path, sid, scope)
-        gates_for = self.gates_for(t, path, sid, scope, services)
-        if "verify" not in t:
-            raise self.error(
-                path, f"verify is required: the check that says it worked ({_quoted(list(GATES))})", sid
-            )
-        verify = self.gate_name(t["verify"], (*path, "verify"), sid, scope, "verify")
-        live = self.live(t, path, sid, kind, scope)
-        deadline = self.deadline(t, path, sid)
-        command = self.text_value(
-            t, "command", path, sid, default=DEFAULT_CERTS_COMMAND if kind == "certs" else ""
-        )
+        changes = self.changes(t, sid, kind, scope, variables)
+        order = self.order(t, sid, scope, services)
+        gates = self.gate_list(t, "gates", sid, scope)
+        gates_for = self.gates_for(t, sid, scope, services)
+        if not t.has("verify"):
+            raise t.error(None, f"verify is required: the check that says it worked ({_quoted(list(GATES))})")
+        verify = self.gate_name(t.data["verify"], (*path, "verify"), sid, scope, "verify")
+        live = self.live(t, kind, scope)
+        if not t.has("deadline"):
+            raise t.error(None, "deadline is required: seconds from apply until it must be verified")
+        deadline = t.seconds("deadline", expected="a positive number of seconds")
+        command = t.text("command", DEFAULT_CERTS_COMMAND if kind == "certs" else "")
         if command and kind != "certs":
-            raise self.error((*path, "command"), 'command applies to kind "certs" only; remove it', sid)
-        after = self.str_list(t, "after", path, sid)
+            raise t.error("command", 'command applies to kind "certs" only; remove it')
+        prev = last_in_track.get(track)
+        after = ((prev,) if prev is not None else ()) + tuple(a for a in t.str_list("after") if a != prev)
         return Step(
             id=sid,
-            track=self.text_value(t, "track", path, sid),
-            title=self.text_value(t, "title", path, sid, default=sid),
+            track=track,
+            title=t.text("title", sid),
             kind=kind,
             scope=scope,
             changes=changes,
             order=order,
-            after=tuple(after),
+            after=after,
             gates=gates,
             gates_for=gates_for,
             verify=verify,
             live=live,
             deadline=deadline,
-            auto_rollback=self.flag(t, "auto_rollback", path, sid),
-            optional=self.flag(t, "optional", path, sid),
+            auto_rollback=t.flag("auto_rollback", False),
+            optional=t.flag("optional", False),
             command=command,
-            description=self.text_value(t, "description", path, sid, default=""),
+            description=t.text("description", ""),
             line=self.line(path),
         )
 
     def changes(
         self,
-        t: Mapping[str, Any],
-        path: KeyPath,
+        t: _Table,
         sid: str,
-        kind: str,
-        scope: str,
+        kind: StepKind,
+        scope: Scope,
         variables: Mapping[str, frozenset[str]],
     ) -> tuple[Change, ...]:
-        raw = t.get("changes", [])
+        raw = t.data.get("changes", [])
         if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
-            raise self.error(
-                (*path, "changes"), "changes must be an array of tables ([[steps.changes]])", sid
-            )
+            raise t.error("changes", "changes must be an array of tables ([[steps.changes]])")
         if kind == "certs":
             if raw:
-                raise self.error(
-                    (*path, "changes"),
-                    'a "certs" step sets no variable (its action is its command); remove changes',
-                    sid,
-                )
+                raise t.error("changes", 'a "certs" step sets no variable (its action is its command); remove changes')
             return ()
         if not raw:
-            raise self.error(
-                path,
-                "a config step needs at least one [[steps.changes]] "
-                '(var = "...", value = "...", rollback...)',
-                sid,
+            raise t.error(
+                None,
+                'a config step needs at least one [[steps.changes]] (var = "...", value = "...", rollback...)',
             )
         known = variables.get(scope, frozenset())
         out: list[Change] = []
-        for j, c in enumerate(raw):
-            cpath: KeyPath = (*path, "changes", j)
-            self.keys(c, _CHANGE_KEYS, cpath, sid)
-            var = self.text_value(c, "var", cpath, sid)
+        seen: set[str] = set()
+        for c in t.tables("changes", _CHANGE_KEYS):
+            var = c.text("var")
             if var not in known:
                 where = f"[scopes.{scope}] variables"
                 listed = f"known: {', '.join(sorted(known))}" if known else f"{where} lists none"
-                raise self.error(
-                    (*cpath, "var"),
+                raise c.error(
+                    "var",
                     f"unknown variable {var} for scope {json.dumps(scope)}"
                     f"{_suggest(var, sorted(known))} ({listed}); "
                     f"fix the name or add it to {where}",
-                    sid,
                 )
-            if any(o.var == var for o in out):
-                raise self.error((*cpath, "var"), f"{var} is set twice in this step; keep one change", sid)
-            value = self.text_value(c, "value", cpath, sid)
-            rollback = self.rollback(c, cpath, sid, var, value)
-            out.append(Change(var, value, rollback))
+            if var in seen:
+                raise c.error("var", f"{var} is set twice in this step; keep one change")
+            seen.add(var)
+            value = c.text("value")
+            out.append(Change(var, value, self.rollback(c, var, value)))
         return tuple(out)
 
-    def rollback(self, c: Mapping[str, Any], cpath: KeyPath, sid: str, var: str, value: str) -> str | None:
+    def rollback(self, c: _Table, var: str, value: str) -> str | None:
         how = (
             "add rollback.unset = true (delete it from the config store: back to the manifest default) "
             'or rollback.value = "..."'
         )
-        if "rollback" not in c:
-            raise self.error(cpath, f"the change of {var} has no rollback; {how}", sid)
-        r = c["rollback"]
-        rpath: KeyPath = (*cpath, "rollback")
+        if not c.has("rollback"):
+            raise c.error(None, f"the change of {var} has no rollback; {how}")
+        r = c.data["rollback"]
         if not isinstance(r, dict):
-            raise self.error(rpath, f"rollback must be a table, got {_show(r)}; {how}", sid)
-        self.keys(r, _ROLLBACK_KEYS, rpath, sid)
+            raise c.error("rollback", f"rollback must be a table, got {_show(r)}; {how}")
+        rt = c.child("rollback", r, _ROLLBACK_KEYS)
         unset = r.get("unset", False)
         if not isinstance(unset, bool):
-            raise self.error((*rpath, "unset"), f"rollback.unset must be true, got {_show(unset)}", sid)
+            raise rt.error("unset", f"rollback.unset must be true, got {_show(unset)}")
         if unset and "value" in r:
-            raise self.error(rpath, f"the rollback of {var} both unsets and sets a value; keep one", sid)
+            raise rt.error(None, f"the rollback of {var} both unsets and sets a value; keep one")
         if unset:
             return None
         if "value" not in r:
-            raise self.error(rpath, f"the change of {var} has no rollback value; {how}", sid)
+            raise rt.error(None, f"the change of {var} has no rollback value; {how}")
         back = r["value"]
         if not isinstance(back, str):
-            raise self.error((*rpath, "value"), f"rollback.value must be a string, got {_show(back)}", sid)
+            raise rt.error("value", f"rollback.value must be a string, got {_show(back)}")
         if back == value:
-            raise self.error(
-                (*rpath, "value"),
-                f"the rollback of {var} is its own value {json.dumps(value)}, so it undoes nothing",
-                sid,
-            )
+            raise rt.error("value", f"the rollback of {var} is its own value {json.dumps(value)}, so it undoes nothing")
         return back
 
-    def order(
-        self, t: Mapping[str, Any], path: KeyPath, sid: str, scope: str, services: list[str]
-    ) -> tuple[str, ...]:
+    def order(self, t: _Table, sid: str, scope: Scope, services: list[str]) -> tuple[str, ...]:
         if scope != "service":
-            if "order" in t:
-                raise self.error((*path, "order"), 'order applies to scope "service" only; remove it', sid)
+            if t.has("order"):
+                raise t.error("order", 'order applies to scope "service" only; remove it')
             return ()
-        order = self.str_list(t, "order", path, sid)
+        order = t.str_list("order")
         if not order:
-            raise self.error(
-                path, f'a per-service step needs an order, e.g. order = ["api", "web", "{OTHERS}"]', sid
-            )
+            raise t.error(None, f'a per-service step needs an order, e.g. order = ["api", "web", "{OTHERS}"]')
         seen: set[str] = set()
         for i, s in enumerate(order):
             if s != OTHERS and s not in services:
-                raise self.error(
-                    (*path, "order", i),
+                raise t.error_at(
+                    ("order", i),
                     f"unknown service {json.dumps(s)} in order{_suggest(s, services)}; known services: "
                     f'{_quoted(services)} and "{OTHERS}" — fix the name or add it to services',
-                    sid,
                 )
             if s in seen:
-                raise self.error(
-                    (*path, "order", i), f"{json.dumps(s)} appears twice in order; keep one", sid
-                )
+                raise t.error_at(("order", i), f"{json.dumps(s)} appears twice in order; keep one")
             seen.add(s)
         return tuple(order)
 
-    def gate_name(self, name: object, path: KeyPath, sid: str, scope: str, what: str) -> str:
+    def gate_name(self, name: object, path: KeyPath, sid: str, scope: Scope, what: str) -> str:
         if not isinstance(name, str):
             raise self.error(path, f"{what} must name a gate (a string), got {_show(name)}", sid)
         spec = GATES.get(name)
@@ -754,79 +779,63 @@ class _Builder:
             )
         return name
 
-    def gate_list(
-        self, t: Mapping[str, Any], key: str, path: KeyPath, sid: str, scope: str
-    ) -> tuple[str, ...]:
-        names = self.str_list(t, key, path, sid)
+    def gate_list(self, t: _Table, key: str, sid: str, scope: Scope) -> tuple[str, ...]:
+        names = t.str_list(key)
         out: list[str] = []
         for i, g in enumerate(names):
-            self.gate_name(g, (*path, key, i), sid, scope, "a gate")
+            self.gate_name(g, (*t.path, key, i), sid, scope, "a gate")
             if g in out:
-                raise self.error((*path, key, i), f"gate {json.dumps(g)} is listed twice; keep one", sid)
+                raise t.error_at((key, i), f"gate {json.dumps(g)} is listed twice; keep one")
             out.append(g)
         return tuple(out)
 
     def gates_for(
-        self, t: Mapping[str, Any], path: KeyPath, sid: str, scope: str, services: list[str]
+        self, t: _Table, sid: str, scope: Scope, services: list[str]
     ) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        raw = t.get("gates_for", {})
-        gpath: KeyPath = (*path, "gates_for")
+        raw = t.data.get("gates_for", {})
         if not isinstance(raw, dict):
-            raise self.error(gpath, f"gates_for must be a table of service = [gates], got {_show(raw)}", sid)
+            raise t.error("gates_for", f"gates_for must be a table of service = [gates], got {_show(raw)}")
         if raw and scope != "service":
-            raise self.error(gpath, 'gates_for applies to scope "service" only; use gates', sid)
+            raise t.error("gates_for", 'gates_for applies to scope "service" only; use gates')
+        gt = t.child("gates_for", raw, None)
         out: list[tuple[str, tuple[str, ...]]] = []
         for svc in raw:
             if svc not in services:
-                raise self.error(
-                    (*gpath, svc),
+                raise gt.error(
+                    svc,
                     f"unknown service {json.dumps(svc)} in gates_for{_suggest(svc, services)}; "
-                    "known services: "
-                    f"{_quoted(services)}",
-                    sid,
+                    f"known services: {_quoted(services)}",
                 )
-            out.append((svc, self.gate_list(raw, svc, gpath, sid, scope)))
+            out.append((svc, self.gate_list(gt, svc, sid, scope)))
         return tuple(out)
 
-    def live(self, t: Mapping[str, Any], path: KeyPath, sid: str, kind: str, scope: str) -> str:
+    def live(self, t: _Table, kind: StepKind, scope: Scope) -> str:
         if kind == "certs":
-            if "live" in t:
-                raise self.error((*path, "live"), 'a "certs" step has no live fact; remove live', sid)
+            if t.has("live"):
+                raise t.error("live", 'a "certs" step has no live fact; remove live')
             return ""
-        if "live" not in t:
-            raise self.error(
-                path, f"live is required: how the setting is seen running ({_quoted(list(LIVE))})", sid
-            )
-        name = self.text_value(t, "live", path, sid)
+        if not t.has("live"):
+            raise t.error(None, f"live is required: how the setting is seen running ({_quoted(list(LIVE))})")
+        name = t.text("live")
         fact = LIVE.get(name)
         if fact is None:
-            raise self.error(
-                (*path, "live"),
+            raise t.error(
+                "live",
                 f"unknown live fact {json.dumps(name)}{_suggest(name, list(LIVE))}; known: {', '.join(LIVE)}",
-                sid,
             )
         if fact.per_instance != (scope == "service"):
             want = "per-instance" if scope == "service" else "database-level"
-            raise self.error(
-                (*path, "live"),
+            raise t.error(
+                "live",
                 f"live fact {json.dumps(name)} does not fit scope {json.dumps(scope)}; use a {want} "
                 f"one ({', '.join(n for n, f in LIVE.items() if f.per_instance == (scope == 'service'))})",
-                sid,
             )
         return name
 
-    def deadline(self, t: Mapping[str, Any], path: KeyPath, sid: str) -> float:
-        if "deadline" not in t:
-            raise self.error(path, "deadline is required: seconds from apply until it must be verified", sid)
-        v = t["deadline"]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-            raise self.error(
-                (*path, "deadline"), f"deadline must be a positive number of seconds, got {_show(v)}", sid
-            )
-        return float(v)
-
     # -- the graph ---------------------------------------------------------------------------------
     def graph(self, steps: list[Step]) -> tuple[Step, ...]:
+        """The steps in run order (dependencies first, then as written); refuses unknown ids and
+        cycles. Linear: one depth-first pass (iterative) and a heap."""
         index = {s.id: i for i, s in enumerate(steps)}
         for i, s in enumerate(steps):
             for a in s.after:
@@ -841,72 +850,74 @@ class _Builder:
                         f"{', '.join(index)}",
                         s.id,
                     )
-        # cycles: depth-first, reporting the first cycle found in file order
-        state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-        stack: list[str] = []
-
-        def visit(sid: str) -> list[str] | None:
-            state[sid] = 1
-            stack.append(sid)
-            for a in steps[index[sid]].after:
-                if state.get(a) == 1:
-                    return [*stack[stack.index(a) :], a]
-                if a not in state and (cycle := visit(a)) is not None:
-                    return cycle
-            stack.pop()
-            state[sid] = 2
-            return None
-
-        for s in steps:
-            if s.id not in state and (cycle := visit(s.id)) is not None:
-                first = cycle[0]
-                raise self.error(
-                    ("steps", index[first], "after"),
-                    f'the order forms a cycle: {" → ".join(cycle)} (→ reads "runs after"; steps of a track '
-                    "also run after the one written before them) — remove one of these after entries",
-                    first,
-                )
+        if cycle := self._first_cycle(steps, index):
+            first = cycle[0]
+            raise self.error(
+                ("steps", index[first], "after"),
+                f'the order forms a cycle: {" → ".join(cycle)} (→ reads "runs after"; steps of a track '
+                "also run after the one written before them) — remove one of these after entries",
+                first,
+            )
         # run order: dependencies first, then as written
-        remaining = {s.id: len(s.after) for s in steps}
-        users: dict[str, list[str]] = {s.id: [] for s in steps}
-        for s in steps:
+        remaining = [len(s.after) for s in steps]
+        users: list[list[int]] = [[] for _ in steps]
+        for i, s in enumerate(steps):
             for a in s.after:
-                users[a].append(s.id)
-        ready = [index[s.id] for s in steps if remaining[s.id] == 0]
+                users[index[a]].append(i)
+        ready = [i for i, n in enumerate(remaining) if n == 0]
         heapq.heapify(ready)
         out: list[Step] = []
         while ready:
-            s = steps[heapq.heappop(ready)]
-            out.append(s)
-            for u in users[s.id]:
+            i = heapq.heappop(ready)
+            out.append(steps[i])
+            for u in users[i]:
                 remaining[u] -= 1
                 if remaining[u] == 0:
-                    heapq.heappush(ready, index[u])
+                    heapq.heappush(ready, u)
         return tuple(out)
+
+    @staticmethod
+    def _first_cycle(steps: list[Step], index: Mapping[str, int]) -> list[str]:
+        """The first cycle a depth-first walk in file order meets, as [a, b, ..., a]; [] if none."""
+        state: dict[str, int] = {}  # 1: on the walk, 2: done
+        for s in steps:
+            if s.id in state:
+                continue
+            walk = [s.id]
+            at = {s.id: 0}
+            todo = [iter(s.after)]
+            state[s.id] = 1
+            while todo:
+                a = next(todo[-1], None)
+                if a is None:
+                    done = walk.pop()
+                    del at[done]
+                    todo.pop()
+                    state[done] = 2
+                elif state.get(a) == 1:
+                    return [*walk[at[a] :], a]
+                elif a not in state:
+                    state[a] = 1
+                    at[a] = len(walk)
+                    walk.append(a)
+                    todo.append(iter(steps[index[a]].after))
+        return []
 
     def rollbacks(self, plan: Plan, steps: list[Step]) -> None:
         """A rollback must land on what the step before it set, not skip past it."""
-        index = {s.id: i for i, s in enumerate(steps)}
-        for s in steps:
-            ancestors = plan.ancestors(s)
+        for i, s in enumerate(steps):
             for j, ch in enumerate(s.changes):
-                earlier = [
-                    a for a in ancestors if a.scope == s.scope and any(c.var == ch.var for c in a.changes)
-                ]
-                if not earlier:
+                prev = plan.last_setter_before(s, ch.var)
+                if prev is None:
                     continue
-                prev = earlier[-1]
                 want = next(c.value for c in prev.changes if c.var == ch.var)
                 if ch.rollback != want:
                     got = "unset" if ch.rollback is None else json.dumps(ch.rollback)
                     raise self.error(
-                        ("steps", index[s.id], "changes", j, "rollback"),
+                        ("steps", i, "changes", j, "rollback"),
                         f"rollback of {ch.var} is {got}, which would skip back past "
                         f"{prev.id} ({ch.var}={want}); "
                         f"write rollback.value = {json.dumps(want)}",
                         s.id,
                     )
 
-
-def _with_after(step: Step, after: tuple[str, ...]) -> Step:
-    return replace(step, after=after)

@@ -351,6 +351,21 @@ def _dangers(
             if t.configured is not True:
                 continue
             for_svc = f" for {t.service}" if step.per_service and t.service else ""
+            if _runs_nowhere(step, t):
+                who = (
+                    "no instance runs it yet: the next restart of any of them"
+                    if step.per_service
+                    else "the database host does not run it yet: its next restart"
+                )
+                out.append(
+                    Danger(
+                        step.id,
+                        t.service,
+                        f"{step.id} ({step.summary}) is configured{for_svc} but {who} "
+                        "(a reboot, a deploy) would apply it outside the cockpit — run "
+                        f"{_remedy(step, t.service)}",
+                    )
+                )
             for g in step.gates_for_target(t.service):
                 svc = t.service if GATES[g].per_service else None
                 r = evaluate(g, snapshot, service=svc, now=snapshot.taken_at, max_age=None, plan=plan, step=step)
@@ -382,6 +397,15 @@ def _dangers(
                         )
                     )
     return out
+
+
+def _runs_nowhere(step: Step, t: TargetPosition) -> bool:
+    """Configured (wholly), and measured not running anywhere: every instance still runs the old values."""
+    if t.partial or step.kind == "certs":
+        return False
+    if step.per_service:
+        return bool(t.instances) and all(i.state == "configured" for i in t.instances)
+    return t.state == "configured"
 
 
 def _holds(snapshot: FleetSnapshot, service: str, var: str, value: str | None) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from probes.aws import Aws, AwsError
+from probes.envparse import EnvValues, read_env
 from probes.inventory import Environment
 from probes.model import Unknown
 from probes.snapshot import ConfigSource, Configured, ConfiguredValue
@@ -54,22 +55,15 @@ def parse_manifest(text: str, source: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def parse_env_text(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
+def parse_env_text(text: str | bytes) -> EnvValues:
+    """A KEY=VALUE file's values as bash sourcing it would set them (`probes.envparse`, the parser
+    the env-file store writes with: inline comments, quotes, `export`, last assignment wins).
+
+    Lines it cannot read are not dropped: they are in the result's `problems` ("line N: why",
+    never the line's text), and a caller must report them rather than read a missing key as unset.
+    `str` input is taken as UTF-8 (undecodable bytes kept via surrogateescape)."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    return read_env(data)
 
 
 def resolve(

@@ -8,27 +8,41 @@ key path, and says what to do, e.g.::
 
     inventory.toml:14: environments.staging.database.postgres_port: expected an integer 1-65535, got "abc"
 
-`tomllib` reports no line numbers for keys, so `_Locator` scans the text for them (tables, arrays of
-tables with their index, dotted keys, inline tables and arrays); it is best effort and falls back to
-the line of the enclosing table.
+The file is read by `probes.tomlreader`, shared with the plan loader: an unsupported `version` is
+refused first, then files over 1 MiB, TOML nested deeper than 16 levels and syntax errors; its
+`Locator` finds the line of each key (`tomllib` reports none). The names the cockpit derives from the
+inventory are checked against what AWS and the file system accept: environment names become file
+names (`<env>.jsonl`), namespaces and services become SSM parameter and Secrets Manager names.
 """
 
 from __future__ import annotations
 
-import bisect
-import difflib
 import json
 import os
 import posixpath
 import re
 import shlex
 import string
-import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeVar
+
+from probes import tomlreader
+from probes.tomlreader import KeyPath, format_key_path, iter_key_lines
+from probes.tomlreader import quoted_list as _quoted_list
+from probes.tomlreader import show as _show
+
+__all__ = [
+    "InventoryError",
+    "KeyPath",
+    "format_key_path",
+    "iter_key_lines",
+    "load_inventory",
+    "parse_inventory",
+    "render_command",
+]
 
 SUPPORTED_VERSIONS: Final = (1,)
 
@@ -73,11 +87,21 @@ _UPDATE_FIELDS: Final = ("root", "service", "host", "address")
 _COMMAND_FIELDS: Final = _UPDATE_FIELDS  # every host command template: update, running_check, logs, telpro
 _HEALTH_FIELDS: Final = ("address", "host", "service")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _KEY_OWNER = re.compile(r"[0-9]+:[0-9]+\Z")
 
-KeyPath = tuple[str | int, ...]
 _S = TypeVar("_S", bound=str)
+
+# Names that AWS and the file system accept (refused on load, naming the rule).
+ENV_NAME_MAX: Final = 64  # an environment names files: <state dir>/<env>.jsonl
+SSM_NAME_MAX: Final = 1011  # an SSM parameter name, /<namespace>/<service>/<VAR>
+SSM_LEVELS_MAX: Final = 15  # levels of an SSM parameter name
+SSM_VARIABLE_ROOM: Final = 64  # characters an SSM name keeps free for the variable at its end
+SECRET_NAME_MAX: Final = 512  # a Secrets Manager secret name
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_NAMESPACE_CHARS = re.compile(r"[A-Za-z0-9_./-]+\Z")  # what SSM and Secrets Manager names both accept
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]+\Z")
+_SECRET_ARN = re.compile(r"arn:aws[A-Za-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+\Z")
+_SECRET_ARN_MAX: Final = 2048
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,42 +118,6 @@ class InventoryError(Exception):
         self.problem = problem
         where = source if line is None else f"{source}:{line}"
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
-
-
-def format_key_path(path: KeyPath) -> str:
-    """("environments", "staging", "hosts", 0, "port") -> 'environments.staging.hosts[0].port'."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        text = part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
-        out += f".{text}" if out else text
-    return out
-
-
-def _show(value: object) -> str:
-    """A TOML-ish rendering of a parsed value for "got ..." phrases."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return f"a {type(value).__name__} ({value})"
-
-
-def _quoted_list(names: Sequence[str]) -> str:
-    return ", ".join(json.dumps(n, ensure_ascii=False) for n in names) if names else "(none)"
-
-
-def _one_of(choices: Sequence[str]) -> str:
-    quoted = [json.dumps(c) for c in choices]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,488 +494,107 @@ class Inventory:
 # loading
 
 
-def load_inventory(path: Path) -> Inventory:
+def _version_problem(value: object) -> str:
+    supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+    return (
+        f"unsupported inventory version {_show(value)}; this cockpit reads version {supported} "
+        "only — upgrade the cockpit, or write the file in a supported version (see docs/inventory.md)"
+    )
+
+
+_VERSIONS: Final = tomlreader.Versions(SUPPORTED_VERSIONS, _version_problem)
+
+
+def load_inventory(path: Path, *, max_bytes: int = tomlreader.MAX_BYTES) -> Inventory:
     """Read and validate the inventory at `path`; relative local paths resolve against its folder."""
     source = str(path)
     try:
-        data = path.read_bytes()
+        data = tomlreader.read_file(path, max_bytes=max_bytes)
     except OSError as e:
         raise InventoryError(
             source, None, "", f"cannot read the inventory ({e.strerror or e}); see docs/inventory.md"
         ) from e
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InventoryError(source, line, "", "the file is not valid UTF-8; save it as UTF-8") from e
-    return parse_inventory(text, source, base_dir=path.absolute().parent)
+        doc = tomlreader.parse_bytes(data, source, what="an inventory", versions=_VERSIONS, max_bytes=max_bytes)
+    except tomlreader.TomlError as e:
+        raise InventoryError(e.source, e.line, e.key, e.problem) from None
+    return _build_inventory(_Ctx(doc, path.absolute().parent))
 
 
-def parse_inventory(text: str, source: str, *, base_dir: Path | None = None) -> Inventory:
+def parse_inventory(
+    text: str, source: str, *, base_dir: Path | None = None, max_bytes: int = tomlreader.MAX_BYTES
+) -> Inventory:
     """Validate inventory `text`. `source` names it in errors; relative local paths resolve
-    against `base_dir` (default: the folder of `source`)."""
+    against `base_dir` (default: the folder of `source`). `max_bytes` is the size limit (1 MiB)."""
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise _syntax_error(text, source, e) from None
-    ctx = _Ctx(text, source, base_dir if base_dir is not None else Path(source).absolute().parent)
-    return _build_inventory(ctx, raw)
-
-
-_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
-_AT_END = re.compile(r"\s*\(at end of document\)\s*\Z")
-
-
-def _syntax_error(text: str, source: str, e: tomllib.TOMLDecodeError) -> InventoryError:
-    msg = str(e)
-    lineno: int | None = getattr(e, "lineno", None)
-    colno: int | None = getattr(e, "colno", None)
-    msg = getattr(e, "msg", msg)
-    if m := _AT_LINE.search(msg):
-        lineno, colno = int(m.group(1)), int(m.group(2))
-        msg = msg[: m.start()]
-    elif m := _AT_END.search(msg):
-        lineno, colno = text.count("\n") + 1, None
-        msg = msg[: m.start()] + " (at the end of the file)"
-    line = lineno if lineno is not None else 1
-    where = f" (column {colno})" if colno is not None else ""
-    key = _guess_key_at(text, line)
-    return InventoryError(source, line, key, f"TOML syntax error: {msg}{where}; fix the TOML syntax there")
-
-
-_HEADER_LINE = re.compile(r"\s*(\[\[?)(.*?)\]\]?\s*(#.*)?\Z")
-_KEY_LINE = re.compile(r"\s*([^=#\[\s][^=#]*?)\s*=")
-
-
-def _guess_key_at(text: str, lineno: int) -> str:
-    """Best effort for syntax errors (the text does not parse): the table in force at `lineno`
-    and the key written on it."""
-    lines = text.splitlines()
-    table: KeyPath = ()
-    counts: dict[KeyPath, int] = {}
-    for raw in lines[: max(lineno - 1, 0)]:
-        m = _HEADER_LINE.match(raw)
-        if not m:
-            continue
-        keys = _split_key(m.group(2))
-        if keys is None:
-            continue
-        if m.group(1) == "[[":
-            counts[keys] = counts.get(keys, -1) + 1
-            table = (*keys, counts[keys])
-        else:
-            table = keys
-    key: KeyPath = table
-    if 0 < lineno <= len(lines):
-        m = _HEADER_LINE.match(lines[lineno - 1])
-        km = _KEY_LINE.match(lines[lineno - 1])
-        if m:
-            keys = _split_key(m.group(2))
-            key = keys if keys is not None else ()
-        elif km:
-            keys = _split_key(km.group(1))
-            if keys is not None:
-                key = table + keys
-    return format_key_path(key)
-
-
-def _split_key(text: str) -> tuple[str, ...] | None:
-    try:
-        loc = _Locator(text, scan=False)
-        keys, pos = loc.keys(0)
-        return keys if loc.skip_spaces(pos) == len(text) else None
-    except (_ScanError, IndexError, ValueError):
-        return None
-
-
-# --------------------------------------------------------------------------------------------
-# the key locator
-
-
-class _ScanError(Exception):
-    pass
-
-
-_ESCAPES: Final = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\", "e": "\x1b"}
-
-
-class _Locator:
-    """Maps key paths to the 1-based line where they are written. Runs on text that tomllib
-    accepted; stops quietly at anything it does not understand (what it found so far stays)."""
-
-    def __init__(self, text: str, *, scan: bool = True) -> None:
-        self.text = text
-        self.n = len(text)
-        self.lines: dict[KeyPath, int] = {}
-        self._arrays: dict[KeyPath, int] = {}
-        self._newlines = [i for i, c in enumerate(text) if c == "\n"]
-        if scan:
-            try:
-                self._scan()
-            except (_ScanError, IndexError, ValueError):
-                pass
-
-    def line_of(self, path: KeyPath) -> int:
-        """The key's line; else the nearest enclosing table's; else 1."""
-        p = path
-        while p:
-            if p in self.lines:
-                return self.lines[p]
-            p = p[:-1]
-        return 1
-
-    def line_at(self, pos: int) -> int:
-        return bisect.bisect_left(self._newlines, pos) + 1
-
-    # -- scanning ------------------------------------------------------------------------------
-    def _mark(self, path: KeyPath, line: int, *, force: bool = False) -> None:
-        for i in range(1, len(path) + 1):
-            self.lines.setdefault(path[:i], line)
-        if force:
-            self.lines[path] = line
-
-    def _resolve(self, keys: tuple[str, ...]) -> KeyPath:
-        """A header's path, with the current index of each array of tables it passes through."""
-        out: KeyPath = ()
-        for i, k in enumerate(keys):
-            out = (*out, k)
-            if i < len(keys) - 1 and out in self._arrays:
-                out = (*out, self._arrays[out])
-        return out
-
-    def _scan(self) -> None:
-        t = self.text
-        table: KeyPath = ()
-        pos = 0
-        while True:
-            pos = self.skip_blank(pos)
-            if pos >= self.n:
-                return
-            line = self.line_at(pos)
-            if t.startswith("[[", pos):
-                keys, pos = self.keys(pos + 2)
-                pos = self.expect(pos, "]]")
-                path = self._resolve(keys)
-                index = self._arrays.get(path, -1) + 1
-                self._arrays[path] = index
-                table = (*path, index)
-                self._mark(table, line, force=True)
-            elif t[pos] == "[":
-                keys, pos = self.keys(pos + 1)
-                pos = self.expect(pos, "]")
-                table = self._resolve(keys)
-                self._mark(table, line, force=True)
-            else:
-                keys, pos = self.keys(pos)
-                pos = self.expect(pos, "=")
-                path = table + keys
-                self._mark(path, line)
-                pos = self._value(path, self.skip_spaces(pos))
-
-    def skip_spaces(self, pos: int) -> int:
-        while pos < self.n and self.text[pos] in " \t":
-            pos += 1
-        return pos
-
-    def skip_blank(self, pos: int) -> int:
-        """Spaces, newlines and comments."""
-        t = self.text
-        while pos < self.n:
-            c = t[pos]
-            if c in " \t\r\n":
-                pos += 1
-            elif c == "#":
-                end = t.find("\n", pos)
-                pos = self.n if end < 0 else end
-            else:
-                break
-        return pos
-
-    def expect(self, pos: int, token: str) -> int:
-        pos = self.skip_spaces(pos)
-        if not self.text.startswith(token, pos):
-            raise _ScanError(f"expected {token!r} at {pos}")
-        return pos + len(token)
-
-    def keys(self, pos: int) -> tuple[tuple[str, ...], int]:
-        """A dotted key starting at `pos` (spaces allowed around parts and dots)."""
-        t = self.text
-        out: list[str] = []
-        while True:
-            pos = self.skip_spaces(pos)
-            c = t[pos]
-            if c == '"':
-                key, pos = self._basic_string(pos)
-            elif c == "'":
-                end = t.index("'", pos + 1)
-                key, pos = t[pos + 1 : end], end + 1
-            else:
-                start = pos
-                while pos < self.n and (t[pos].isascii() and (t[pos].isalnum() or t[pos] in "_-")):
-                    pos += 1
-                if pos == start:
-                    raise _ScanError(f"no key at {pos}")
-                key = t[start:pos]
-            out.append(key)
-            pos = self.skip_spaces(pos)
-            if pos < self.n and t[pos] == ".":
-                pos += 1
-                continue
-            return tuple(out), pos
-
-    def _basic_string(self, pos: int) -> tuple[str, int]:
-        t = self.text
-        pos += 1
-        out: list[str] = []
-        while True:
-            c = t[pos]
-            if c == '"':
-                return "".join(out), pos + 1
-            if c == "\\":
-                e = t[pos + 1]
-                if e in _ESCAPES:
-                    out.append(_ESCAPES[e])
-                    pos += 2
-                elif e == "u":
-                    out.append(chr(int(t[pos + 2 : pos + 6], 16)))
-                    pos += 6
-                elif e == "U":
-                    out.append(chr(int(t[pos + 2 : pos + 10], 16)))
-                    pos += 10
-                elif e == "x":
-                    out.append(chr(int(t[pos + 2 : pos + 4], 16)))
-                    pos += 4
-                else:
-                    raise _ScanError(f"bad escape at {pos}")
-            elif c == "\n":
-                raise _ScanError(f"newline in string at {pos}")
-            else:
-                out.append(c)
-                pos += 1
-
-    def _value(self, path: KeyPath, pos: int) -> int:
-        t = self.text
-        if t.startswith('"""', pos) or t.startswith("'''", pos):
-            quote = t[pos : pos + 3]
-            pos += 3
-            while True:
-                if quote == '"""' and t[pos] == "\\":
-                    pos += 2
-                elif t.startswith(quote, pos):
-                    pos += 3
-                    extra = 0
-                    while extra < 2 and pos < self.n and t[pos] == quote[0]:
-                        pos += 1
-                        extra += 1
-                    return pos
-                else:
-                    pos += 1
-        c = t[pos]
-        if c == '"':
-            return self._basic_string(pos)[1]
-        if c == "'":
-            return t.index("'", pos + 1) + 1
-        if c == "[":
-            pos += 1
-            index = 0
-            while True:
-                pos = self.skip_blank(pos)
-                if t[pos] == "]":
-                    return pos + 1
-                element = (*path, index)
-                self._mark(element, self.line_at(pos))
-                pos = self._value(element, pos)
-                index += 1
-                pos = self.skip_blank(pos)
-                if t[pos] == ",":
-                    pos += 1
-                elif t[pos] != "]":
-                    raise _ScanError(f"bad array at {pos}")
-        if c == "{":
-            pos += 1
-            while True:
-                pos = self.skip_blank(pos)
-                if t[pos] == "}":
-                    return pos + 1
-                line = self.line_at(pos)
-                keys, pos = self.keys(pos)
-                pos = self.expect(pos, "=")
-                sub = path + keys
-                self._mark(sub, line)
-                pos = self._value(sub, self.skip_blank(pos))
-                pos = self.skip_blank(pos)
-                if t[pos] == ",":
-                    pos += 1
-                elif t[pos] != "}":
-                    raise _ScanError(f"bad inline table at {pos}")
-        start = pos
-        while pos < self.n and t[pos] not in ",]}\r\n#":
-            pos += 1
-        if pos == start:
-            raise _ScanError(f"no value at {pos}")
-        return pos
+        doc = tomlreader.parse_text(text, source, what="an inventory", versions=_VERSIONS, max_bytes=max_bytes)
+    except tomlreader.TomlError as e:
+        raise InventoryError(e.source, e.line, e.key, e.problem) from None
+    return _build_inventory(_Ctx(doc, base_dir if base_dir is not None else Path(source).absolute().parent))
 
 
 # --------------------------------------------------------------------------------------------
 # validation
 
 
+class _Wording:
+    """The inventory's phrasing: `expected <what>, got <value>`; `required key is missing; add ...`."""
+
+    def wrong(self, key: str, expected: str, got: str) -> str:
+        return f"expected {expected}, got {got}"
+
+    def missing(self, path: KeyPath, key: str) -> tuple[KeyPath, str]:
+        where = format_key_path(path) or "the top level"
+        return (*path, key), f"required key is missing; add `{key} = ...` to {where}"
+
+    def unknown_key(self, key: str, allowed: Sequence[str]) -> str:
+        return _unknown_key(key, allowed)
+
+
+_WORDING: Final = _Wording()
+
+
 class _Ctx:
-    def __init__(self, text: str, source: str, base_dir: Path) -> None:
-        self.text = text
-        self.source = source
+    """The document being validated: errors with its lines, and local paths against its folder."""
+
+    def __init__(self, doc: tomlreader.Document, base_dir: Path) -> None:
+        self.doc = doc
+        self.source = doc.source
         self.base_dir = base_dir
-        self._locator: _Locator | None = None
 
     def line(self, path: KeyPath) -> int:
-        if self._locator is None:
-            self._locator = _Locator(self.text)
-        return self._locator.line_of(path)
+        return self.doc.line_of(path)
 
     def error(self, path: KeyPath, problem: str) -> InventoryError:
         return InventoryError(self.source, self.line(path), format_key_path(path), problem)
+
+    def table(self, path: KeyPath, data: Mapping[str, Any], allowed: Sequence[str] | None) -> _Table:
+        return _Table(data, path, fail=self.error, wording=_WORDING, allowed=allowed)
 
     def local_path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else self.base_dir / p
 
 
-_REQUIRED: Final = object()
+_REQUIRED: Final = tomlreader.REQUIRED
 
 
-class _Table:
-    """One TOML table being read: typed getters, and unknown keys refused up front."""
-
-    def __init__(self, ctx: _Ctx, path: KeyPath, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
-        self.ctx = ctx
-        self.path = path
-        self.data = data
-        for key in data:
-            if key not in allowed:
-                raise ctx.error((*path, key), _unknown_key(key, allowed))
-
-    def error(self, key: str, problem: str) -> InventoryError:
-        return self.ctx.error((*self.path, key), problem)
-
-    def _get(self, key: str, default: object) -> object:
-        if key in self.data:
-            return self.data[key]
-        if default is _REQUIRED:
-            where = format_key_path(self.path) or "the top level"
-            raise self.error(key, f"required key is missing; add `{key} = ...` to {where}")
-        return default
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def text(self, key: str, default: object = _REQUIRED, *, nonempty: bool = False, hint: str = "") -> str:
-        value = self._get(key, default)
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string{hint}, got {_show(value)}")
-        if nonempty and not value.strip():
-            raise self.error(key, f"must not be empty{hint or '; give a value'}")
-        return value
+class _Table(tomlreader.Table):
+    """A table of the inventory: the shared getters, plus ports, host paths and command templates."""
 
     def abs_path(self, key: str, default: object = _REQUIRED, *, what: str = "a path on the host") -> str:
         value = self.text(key, default, hint=f' (an absolute {what}, like "/etc/ssl/internal")')
         if not value.startswith("/"):
             raise self.error(key, f"expected an absolute {what} starting with /, got {_show(value)}")
+        _no_nul(self, (key,), value)
         return _clean_abs(value)
-
-    def integer(self, key: str, default: object, lo: int, hi: int | None = None) -> int:
-        value = self._get(key, default)
-        rng = f" {lo}-{hi}" if hi is not None else f" >= {lo}"
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer{rng}, got {_show(value)}")
-        if value < lo or (hi is not None and value > hi):
-            raise self.error(key, f"expected an integer{rng}, got {value}")
-        return value
 
     def port(self, key: str, default: object) -> int:
         return self.integer(key, default, 1, 65535)
 
     def positive_float(self, key: str, default: object) -> float:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise self.error(key, f"expected a number of seconds > 0, got {_show(value)}")
-        return float(value)
-
-    def flag(self, key: str, default: object) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {_show(value)}")
-        return value
-
-    def enum(self, key: str, choices: Sequence[_S], default: object) -> _S:
-        value = self._get(key, default)
-        if not isinstance(value, str) or value not in choices:
-            near = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
-            hint = f"; did you mean {json.dumps(near[0])}?" if near else ""
-            raise self.error(key, f"expected {_one_of(choices)}, got {_show(value)}{hint}")
-        return choices[choices.index(value)]
-
-    def enum_list(self, key: str, choices: Sequence[_S], default: Sequence[_S]) -> tuple[_S, ...]:
-        """An array of distinct names from `choices`, returned in the order of `choices`."""
-        value = self._get(key, list(default))
-        if not isinstance(value, list):
-            raise self.error(key, f"expected an array of {_one_of(choices)}, got {_show(value)}")
-        seen: set[str] = set()
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or item not in choices:
-                near = difflib.get_close_matches(item, choices, n=1) if isinstance(item, str) else []
-                hint = f"; did you mean {json.dumps(near[0])}?" if near else ""
-                raise self.ctx.error(
-                    (*self.path, key, i), f"expected {_one_of(choices)}, got {_show(item)}{hint}"
-                )
-            if item in seen:
-                raise self.ctx.error((*self.path, key, i), f"{json.dumps(item)} is listed twice; keep one")
-            seen.add(item)
-        return tuple(c for c in choices if c in seen)
-
-    def str_list(self, key: str, default: Sequence[str]) -> list[str]:
-        value = self._get(key, list(default))
-        if not isinstance(value, list):
-            raise self.error(key, f"expected an array of strings, got {_show(value)}")
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                raise self.ctx.error((*self.path, key, i), f"expected a non-empty string, got {_show(item)}")
-        return list(value)
-
-    def table(self, key: str, allowed: Sequence[str], *, required: bool = False) -> _Table | None:
-        if key not in self.data:
-            if required:
-                raise self.error(
-                    key, f"required table is missing; add [{format_key_path((*self.path, key))}]"
-                )
-            return None
-        value = self.data[key]
-        if not isinstance(value, dict):
-            raise self.error(key, f"expected a table, got {_show(value)}")
-        return _Table(self.ctx, (*self.path, key), value, allowed)
-
-    def raw_table(self, key: str) -> dict[str, Any] | None:
-        """A table whose keys are names (environments, services, paths): no key check."""
-        if key not in self.data:
-            return None
-        value = self.data[key]
-        if not isinstance(value, dict):
-            raise self.error(key, f"expected a table, got {_show(value)}")
-        return value
-
-    def tables(self, key: str, allowed: Sequence[str]) -> list[_Table]:
-        """An array of tables ([[key]])."""
-        value = self.data.get(key, [])
-        if not isinstance(value, list):
-            raise self.error(
-                key,
-                f"expected an array of tables ([[{format_key_path((*self.path, key))}]]), got {_show(value)}",
-            )
-        out: list[_Table] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise self.ctx.error((*self.path, key, i), f"expected a table, got {_show(item)}")
-            out.append(_Table(self.ctx, (*self.path, key, i), item, allowed))
-        return out
+        """A finite number of seconds > 0."""
+        return self.seconds(key, default)
 
     def template(self, key: str, default: object, fields: Sequence[str]) -> str:
         value = self.text(key, default)
@@ -998,10 +605,10 @@ class _Table:
 
 
 def _unknown_key(key: str, allowed: Sequence[str]) -> str:
-    near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    near = tomlreader.did_you_mean(key, allowed)
     if near:
-        return f"unknown key {json.dumps(key)}; did you mean {json.dumps(near[0])}?"
-    return f"unknown key {json.dumps(key)}; valid keys here: {', '.join(allowed)}"
+        return f"unknown key {_show(key)}; did you mean {json.dumps(near)}?"
+    return f"unknown key {_show(key)}; valid keys here: {', '.join(allowed)}"
 
 
 def _template_problem(value: str, fields: Sequence[str]) -> str:
@@ -1017,8 +624,8 @@ def _template_problem(value: str, fields: Sequence[str]) -> str:
             continue
         if name not in fields or spec or conversion:
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            near = difflib.get_close_matches(name, fields, n=1)
-            hint = f" (did you mean {{{near[0]}}}?)" if near else ""
+            near = tomlreader.did_you_mean(name, fields)
+            hint = f" (did you mean {{{near}}}?)" if near else ""
             return (
                 f"unknown placeholder {shown}{hint}; placeholders are {known}, "
                 "write {{ and }} for literal braces"
@@ -1101,22 +708,20 @@ _SERVICE_KEYS: Final = (
 _HOST_KEYS: Final = ("name", "address", "port", "user", "service", "jump", "root")
 
 
-def _build_inventory(ctx: _Ctx, raw: dict[str, Any]) -> Inventory:
-    # The version first: a newer file may use keys this loader does not know.
-    supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+def _build_inventory(ctx: _Ctx) -> Inventory:
+    raw = ctx.doc.data
+    # The version first: a newer file may use keys this loader does not know. (The reader has already
+    # refused an unsupported version it could find without parsing.)
     if "version" not in raw:
         raise ctx.error(
             ("version",),
             f"required key is missing; add `version = {SUPPORTED_VERSIONS[-1]}` at the top of the file",
         )
     version = raw["version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_VERSIONS:
-        raise ctx.error(
-            ("version",),
-            f"unsupported inventory version {_show(version)}; this cockpit reads version {supported} "
-            "only — upgrade the cockpit, or write the file in a supported version (see docs/inventory.md)",
-        )
-    top = _Table(ctx, (), raw, _TOP_KEYS)
+    if not _VERSIONS.accepts(version):
+        raise ctx.error(("version",), _version_problem(version))
+    assert isinstance(version, int)
+    top = ctx.table((), raw, _TOP_KEYS)
     env_tables = top.raw_table("environments")
     if not env_tables:
         raise top.error(
@@ -1125,11 +730,11 @@ def _build_inventory(ctx: _Ctx, raw: dict[str, Any]) -> Inventory:
     envs: dict[str, Environment] = {}
     for name, data in env_tables.items():
         path: KeyPath = ("environments", name)
-        if not name.strip():
-            raise ctx.error(path, "an environment name must not be empty")
+        if problem := env_name_problem(name):
+            raise ctx.error(path, problem)
         if not isinstance(data, dict):
             raise ctx.error(path, f"expected a table [environments.{name}], got {_show(data)}")
-        envs[name] = _build_environment(ctx, name, _Table(ctx, path, data, _ENV_KEYS))
+        envs[name] = _build_environment(ctx, name, ctx.table(path, data, _ENV_KEYS))
 
     names = list(envs)
     for env in envs.values():
@@ -1139,25 +744,30 @@ def _build_inventory(ctx: _Ctx, raw: dict[str, Any]) -> Inventory:
                 f"names no environment ({json.dumps(env.after)}); known environments: "
                 f'{_quoted_list(names)} ("" = none)',
             )
+    # each environment waits for at most one other: walk each chain once (linear in the environments)
+    walked: dict[str, bool] = {}  # name -> True while on the current walk, False once done
     for env in envs.values():
-        chain = [env.name]
-        nxt = env.after
-        while nxt:
-            if nxt in chain:
-                cycle = " → ".join([*chain[chain.index(nxt) :], nxt])
-                raise ctx.error(
-                    ("environments", env.name, "after"),
-                    f"environments wait for each other in a cycle ({cycle}); "
-                    'the first environment of a rollout must have after = ""',
-                )
+        chain: list[str] = []
+        nxt = env.name
+        while nxt and nxt not in walked:
+            walked[nxt] = True
             chain.append(nxt)
             nxt = envs[nxt].after
+        if nxt and walked[nxt]:
+            cycle = " → ".join([*chain[chain.index(nxt) :], nxt])
+            raise ctx.error(
+                ("environments", env.name, "after"),
+                f"environments wait for each other in a cycle ({cycle}); "
+                'the first environment of a rollout must have after = ""',
+            )
+        for name in chain:
+            walked[name] = False
 
     default_env = top.text("default_env", "")
     if default_env:
         if default_env not in envs:
-            near = difflib.get_close_matches(default_env, names, n=1)
-            hint = f"did you mean {json.dumps(near[0])}? " if near else ""
+            near = tomlreader.did_you_mean(default_env, names)
+            hint = f"did you mean {json.dumps(near)}? " if near else ""
             raise top.error(
                 "default_env",
                 f"names no environment ({json.dumps(default_env)}); {hint}known environments: "
@@ -1178,6 +788,8 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
         raise t.error(
             "namespace", f'write the namespace without a leading or trailing "/", got {_show(namespace)}'
         )
+    if problem := namespace_problem(namespace):
+        raise t.error("namespace", problem)
     region = t.text("region", "")
     profile = t.text("profile", "")
     endpoint_url = t.text("endpoint_url", "")
@@ -1239,7 +851,7 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
         _check_service_name(ctx, spath, sname)
         if not isinstance(sdata, dict):
             raise ctx.error(spath, f"expected a table [{format_key_path(spath)}], got {_show(sdata)}")
-        services[sname] = _build_service(sname, _Table(ctx, spath, sdata, _SERVICE_KEYS))
+        services[sname] = _build_service(sname, ctx.table(spath, sdata, _SERVICE_KEYS))
 
     hosts = _build_hosts(ctx, t, bastion)
     for h in hosts:
@@ -1249,7 +861,7 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
     if not managed:
         _check_database_host(ctx, t.path, database, hosts, services)
 
-    return Environment(
+    env = Environment(
         name=name,
         namespace=namespace,
         region=region,
@@ -1270,6 +882,11 @@ def _build_environment(ctx: _Ctx, name: str, t: _Table) -> Environment:
         hosts=tuple(hosts),
         source=ctx.source,
     )
+    origins: dict[str, KeyPath] = {s: (*t.path, "services", s) for s in service_tables}
+    for i, h in enumerate(hosts):
+        origins.setdefault(h.service, (*t.path, "hosts", i, "service"))
+    _check_aws_names(ctx, t, env, origins)
+    return env
 
 
 def _build_tls_secrets(tt: _Table) -> TlsSecrets:
@@ -1282,6 +899,8 @@ def _build_tls_secrets(tt: _Table) -> TlsSecrets:
                 'service\'s INTERNAL_* values, e.g. "voiceai/staging/internal-tls")',
             )
         name = tt.text("name", nonempty=True)
+        if problem := secret_name_problem(name):
+            raise tt.error("name", problem)
         if tt.has("secret_suffix"):
             raise tt.error("secret_suffix", 'is not used with layout = "shared" (name is the secret); remove it')
         return TlsSecrets(layout=layout, name=name)
@@ -1290,7 +909,81 @@ def _build_tls_secrets(tt: _Table) -> TlsSecrets:
     suffix = tt.text("secret_suffix", "secrets", nonempty=True)
     if suffix.startswith("/") or suffix.endswith("/"):
         raise tt.error("secret_suffix", f'write it without a leading or trailing "/", got {_show(suffix)}')
+    if problem := secret_name_problem(suffix, what="the secret suffix (the end of a secret name)"):
+        raise tt.error("secret_suffix", problem)
     return TlsSecrets(layout=layout, secret_suffix=suffix)
+
+
+def env_name_problem(name: str) -> str:
+    """Why `name` cannot name an environment ("" when it can): it names files, <env>.jsonl."""
+    if _ENV_NAME.match(name) and ".." not in name and len(name) <= ENV_NAME_MAX:
+        return ""
+    return (
+        f"bad environment name {_show(name)}; use letters, digits, '_', '-' and '.', starting with a letter "
+        f'or digit, without "..", at most {ENV_NAME_MAX} characters (the cockpit names files after it: '
+        "<env>.jsonl)"
+    )
+
+
+def namespace_problem(namespace: str) -> str:
+    """Why SSM or Secrets Manager would refuse names under `namespace` ("" when they accept them)."""
+    if not _NAMESPACE_CHARS.match(namespace):
+        return (
+            f"the namespace may hold only letters, digits, '_', '.', '-' and '/' (what SSM parameter names "
+            f"and Secrets Manager names both accept), got {_show(namespace)}"
+        )
+    if "//" in namespace:
+        return f'the namespace has an empty level ("//"), which SSM parameter names refuse; got {_show(namespace)}'
+    if namespace.lower().startswith(("aws", "ssm")):
+        return (
+            'SSM refuses parameter names that begin with "aws" or "ssm" (in any case), and every SSM name '
+            f"here begins with /<namespace>/; got {_show(namespace)}"
+        )
+    levels = namespace.count("/") + 3  # /<namespace>/<service>/<VAR>
+    if levels > SSM_LEVELS_MAX:
+        return (
+            f"SSM parameter names have at most {SSM_LEVELS_MAX} levels, and /<namespace>/<service>/<VAR> "
+            f"would have {levels}; use a namespace of at most {SSM_LEVELS_MAX - 2} levels"
+        )
+    return ""
+
+
+def secret_name_problem(name: str, *, what: str = "a Secrets Manager secret name") -> str:
+    """Why Secrets Manager would refuse `name` ("" when it accepts it): letters, digits and /_+=.@-,
+    at most 512 characters (an ARN of a secret is accepted as well)."""
+    if _SECRET_ARN.match(name) and len(name) <= _SECRET_ARN_MAX:
+        return ""
+    if not _SECRET_NAME.match(name):
+        return f"{what} may hold only letters, digits and /_+=.@- (Secrets Manager's rule), got {_show(name)}"
+    if len(name) > SECRET_NAME_MAX:
+        return f"{what} is {len(name)} characters long; Secrets Manager allows at most {SECRET_NAME_MAX}"
+    return ""
+
+
+def _check_aws_names(ctx: _Ctx, t: _Table, env: Environment, origins: Mapping[str, KeyPath]) -> None:
+    """Every SSM parameter and secret name the cockpit derives for `env` fits the AWS limits."""
+    for service, origin in origins.items():
+        ssm = len(env.ssm_path(service, "")) + SSM_VARIABLE_ROOM
+        if ssm > SSM_NAME_MAX:
+            raise ctx.error(
+                origin,
+                f"the SSM parameter names of service {_show(service)} would be {ssm} characters long with a "
+                f"{SSM_VARIABLE_ROOM}-character variable name; SSM allows at most {SSM_NAME_MAX} — shorten the "
+                "namespace or the service name",
+            )
+        names = [env.tls_secret_name(service, var) for var in MATERIAL_VARIABLES.values()]
+        longest = max([env.secret_name(service), *names], key=len)
+        if len(longest) > SECRET_NAME_MAX:
+            shown = longest.replace(env.namespace, "<namespace>", 1)
+            raise ctx.error(
+                origin,
+                f"the secret {shown} of service {_show(service)} would be {len(longest)} characters long; Secrets "
+                f"Manager allows at most {SECRET_NAME_MAX} — shorten the namespace or the service name",
+            )
+    secret = env.credentials.secret
+    if secret and (problem := secret_name_problem(secret, what="the credentials secret")):
+        explicit = (ct := t.raw_table("credentials")) is not None and "secret" in ct
+        raise ctx.error((*t.path, "credentials", "secret") if explicit else (*t.path, "namespace"), problem)
 
 
 def _build_ssh(ctx: _Ctx, st: _Table | None) -> SshSettings:
@@ -1302,15 +995,26 @@ def _build_ssh(ctx: _Ctx, st: _Table | None) -> SshSettings:
         "known_hosts", "~/.ssh/known_hosts", nonempty=True, hint="; host keys are always verified"
     )
     config = st.text("config", "~/.ssh/config")
+    identity_files = st.str_list("identity_files", (), nonempty_items=True)
+    _no_nul(st, ("known_hosts",), known_hosts)
+    _no_nul(st, ("config",), config)
+    for i, p in enumerate(identity_files):
+        _no_nul(st, ("identity_files", i), p)
     return SshSettings(
         known_hosts=ctx.local_path(known_hosts),
-        identity_files=tuple(ctx.local_path(p) for p in st.str_list("identity_files", ())),
+        identity_files=tuple(ctx.local_path(p) for p in identity_files),
         config=ctx.local_path(config) if config else None,
         connect_timeout=st.positive_float("connect_timeout", 10.0),
         command_timeout=st.positive_float("command_timeout", 60.0),
         max_channels=st.integer("max_channels", 6, 1),
         max_connects_in_flight=st.integer("max_connects_in_flight", 8, 1),
     )
+
+
+def _no_nul(t: _Table, rel: KeyPath, path: str) -> None:
+    """A path with a NUL character is refused: no file system can name it (and os.path raises)."""
+    if "\x00" in path:
+        raise t.error_at(rel, f"a path cannot hold a NUL character, got {_show(path)}")
 
 
 def _build_database(dt: _Table | None, managed: bool) -> DatabaseSettings:
@@ -1397,7 +1101,7 @@ def _build_paths(ctx: _Ctx, t: _Table) -> Mapping[str, str]:
     table = t.raw_table("paths")
     if table is None:
         return DEFAULT_PATHS
-    ptable = _Table(ctx, (*t.path, "paths"), table, tuple(table))
+    ptable = ctx.table((*t.path, "paths"), table, None)
     out: dict[str, str] = {}
     for src in table:
         if not src.startswith("/"):
@@ -1421,17 +1125,24 @@ def _default_service(service: str) -> ServiceSettings:
     )
 
 
+def service_name_problem(name: str) -> str:
+    """Why `name` cannot name a service ("" when it can): it becomes part of SSM and Secrets Manager
+    names, /<namespace>/<service>/<VAR>."""
+    if _SERVICE_NAME.match(name):
+        return ""
+    return (
+        f"bad service name {_show(name)}; use letters, digits, '_', '-' or '.' "
+        "(it becomes part of SSM and Secrets Manager names)"
+    )
+
+
 def _check_service_name(ctx: _Ctx, path: KeyPath, name: str) -> None:
     if name == OTHERS:
         raise ctx.error(
             path, f'"{OTHERS}" is reserved (it means "every remaining service"); rename the service'
         )
-    if not _SERVICE_NAME.match(name):
-        raise ctx.error(
-            path,
-            f"bad service name {json.dumps(name)}; use letters, digits, '_', '-' or '.' "
-            "(it becomes part of SSM and Secrets Manager names)",
-        )
+    if problem := service_name_problem(name):
+        raise ctx.error(path, problem)
 
 
 def _build_service(name: str, st: _Table) -> ServiceSettings:
@@ -1531,7 +1242,7 @@ def _check_database_host(
         if db_indexes:  # the one host whose service has role "database" is the likely meant one
             near = [hosts[db_indexes[0]].name]
         else:
-            near = difflib.get_close_matches(database.host, names, n=1)
+            near = [n] if (n := tomlreader.did_you_mean(database.host, names)) else []
         hint = f"did you mean {json.dumps(near[0])}? " if near else ""
         raise ctx.error(
             (*env_path, "database", "host"),
@@ -1548,10 +1259,3 @@ def _check_database_host(
             f"{json.dumps(role)}; point it at the host running Postgres, PgBouncer and Redis, "
             f'or give that service role = "database"',
         )
-
-
-def iter_key_lines(text: str) -> Iterator[tuple[str, int]]:
-    """Every key path the locator finds in `text`, with its line (for tests and debugging)."""
-    loc = _Locator(text)
-    for path, line in loc.lines.items():
-        yield format_key_path(path), line

@@ -742,6 +742,9 @@ class SshPool:
         try:
             t.options = asyncssh.SSHClientConnectionOptions(**kwargs)
             t.options_error = None
+            t.options_error = self._proxy_conflict(t, t.options)
+            if t.options_error is not None:
+                t.options = None
         except Exception as exc:  # an unreadable key or config file
             t.options = None
             t.options_error = SshError(
@@ -751,6 +754,31 @@ class SshPool:
                 f"({', '.join(str(p) for p in ssh.identity_files) or 'default keys'}) and the ssh config "
                 f"({ssh.config or 'ignored'})",
             )
+
+    def _proxy_conflict(self, t: _Target, options: asyncssh.SSHClientConnectionOptions) -> SshError | None:
+        """The ssh config's ProxyJump / ProxyCommand for this host must agree with the inventory: the cockpit
+        reaches hosts the way the inventory says (`jump` through its [bastion]), and never lets a config line
+        silently send it around — or through — another host. A disagreement is refused, with what to change."""
+        cfg = self._env.ssh.config
+        jump = getattr(options, "tunnel", None)
+        command = getattr(options, "proxy_command", None)
+        via = jump if isinstance(jump, str) and jump else (" ".join(command) if command else "")
+        if not via or t is self._bastion:
+            return None
+        bastion = self._env.bastion
+        if not t.jump:
+            return SshError(t.name, SshErrorKind.CONFIG,
+                            f"the ssh config ({cfg}) sends {t.label} through {via!r}, but the inventory says jump = "
+                            "false: the cockpit would go around it — set jump = true (and [bastion]) in the inventory, "
+                            "or remove ProxyJump/ProxyCommand for this host from the ssh config")
+        target = via.rsplit("@", 1)[-1]
+        host, _, port = target.partition(":")
+        if bastion is None or host != bastion.address or (port and int(port) != bastion.port):
+            return SshError(t.name, SshErrorKind.CONFIG,
+                            f"the ssh config ({cfg}) sends {t.label} through {via!r}, but the inventory's bastion is "
+                            f"{bastion.address if bastion else 'none'}:{bastion.port if bastion else ''} — make them "
+                            "agree (the cockpit always jumps through the inventory's bastion)")
+        return None
 
     async def _link_for(self, host_name: str) -> _Link:
         return await self._ensure(self._target(host_name))

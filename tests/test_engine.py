@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -219,23 +218,24 @@ def test_ssh_cut_during_the_roll_then_rerun_converges(lab: LabSpec) -> None:
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert p.stdout is not None
     out = []
+    cut = False
     try:
         for line in p.stdout:
             out.append(line)
-            if "instance-done" in line and "staging-api-01" in line:
+            if "instance-done" in line and "staging-api-01" in line and not cut:
                 _kill_sshd_tree(lab, api2.name)  # cut while the roll is between the two instances
+                cut = True
         assert p.wait(timeout=300) == 1, "".join(out)
         assert "staging-api-02" in "".join(out)
+        # pg-5 rolls back by itself: api-01 (moved) goes back; api-02 never ran the new values (PgBouncer still
+        # sees it on plaintext), so the cut host is not needed for that
+        assert "automatic rollback OK" in "".join(out), "".join(out)
     finally:
         sshd.start(lab, api2)
         sshd.wait_ready(lab, api2)
+    assert f"/{lab.namespace}/api/DATABASE_SSL_MODE" not in rollout_params(lab)
     r = cockpit(lab, "advance", "pg-5", "--service", "api", "--yes", "--reason", "rerun")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "(none: already configured)" in r.stdout  # nothing half-written: the store holds the change
-    restarts = [ln for ln in r.stdout.splitlines() if re.match(r"\s+restart \d+\. ", ln)]  # the preview's list
-    # only what had not moved restarts: api-02, unless its update.sh got through before the cut took hold
-    assert not any("staging-api-01" in ln for ln in restarts), restarts
-    assert len(restarts) <= 1
     for h in ("staging-api-01", "staging-api-02"):
         m = json.loads((Path(lab.host(h).root) / "var/lib/lab/api.meter.json").read_text())
         assert m["db"]["tls"] is True, h
@@ -258,6 +258,7 @@ def test_cockpit_killed_mid_step(lab: LabSpec, tmp_path: Path) -> None:
     try:
         lock = cockpit(lab, "lock")
         assert "step pg-5" in lock.stdout and "free" not in lock.stdout
+        assert "stale" in lock.stdout and "not running on this machine" in lock.stdout, lock.stdout
         plan = cockpit(lab, "plan")
         assert "staging-voice-01" in plan.stdout and "staging-voice-02" in plan.stdout  # instances differ
         entries = [json.loads(x)["event"] for x in

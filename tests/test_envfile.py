@@ -16,9 +16,12 @@ from plans.envfile import (
     parse,
     set_value,
     unset,
+    unset_written,
     validate_key,
     validate_value,
 )
+from probes.config import parse_env_text
+from probes.envparse import EnvProblem
 
 # ---------------------------------------------------------------------------------------------
 # parse / get: one example per syntax feature
@@ -108,7 +111,11 @@ def test_parse_accepts_shell_literal_characters_unquoted() -> None:
     # `&` is an operator for the shell, so that URL must be quoted; the rest is literal.
     assert get(b"U=postgres://u@db:5432/app?sslmode=verify-full\n", "U") == url.split("&")[0]
     assert get(f"U='{url}'\n".encode(), "U") == url
-    assert get(b"G=*.[ch]{a,b}!%^=,+-\n", "G") == "*.[ch]{a,b}!%^=,+-"
+    assert get(b"G=*.[ch]!%^=,+-\n", "G") == "*.[ch]!%^=,+-"
+    # braces: `export G={a,b}` is brace-expanded by bash, so an unquoted pair is refused (quote it)
+    assert get(b"G='*.[ch]{a,b}'\n", "G") == "*.[ch]{a,b}"
+    with pytest.raises(EnvFileError, match="braces"):
+        get(b"export G={,}\n", "G")
     assert get(b"T=a~b\n", "T") == "a~b"  # tilde only expands at the start or after ':'
 
 
@@ -136,7 +143,17 @@ def test_error_names_line_and_problem() -> None:
     data = b"# c\n\nA=1\nB=2\n\nC=3\nfoo bar\n"
     with pytest.raises(EnvFileError) as exc:
         parse(data)
-    assert str(exc.value) == "line 7: expected KEY=VALUE, got 'foo bar'"
+    assert str(exc.value) == "line 7: expected KEY=VALUE, a comment or a blank line"
+    assert exc.value.line == 7
+
+
+def test_rejected_lines_are_never_quoted() -> None:
+    # A malformed line may be a secret with its '=' missing: the message names the line, not its text.
+    for line in (b"DB_PASSWORD hunter2", b"hunter2", b"export DB_PASSWORD", b"DB_PASSWORD = hunter2"):
+        with pytest.raises(EnvFileError) as exc:
+            parse(b"A=1\n" + line + b"\n")
+        assert str(exc.value).startswith("line 2: expected KEY=VALUE")
+        assert "hunter2" not in str(exc.value)
 
 
 @pytest.mark.parametrize(
@@ -334,6 +351,55 @@ def test_unset(before: bytes, after: bytes) -> None:
     assert unset(before, "K") == after
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"A=1\nK=new\nB=2\n", b"A=1\nB=2\n"),
+        (b"K=new # c\r\nA=1\r\nexport K='new'\r\n", b"A=1\r\n"),  # every line holding it
+        (b"A=1\n", b"A=1\n"),  # absent: unchanged
+    ],
+)
+def test_unset_written_removes_what_the_step_wrote(before: bytes, after: bytes) -> None:
+    assert unset_written(before, "K", "new") == after
+
+
+def test_unset_written_keeps_what_it_did_not_write() -> None:
+    # an earlier assignment with another value: removing it loses it, keeping it leaves it in effect
+    with pytest.raises(EnvFileError, match="line 1: K is also assigned here") as exc:
+        unset_written(b"K=pinned\nA=1\nK=new\n", "K", "new")
+    assert exc.value.line == 1
+    # the effective value is not what the step wrote
+    with pytest.raises(EnvFileError, match="line 2: K no longer holds the value the step wrote"):
+        unset_written(b"A=1\nK=other\n", "K", "new")
+
+
+# ---------------------------------------------------------------------------------------------
+# the reader (probes.config.parse_env_text): the same parser, lenient about bad lines
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reader_inline_comment_is_not_part_of_the_value() -> None:
+    # the old reader took "disable  # pinned by ops" as the value; bash takes "disable"
+    values = parse_env_text("DATABASE_SSL_MODE=disable  # pinned by ops\n")
+    assert values == {"DATABASE_SSL_MODE": "disable"} and values.problems == () and values.complete
+
+
+def test_reader_follows_shell_rules() -> None:
+    text = "export A='x y' # c\nB=\"q\\\"\"\nA=2\r\nC=a#b\n"
+    assert parse_env_text(text) == {"A": "2", "B": 'q"', "C": "a#b"}
+    assert parse_env_text(text.encode()) == parse_env_text(text)
+
+
+def test_reader_reports_lines_it_cannot_read_without_their_text() -> None:
+    text = "A=1\nDB_PASSWORD hunter2\nB=$HOME\nC='open\nD=4\n"
+    values = parse_env_text(text)
+    assert values == {"A": "1", "D": "4"}
+    assert [p.line for p in values.problems] == [2, 3, 4] and not values.complete
+    assert all(isinstance(p, EnvProblem) and str(p).startswith(f"line {p.line}: ") for p in values.problems)
+    assert "B: unquoted value contains '$'" in str(values.problems[1])
+    assert not any("hunter2" in str(p) or "open" in str(p) for p in values.problems)
+
+
 # ---------------------------------------------------------------------------------------------
 # Property tests: files generated from a grammar of lines
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +413,7 @@ def bare_ok(value: str) -> bool:
     raw = value.encode("utf-8", "surrogateescape")
     if any(b in b" \t\r\n\0|&;<>()'\"\\$`" for b in raw):
         return False
-    return not value.startswith("~") and ":~" not in value
+    return not value.startswith("~") and ":~" not in value and not ("{" in value and "}" in value)
 
 
 def quote_single(value: str) -> str:
@@ -630,6 +696,25 @@ def test_prop_arbitrary_bytes_parse_or_raise_envfileerror(data: bytes) -> None:
         assert set_value(changed, key, entry.value).count(b"\n") == data.count(b"\n")
 
 
+BAD_LINES = [b"KEY = v", b"export KEY", b"K=two words", b"K=$HOME", b"K='open", b'K="x" y', b"foo bar", b"K=a;b"]
+
+
+@PROPS
+@given(docs(), st.lists(st.tuples(st.integers(0, 12), st.sampled_from(BAD_LINES)), max_size=3))
+def test_prop_reader_reads_what_the_writer_parses(doc: Doc, bad: list[tuple[int, bytes]]) -> None:
+    good = [ln.raw if ln.raw.endswith(b"\n") else ln.raw + b"\n" for ln in doc.lines]
+    values = parse_env_text(b"".join(good))
+    assert values == {k: e.value for k, e in parse(b"".join(good)).items()} and values.problems == ()
+    # unreadable lines inserted: reported at their line numbers, every other line still read
+    lines = list(good)
+    for at, line in sorted(bad, key=lambda t: t[0]):
+        lines.insert(min(at, len(lines)), line + b"\n")
+    bad_numbers = [i + 1 for i, ln in enumerate(lines) if ln.rstrip(b"\n") in BAD_LINES]
+    read = parse_env_text(b"".join(lines))
+    assert [p.line for p in read.problems] == bad_numbers
+    assert read == {k: e.value for k, e in parse(b"".join(good)).items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Differential test: a real shell sourcing the file agrees with parse()
 # ---------------------------------------------------------------------------------------------
@@ -663,3 +748,6 @@ def test_prop_bash_agrees(doc: Doc, key: str, value: str, tmp_path_factory: pyte
         assume(b"\0" not in data)
         expected = {k: enc(e.value) for k, e in parse(data).items()}
         assert shell_values(data, tmp_path_factory) == expected
+        # the reader (probes.config.parse_env_text) agrees with bash too, with nothing left unread
+        read = parse_env_text(data)
+        assert {k: enc(v) for k, v in read.items()} == expected and read.problems == ()

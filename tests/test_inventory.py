@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -849,3 +850,291 @@ def test_example_shows_the_added_keys() -> None:
     assert env.running_check_command(env.host("staging-voice-01")) == ""
     assert (env.database.key_owner, env.database.pg_hba_path) == ("", "/mnt/data/postgres/pg_hba.conf")
     assert env.commands.read_only == ()
+
+
+# -- loaders that refuse cleanly: version first, size, nesting, numbers, names ------------------------
+
+V2 = (
+    "unsupported inventory version 2; this cockpit reads version 1 only — upgrade the cockpit, or write "
+    "the file in a supported version (see docs/inventory.md)"
+)
+
+
+@pytest.mark.parametrize(
+    ("rest", "line"),
+    [
+        pytest.param("this is [[ not toml = = \x01\n", 1, id="garbage"),
+        pytest.param("a = " + "[" * 5000, 1, id="deep-brackets"),
+        pytest.param(".".join(["k"] * 5000) + " = 1\n", 1, id="deep-dotted-key"),
+        pytest.param("# padding\n" * 200_000, 1, id="over-1-MiB"),
+        pytest.param(BASE.replace("version = 1\n", ""), 1, id="valid-rest"),
+    ],
+)
+def test_an_unsupported_version_is_refused_first(rest: str, line: int) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory("version = 2\n" + rest, "inventory.toml")
+    assert str(info.value) == f"inventory.toml:{line}: version: {V2}"
+
+
+def test_the_version_scan_reads_only_top_level_statements(tmp_path: Path) -> None:
+    # after comments, with a trailing comment; not inside a multi-line string or a table
+    text = '# an inventory\n\ndefault_env = """\nversion = 1\n"""\nversion = 2 # newer\n[t]\nversion = 1\n'
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value) == f"inventory.toml:6: version: {V2}"
+    # bytes that are not UTF-8, and a file over the limit, still say the version
+    f = tmp_path / "inventory.toml"
+    f.write_bytes(b"version = 2\n\xff\xfe\x00 garbage\n")
+    with pytest.raises(InventoryError, match=f"^{re.escape(str(f))}:1: version: unsupported inventory version 2"):
+        load_inventory(f)
+    f.write_bytes(b"version = 2\n" + b"#" * (3 << 20))
+    with pytest.raises(InventoryError, match=f"^{re.escape(str(f))}:1: version: unsupported inventory version 2"):
+        load_inventory(f)
+
+
+def test_size_limit(tmp_path: Path) -> None:
+    padding = "# padding\n"
+    room = (1 << 20) - len(BASE.encode())
+    at_limit = BASE + padding * (room // len(padding)) + "#" * (room % len(padding))
+    assert len(at_limit.encode()) == 1 << 20
+    assert parse_inventory(at_limit, "inventory.toml").env_names == ("staging", "production")
+    over = at_limit + "#"
+    message = (
+        "inventory.toml: the file is larger than 1 MiB, the most an inventory may be; "
+        "check that this is the right file"
+    )
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(over, "inventory.toml")
+    assert str(info.value) == message
+    # multi-byte characters count as bytes
+    with pytest.raises(InventoryError, match="larger than 1 MiB"):
+        parse_inventory(BASE + "#" + "é" * (1 << 19), "inventory.toml")
+    f = tmp_path / "inventory.toml"
+    f.write_bytes(BASE.encode() + b"#" * (8 << 20))
+    with pytest.raises(InventoryError) as info:
+        load_inventory(f)
+    assert str(info.value) == message.replace("inventory.toml", str(f), 1)
+
+
+DEEP = (
+    "TOML nested deeper than 16 levels (tables and arrays inside each other); an inventory never nests that "
+    "deep — check this part of the file"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        pytest.param("x = " + "[" * 17 + "]" * 17, f"inventory.toml:8: environments.staging.x: {DEEP}", id="arrays"),
+        pytest.param(
+            "x = " + "{ a = " * 17 + "1" + " }" * 17, f"inventory.toml:8: environments.staging.x: {DEEP}", id="inline"
+        ),
+        pytest.param(
+            "x = [" + "{ a = [" * 8 + "]}" * 8 + "]", f"inventory.toml:8: environments.staging.x: {DEEP}", id="mixed"
+        ),
+        pytest.param(
+            ".".join(["k"] * 17) + " = 1",
+            f"inventory.toml:8: environments.staging.{'.'.join(['k'] * 17)}: {DEEP}",
+            id="dotted-key",
+        ),
+        pytest.param(
+            "[" + ".".join(["t"] * 17) + "]", f"inventory.toml:8: {'.'.join(['t'] * 17)}: {DEEP}", id="header"
+        ),
+        pytest.param(
+            "[" + ".".join(["t"] * 9) + "]\n" + ".".join(["k"] * 9) + " = 1",
+            f"inventory.toml:9: {'.'.join(['t'] * 9)}.{'.'.join(['k'] * 8)}: {DEEP}",
+            id="header-and-dotted-key",
+        ),
+    ],
+)
+def test_deep_nesting_is_refused_with_its_line(line: str, message: str) -> None:
+    text = _edit('after = ""\n', f'after = ""\n{line}\n')
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value) == message
+
+
+def test_sixteen_levels_are_read() -> None:
+    # the reader lets 16 levels through; the inventory then refuses the key it does not know
+    text = _edit('after = ""\n', 'after = ""\nx = ' + "[" * 14 + "]" * 14 + "\n")
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value).startswith('inventory.toml:8: environments.staging.x: unknown key "x"')
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("inf", "inf"),
+        ("-inf", "-inf"),
+        ("nan", "nan"),
+        ("1e999", "inf"),
+        ("0", "0"),
+        ("0.0", "0.0"),
+        ("-1", "-1"),
+        ("9" * 400, "a number of 400 digits"),
+        ('"10"', '"10"'),
+    ],
+)
+def test_timeouts_are_finite_and_positive(value: str, shown: str) -> None:
+    text = _edit('region = "eu-west-1"', f'region = "eu-west-1"\nssh.command_timeout = {value}')
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value) == (
+        f"inventory.toml:7: environments.staging.ssh.command_timeout: expected a number of seconds > 0, got {shown}"
+    )
+
+
+def test_a_huge_integer_is_refused_with_its_line() -> None:
+    text = _edit("postgres_port = 5432", "postgres_port = " + "9" * 5000)
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inventory.toml")
+    assert str(info.value) == (
+        "inventory.toml:16: environments.staging.database.postgres_port: an integer of more than 4300 digits; "
+        "write a smaller number"
+    )
+
+
+def _one_env(name: str = "prod", namespace: str = "voiceai/prod", extra: str = "") -> str:
+    """One environment (`name` as written in its header) with one api host; `extra` is line 4."""
+    return (
+        f"version = 1\n[environments.{name}]\nnamespace = {json.dumps(namespace)}\n{extra}\n"
+        "managed_database = true\n"
+        "[[environments." + name + '.hosts]]\nname = "h"\naddress = "10.0.0.1"\nservice = "api"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['"../../x"', '".hidden"', '"a b"', '"a..b"', '"a/b"', '"é"', "a" * 65, '"-x"'],
+)
+def test_environment_names_are_safe_file_names(name: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(name), "inventory.toml")
+    shown = json.loads(name) if name.startswith('"') else name
+    key, quoted = format_key_path(("environments", shown)), json.dumps(shown, ensure_ascii=False)
+    assert str(info.value) == (
+        f"inventory.toml:2: {key}: bad environment name {quoted}; "
+        "use letters, digits, '_', '-' and '.', starting with a letter or digit, without \"..\", at most 64 "
+        "characters (the cockpit names files after it: <env>.jsonl)"
+    )
+
+
+def test_environment_names_that_are_file_names_load() -> None:
+    name = "prod-eu.1_x" + "a" * 53  # 64 characters
+    assert parse_inventory(_one_env(json.dumps(name)), "inventory.toml").env_names == (name,)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "problem"),
+    [
+        (
+            "voice ai/prod",
+            "the namespace may hold only letters, digits, '_', '.', '-' and '/' (what SSM parameter names and "
+            'Secrets Manager names both accept), got "voice ai/prod"',
+        ),
+        (
+            "voiceai+x/prod",
+            "the namespace may hold only letters, digits, '_', '.', '-' and '/' (what SSM parameter names and "
+            'Secrets Manager names both accept), got "voiceai+x/prod"',
+        ),
+        (
+            "voiceai//prod",
+            'the namespace has an empty level ("//"), which SSM parameter names refuse; got "voiceai//prod"',
+        ),
+        *(
+            (
+                ns,
+                'SSM refuses parameter names that begin with "aws" or "ssm" (in any case), and every SSM name here '
+                f'begins with /<namespace>/; got "{ns}"',
+            )
+            for ns in ("aws/prod", "SSM/prod", "AwsOme/prod", "ssm-x")
+        ),
+        (
+            "/".join(["n"] * 14),
+            "SSM parameter names have at most 15 levels, and /<namespace>/<service>/<VAR> would have 16; use a "
+            "namespace of at most 13 levels",
+        ),
+    ],
+)
+def test_namespaces_that_aws_refuses(namespace: str, problem: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(namespace=namespace), "inventory.toml")
+    assert str(info.value) == f"inventory.toml:3: environments.prod.namespace: {problem}"
+
+
+def test_names_too_long_for_aws() -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(namespace="n" * 1000), "inventory.toml")
+    assert str(info.value) == (
+        'inventory.toml:9: environments.prod.hosts[0].service: the SSM parameter names of service "api" would be '
+        "1070 characters long with a 64-character variable name; SSM allows at most 1011 — shorten the namespace "
+        "or the service name"
+    )
+    # the default credentials secret, <namespace>/database/secrets, is reported at the namespace
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(namespace="n" * 500), "inventory.toml")
+    assert str(info.value) == (
+        "inventory.toml:3: environments.prod.namespace: the credentials secret is 517 characters long; "
+        "Secrets Manager allows at most 512"
+    )
+    # with the separate layout, the per-value secrets are the longest names
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(namespace="n" * 489, extra='tls_secrets.layout = "separate"'), "inventory.toml")
+    assert str(info.value) == (
+        "inventory.toml:9: environments.prod.hosts[0].service: the secret <namespace>/api/INTERNAL_TLS_CERT_B64 "
+        'of service "api" would be 515 characters long; Secrets Manager allows at most 512 — shorten the namespace '
+        "or the service name"
+    )
+    assert parse_inventory(_one_env(namespace="n" * 489), "inventory.toml").env().namespace == "n" * 489
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            'tls_secrets.secret_suffix = "sec rets"',
+            "inventory.toml:4: environments.prod.tls_secrets.secret_suffix: the secret suffix (the end of a secret "
+            'name) may hold only letters, digits and /_+=.@- (Secrets Manager\'s rule), got "sec rets"',
+        ),
+        (
+            'tls_secrets = { layout = "shared", name = "internal tls" }',
+            "inventory.toml:4: environments.prod.tls_secrets.name: a Secrets Manager secret name may hold only "
+            'letters, digits and /_+=.@- (Secrets Manager\'s rule), got "internal tls"',
+        ),
+        (
+            'credentials.secret = "db secrets"',
+            "inventory.toml:4: environments.prod.credentials.secret: the credentials secret may hold only letters, "
+            'digits and /_+=.@- (Secrets Manager\'s rule), got "db secrets"',
+        ),
+        (
+            f'credentials.secret = "{"s" * 513}"',
+            "inventory.toml:4: environments.prod.credentials.secret: the credentials secret is 513 characters long; "
+            "Secrets Manager allows at most 512",
+        ),
+    ],
+)
+def test_secret_names_that_aws_refuses(extra: str, message: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(extra=extra), "inventory.toml")
+    assert str(info.value) == message
+
+
+def test_secret_names_that_aws_accepts() -> None:
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:voiceai/prod/database/secrets-AbCdEf"
+    env = parse_inventory(_one_env(extra=f'credentials.secret = "{arn}"'), "i.toml").env()
+    assert env.credentials.secret == arn
+    env = parse_inventory(_one_env(extra='tls_secrets = { layout = "shared", name = "a/b_c+d=e.f@g-h" }'), "i").env()
+    assert env.tls_secret_name("api", "INTERNAL_CA_CRT_B64") == "a/b_c+d=e.f@g-h"
+
+
+def test_paths_with_nul_are_refused() -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_one_env(extra='ssh.known_hosts = "~x\\u0000y"'), "inventory.toml")
+    assert str(info.value) == (
+        'inventory.toml:4: environments.prod.ssh.known_hosts: a path cannot hold a NUL character, got "~x\\u0000y"'
+    )
+    with pytest.raises(InventoryError, match=r"^inventory\.toml:4: environments\.prod\.database\.pg_hba_path: a path"):
+        parse_inventory(
+            _one_env(extra='database = { host = "h", dns_name = "d", pg_hba_path = "/a\\u0000" }'), "inventory.toml"
+        )

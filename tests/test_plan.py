@@ -6,10 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from plans.plan import Change, PlanError, default_plan, load_plan, parse_plan
+from plans.plan import KINDS, SCOPES, Change, PlanError, Scope, StepKind, default_plan, load_plan, parse_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK_PATH = ROOT / "plans" / "runbook.toml"
@@ -396,3 +399,221 @@ def test_missing_file() -> None:
     with pytest.raises(PlanError) as exc:
         load_plan(ROOT / "plans" / "no-such-plan.toml")
     assert "cannot read the plan file" in str(exc.value)
+
+
+# -- loaders that refuse cleanly ------------------------------------------------------------------
+
+PLAN_V2 = "unsupported plan version 2; this cockpit reads version 1 only — use a matching cockpit or rewrite the plan"
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        pytest.param("\nthis is [[ not toml = = \x01\n", id="garbage"),
+        pytest.param("\na = " + "[" * 5000, id="deep"),
+        pytest.param("\n" + "# padding\n" * 200_000, id="over-1-MiB"),
+    ],
+)
+def test_an_unsupported_version_is_refused_first(rest: str) -> None:
+    e = refuse(mutate("version = 1", "version = 2") + rest)
+    assert str(e) == f"runbook.toml:7: version: {PLAN_V2}"
+
+
+def test_size_and_nesting_limits() -> None:
+    e = refuse(RUNBOOK + "#" * (1 << 20))
+    assert str(e) == (
+        "runbook.toml: the file is larger than 1 MiB, the most a plan may be; check that this is the right file"
+    )
+    text = mutate('id = "pg-3"\n', 'id = "pg-3"\nx = ' + "[" * 17 + "]" * 17 + "\n")
+    e = refuse(text)
+    assert (e.line, e.where) == (line_of(text, "x = [["), "steps[2].x")
+    assert e.problem.startswith("TOML nested deeper than 16 levels")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e999", "0", "-0.5"])
+def test_deadline_is_finite_and_positive(value: str) -> None:
+    text = mutate(
+        'verify = "postgres_hostssl_only"\nlive = "pg_hba_hostssl_only"\ndeadline = 300',
+        f'verify = "postgres_hostssl_only"\nlive = "pg_hba_hostssl_only"\ndeadline = {value}',
+    )
+    e = refuse(text)
+    shown = {"1e999": "inf", "-0.5": "-0.5"}.get(value, value)
+    assert e.step == "pg-7" and e.problem == f"deadline must be a positive number of seconds, got {shown}"
+    assert e.line == line_of(text, f"deadline = {value}")
+
+
+def test_service_names_follow_the_inventory_rule() -> None:
+    e = refuse(mutate('"media", "squid"]', '"media", "squ id"]'))
+    assert e.problem == (
+        "bad service name \"squ id\"; use letters, digits, '_', '-' or '.' "
+        "(it becomes part of SSM and Secrets Manager names)"
+    )
+    assert e.where == "services[6]"
+
+
+def _chain(n: int, *, tracks: int = 1, cross: int = 0) -> str:
+    """A valid plan of `n` database steps in `tracks` chains, each re-setting its track's variable,
+    with an `after` on the step 3 earlier (another track) every `cross` steps."""
+    out = [
+        "version = 1",
+        'name = "chain"',
+        'services = ["api"]',
+        "[scopes.database]",
+        "variables = [" + ", ".join(f'"V{t}"' for t in range(tracks)) + "]",
+        *(f'[[tracks]]\nid = "t{t}"' for t in range(tracks)),
+    ]
+    for i in range(n):
+        t = i % tracks
+        rollback = 'rollback.unset = true' if i < tracks else f'rollback.value = "{i - tracks}"'
+        after = f'\nafter = ["s{i - 3}"]' if cross and i % cross == cross - 1 and i >= 3 else ""
+        out.append(
+            f'[[steps]]\nid = "s{i}"\ntrack = "t{t}"\nscope = "database"\nverify = "postgres_tls_verifies"\n'
+            f'live = "postgres_ssl"\ndeadline = 300{after}\n'
+            f'[[steps.changes]]\nvar = "V{t}"\nvalue = "{i}"\n{rollback}'
+        )
+    return "\n".join(out) + "\n"
+
+
+def test_a_long_chain_validates() -> None:
+    # 1500 steps, one after the other: deeper than Python's recursion limit (1000)
+    plan = parse_plan(_chain(1500), "chain.toml")
+    assert len(plan.steps) == 1500 and plan.step("s1499").after == ("s1498",)
+    assert [s.id for s in plan.ancestors(plan.step("s3"))] == ["s0", "s1", "s2"]
+    assert len(plan.descendants(plan.step("s0"))) == 1499
+    assert plan.accepted_values(plan.step("s1497"), "V0") == {"1497", "1498", "1499"}
+    # a rollback that skips back past its predecessor is still found at the end of the chain
+    text = _chain(1500).replace('value = "1499"\nrollback.value = "1498"', 'value = "1499"\nrollback.unset = true')
+    e = refuse(text)
+    assert (e.step, e.line) == ("s1499", line_of(text, 'value = "1499"') + 1)
+    assert e.problem.startswith("rollback of V0 is unset, which would skip back past s1498 (V0=1498)")
+    # several tracks tied together by cross-track `after`s
+    plan = parse_plan(_chain(400, tracks=4, cross=7), "chain.toml")
+    assert plan.step("s6").after == ("s2", "s3") and len(plan.ancestors(plan.step("s399"))) > 100
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(st.data())
+def test_ancestors_match_a_plain_walk(data: st.DataObject) -> None:
+    """Plan.ancestors / descendants / the rollback check agree with a plain graph walk on random plans."""
+    n = data.draw(st.integers(1, 25))
+    tracks = data.draw(st.integers(1, 4))
+    lines = ["version = 1", 'name = "g"', 'services = ["api"]', "[scopes.database]", 'variables = ["V"]']
+    lines += [f'[[tracks]]\nid = "t{t}"' for t in range(tracks)]
+    befores: dict[int, list[int]] = {}
+    for i in range(n):
+        extra = sorted(set(data.draw(st.lists(st.integers(0, i - 1), max_size=2)))) if i else []
+        befores[i] = extra
+        after = ", ".join(f'"s{j}"' for j in extra)
+        lines.append(
+            f'[[steps]]\nid = "s{i}"\ntrack = "t{i % tracks}"\nscope = "database"\n'
+            f'verify = "postgres_tls_verifies"\nlive = "postgres_ssl"\ndeadline = 1\nafter = [{after}]\n'
+            f'[[steps.changes]]\nvar = "V"\nvalue = "{i}"\nrollback.value = "ROLLBACK-{i}"'
+        )
+    text = "\n".join(lines) + "\n"
+    direct = {i: set(befores[i]) | ({i - tracks} if i >= tracks else set()) for i in range(n)}
+
+    def walk(i: int) -> set[int]:
+        seen: set[int] = set()
+        todo = list(direct[i])
+        while todo:
+            j = todo.pop()
+            if j not in seen:
+                seen.add(j)
+                todo.extend(direct[j])
+        return seen
+
+    # every rollback value is wrong on purpose wherever an earlier step sets V: the first such step
+    # (in file order) is refused, naming the last ancestor in run order
+    refused = [i for i in range(n) if walk(i)]
+    if not refused:
+        plan = parse_plan(text, "g.toml")
+        assert all(plan.ancestors(s) == () for s in plan.steps)
+        return
+    e = refuse(text)
+    assert e.step == f"s{refused[0]}"
+    fixed = text
+    run_order = [int(s.id[1:]) for s in parse_plan(_no_rollback_check(text, n), "g").steps]
+    for i in range(n):
+        anc = walk(i)
+        if anc:
+            prev = max(anc, key=run_order.index)
+            fixed = fixed.replace(f'rollback.value = "ROLLBACK-{i}"', f'rollback.value = "{prev}"')
+        else:
+            fixed = fixed.replace(f'rollback.value = "ROLLBACK-{i}"', "rollback.unset = true")
+    plan = parse_plan(fixed, "g.toml")
+    for i in range(n):
+        step = plan.step(f"s{i}")
+        assert {int(s.id[1:]) for s in plan.ancestors(step)} == walk(i)
+        assert {int(s.id[1:]) for s in plan.descendants(step)} == {j for j in range(n) if i in walk(j)}
+
+
+def _no_rollback_check(text: str, n: int) -> str:
+    """`text` with every step setting its own variable, so only the graph is validated."""
+    out = text.replace('variables = ["V"]', "variables = [" + ", ".join(f'"V{i}"' for i in range(n)) + "]")
+    for i in range(n):
+        out = out.replace(f'var = "V"\nvalue = "{i}"\n', f'var = "V{i}"\nvalue = "{i}"\n', 1)
+    return out
+
+
+# -- typed kinds and scopes; ca_file_variables --------------------------------------------------------
+
+
+def test_kinds_and_scopes_are_typed() -> None:
+    assert get_args(StepKind) == KINDS == ("config", "certs")
+    assert get_args(Scope) == SCOPES == ("fleet", "database", "service")
+    plan = default_plan()
+    assert {s.kind for s in plan.steps} == {"config", "certs"}
+
+
+def test_ca_file_variables() -> None:
+    assert default_plan().ca_file_variables == ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")
+    text = mutate('title = "Internal', 'ca_file_variables = ["REDIS_TLS_CA_FILE"]\ntitle = "Internal')
+    assert parse_plan(text, "runbook.toml").ca_file_variables == ("REDIS_TLS_CA_FILE",)
+    none = mutate('title = "Internal', 'ca_file_variables = []\ntitle = "Internal')
+    assert parse_plan(none, "runbook.toml").ca_file_variables == ()
+    # the default keeps only the variables [scopes.service] declares
+    text = mutate(
+        'variables = ["DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE", "REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE"]',
+        'variables = ["DATABASE_SSL_MODE", "REDIS_TLS_ENABLED", "REDIS_TLS_CA_FILE"]',
+    )
+    start = text.index('[[steps.changes]]                      # "Each app')  # pg-5's CA change goes too
+    end = text.index("rollback.unset = true", start) + len("rollback.unset = true")
+    text = text[:start] + text[end:]
+    assert parse_plan(text, "runbook.toml").ca_file_variables == ("REDIS_TLS_CA_FILE",)
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "problem"),
+    [
+        (
+            '["DATABASE_SSL_CA_FIL"]',
+            "ca_file_variables[0]",
+            '"DATABASE_SSL_CA_FIL" is not a variable of scope "service"; did you mean "DATABASE_SSL_CA_FILE"? '
+            "(known: DATABASE_SSL_CA_FILE, DATABASE_SSL_MODE, REDIS_TLS_CA_FILE, REDIS_TLS_ENABLED); add it to "
+            "[scopes.service] variables, or remove it",
+        ),
+        (
+            '["REDIS_TLS_CA_FILE", "POSTGRES_TLS_ENABLED"]',
+            "ca_file_variables[1]",
+            '"POSTGRES_TLS_ENABLED" is not a variable of scope "service"; did you mean "REDIS_TLS_ENABLED"? '
+            "(known: DATABASE_SSL_CA_FILE, DATABASE_SSL_MODE, REDIS_TLS_CA_FILE, REDIS_TLS_ENABLED); add it to "
+            "[scopes.service] variables, or remove it",
+        ),
+        (
+            '["REDIS_TLS_CA_FILE", "REDIS_TLS_CA_FILE"]',
+            "ca_file_variables[1]",
+            "REDIS_TLS_CA_FILE is listed twice; keep one",
+        ),
+        (
+            '"REDIS_TLS_CA_FILE"',
+            "ca_file_variables",
+            'ca_file_variables must be an array of strings, got "REDIS_TLS_CA_FILE"',
+        ),
+        ("[1]", "ca_file_variables[0]", "ca_file_variables[0] must be a string, got 1"),
+    ],
+)
+def test_ca_file_variables_refused(value: str, where: str, problem: str) -> None:
+    text = mutate('title = "Internal', f'ca_file_variables = {value}\ntitle = "Internal')
+    e = refuse(text)
+    assert (e.where, e.problem, e.step) == (where, problem, None)
+    assert e.line == line_of(text, "ca_file_variables =")

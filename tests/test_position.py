@@ -273,6 +273,12 @@ def test_managed_database() -> None:
 # -- dangers ---------------------------------------------------------------------------------------
 
 
+def runs_nowhere(step: str) -> str:
+    return (f"is configured but the database host does not run it yet: its next restart (a reboot, a deploy) would "
+            f"apply it outside the cockpit — run `cockpit advance {step}` to complete it, or `cockpit rollback {step}` "
+            "to revert it")
+
+
 def messages(pos: Position) -> list[str]:
     return [d.message for d in pos.dangers]
 
@@ -289,6 +295,7 @@ def test_danger_require_configured_while_a_client_is_plaintext() -> None:
     pos = position(snap)
     assert pos.state("pg-6") == "configured"
     assert messages(pos) == [
+        "pg-6 (PGBOUNCER_CLIENT_TLS_SSLMODE=require) " + runs_nowhere("pg-6"),
         "pg-6 (PGBOUNCER_CLIENT_TLS_SSLMODE=require) is configured but its gate no_plaintext_leg1 is "
         "closed: voice "
         "(staging-voice-01, staging-voice-02) still connects to PgBouncer in plaintext — flip voice first",
@@ -326,6 +333,11 @@ def test_danger_client_tls_configured_but_not_live() -> None:
     pos = position(snap)
     assert pos.state("pg-4") == "configured"
     assert messages(pos) == [
+        "pg-4 (PGBOUNCER_CLIENT_TLS_SSLMODE=allow) " + runs_nowhere("pg-4"),
+        "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) is configured for api but "
+        "no instance runs it yet: the next restart of any of them (a reboot, a deploy) would apply it outside the "
+        "cockpit — run `cockpit advance pg-5 --service api` to complete it, or `cockpit rollback pg-5 --service api` "
+        "to revert it",
         "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) is configured for api "
         "but its gate "
         "pgbouncer_offers_tls_and_ca_files "
@@ -343,7 +355,8 @@ def test_danger_redis_force_tls_while_clients_on_6379() -> None:
     )
     pos = position(snap)
     assert pos.state("redis-3") == "configured"
-    assert messages(pos)[0] == (
+    assert messages(pos)[0] == "redis-3 (REDIS_FORCE_TLS=true) " + runs_nowhere("redis-3")
+    assert messages(pos)[1] == (
         "redis-3 (REDIS_FORCE_TLS=true) is configured but its gate no_plaintext_redis is closed: voice "
         "(staging-voice-01, staging-voice-02) still connects to Redis in plaintext — flip voice first"
     )

@@ -414,6 +414,32 @@ async def test_ssh_config_is_honoured(env: Environment, lab: LabSpec, tmp_path: 
         assert (await pool.run(API, "true")).error_kind is SshErrorKind.BASTION
 
 
+async def test_ssh_config_proxyjump_must_agree_with_the_inventory(env: Environment, lab: LabSpec, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ProxyJump in the ssh config is never silently ignored (the bastion bypassed): it must be the
+    inventory's bastion, on a host the inventory says is jumped to; anything else is refused, saying what to fix."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    key = sshd.client_key(lab)
+    bastion = f"root@{lab.bastion.address}:{lab.ssh_port}"
+    api = next(h for h in env.hosts if h.name == API)
+    direct = dataclasses.replace(api, name="api-direct", jump=False)
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host {NET}.10\n  ProxyJump {bastion}\n  IdentityFile {key}\n  User root\n"
+                   f"Host {NET}.*\n  IdentityFile {key}\n  User root\n")
+    async with SshPool(with_ssh(dataclasses.replace(env, hosts=(*env.hosts, direct)), identity_files=(),
+                                config=cfg)) as pool:
+        same = await pool.run(API, "true")  # the config's jump host is the inventory's bastion: fine
+        assert same.ok, same
+        around = await pool.run("api-direct", "true")  # jump = false, but the config sends it through a jump host
+        assert around.error_kind is SshErrorKind.CONFIG and "jump = false" in (around.error or ""), around
+    cfg.write_text(f"Host {NET}.10\n  ProxyJump root@{NET}.77:2222\n  IdentityFile {key}\n  User root\n"
+                   f"Host {NET}.*\n  IdentityFile {key}\n  User root\n")
+    async with SshPool(with_ssh(env, identity_files=(), config=cfg)) as pool:
+        other = await pool.run(API, "true")  # another jump host than the inventory's bastion: refused
+        assert other.error_kind is SshErrorKind.CONFIG, other
+        assert f"{NET}.77" in (other.error or "") and "make them agree" in (other.error or "")
+
+
 async def test_missing_identity_file_and_unknown_host(env: Environment, tmp_path: Path) -> None:
     pool = SshPool(with_ssh(env, identity_files=(tmp_path / "absent",)))  # construction never raises
     try:

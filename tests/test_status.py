@@ -207,3 +207,66 @@ def test_healthy_handshakes_are_reused_briefly_and_problems_never(lab: LabSpec) 
             scenarios.apply(lab, "fresh")
 
     asyncio.run(go())
+
+
+def _sshd_tree(lab: LabSpec, host_name: str) -> list[int]:
+    """A host's sshd listener and the per-connection sshd processes it forked."""
+    from lab import procs, sshd
+
+    listener = procs.read_pid(sshd.pidfile(lab, lab.host(host_name)))
+    assert listener
+    out = [listener]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in out:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def test_one_stalled_host_does_not_stall_the_others(lab: LabSpec) -> None:
+    """Issue #10: with one host's sshd stopped (SIGSTOP), that host is unknown for itself within one round,
+    and every other host is measured anew in every round (rounds counted, not timed)."""
+    import os
+    import signal
+
+    scenarios.apply(lab, "fresh")
+    env = load_inventory(Path(lab.dir) / "inventory.toml").env(None)
+    stalled = "staging-web-01"
+    api1 = next(h for h in lab.app_hosts() if h.service == "api")
+    ca = Path(api1.root) / "etc/ssl/internal/ca.crt"
+    saved = ca.read_bytes()
+
+    async def go() -> list[FleetSnapshot]:
+        c = collector_for(env, default_plan())
+        c.host_budget = 3.0
+        rounds: list[FleetSnapshot] = []
+        pids = []
+        try:
+            await c.snapshot()  # warm: every connection up
+            pids = _sshd_tree(lab, stalled)
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            for n in range(4):
+                if n == 2:  # a change on another host must show in the very next round
+                    ca.write_bytes(saved.replace(b"-----END", b"XX-----END", 1))
+                rounds.append(await c.snapshot())
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            ca.write_bytes(saved)
+            await c.aclose()
+        return rounds
+
+    rounds = asyncio.run(go())
+    for n, s in enumerate(rounds):
+        by = {i.host: i for i in s.instances}
+        web = by[stalled]
+        assert web.reachable is not True and web.ca_file("/etc/ssl/internal/ca.crt") is not CaFile.MATCHES, (n, web)
+        others = [i for i in s.instances if i.host != stalled]
+        assert all(i.reachable is True for i in others), (n, [i for i in others if i.reachable is not True])
+        want = CaFile.DIFFERS if n >= 2 else CaFile.MATCHES
+        assert by[api1.name].ca_file("/etc/ssl/internal/ca.crt") is want, (n, by[api1.name])
+        assert isinstance(s.database, DatabaseState) and s.database.reachable is True

@@ -1,9 +1,13 @@
 """Replay: a recording made by a watch session replays to the same screens; seeking, marks, idle
-skipping, jump-to-time parsing and the Markdown report."""
+skipping, jump-to-time parsing, the Markdown report, and `cockpit replay`'s errors and exit codes.
+Recordings come from the real writers (tests/recording_factory.py, the watch app)."""
 
 from __future__ import annotations
 
-import time
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +15,16 @@ import pytest
 from textual.pilot import Pilot
 
 from plans.plan import default_plan
-from tests.test_tui_support import JOURNAL, T0, Clock, make_recording, scenario, watch_app
+from probes.model import CheckResult, Verdict
+from tests.recording_factory import drive_recording, make_drive_recording
+from tests.test_tui_support import JOURNAL, T0, Clock, scenario, watch_app
 from tui.app import make_app
 from tui.recording import Recorder, Recording
 from tui.replay import Timeline, parse_time
-from tui.report import report
+from tui.report import md, report
 from tui.widgets.tables import InstanceTable, PlanTable
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def ready(pilot: Pilot[Any]) -> None:
@@ -59,7 +67,7 @@ async def test_a_watch_recording_replays_to_the_same_screens(tmp_path: Path) -> 
 
 
 async def test_replay_keys_and_no_write_action(tmp_path: Path) -> None:
-    recording = Recording.open(make_recording(tmp_path / "r.jsonl"))
+    recording = Recording.open(await drive_recording(tmp_path / "r.jsonl"))
     app = make_app("replay", recording=recording)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
@@ -90,10 +98,10 @@ async def test_replay_keys_and_no_write_action(tmp_path: Path) -> None:
 
 
 def test_timeline_marks_and_idle_skipping(tmp_path: Path) -> None:
-    rec = Recording.open(make_recording(tmp_path / "r.jsonl"))
+    rec = Recording.open(make_drive_recording(tmp_path / "r.jsonl"))
     tl = Timeline(rec)
     assert tl.marks == sorted(tl.marks) and len(tl.marks) >= 8
-    assert tl.next_mark() and tl.pos == tl.marks[0]
+    assert tl.next_mark() and tl.pos == next(m for m in tl.marks if m > tl.start)
     tl.to_end()
     assert not tl.next_mark()
     assert tl.prev_mark() and tl.pos == tl.marks[-1]
@@ -107,14 +115,13 @@ def test_timeline_marks_and_idle_skipping(tmp_path: Path) -> None:
     assert not tl.playing and tl.pos == tl.end
 
 
-def test_seek_is_fast_and_exact(tmp_path: Path) -> None:
-    path = make_recording(tmp_path / "r.jsonl", full_every=7)
-    t0 = time.perf_counter()
+def test_seek_is_exact(tmp_path: Path) -> None:
+    path = make_drive_recording(tmp_path / "r.jsonl")
     rec = Recording.open(path)
     for i in (len(rec.snaps) - 1, 3, 17, 0, 9):
         snap = rec.snapshot(i)
-        assert snap.taken_at == rec.snaps[i].ts
-    assert time.perf_counter() - t0 < 0.5
+        assert snap is not None and snap.taken_at == rec.snaps[i].ts
+    assert not rec.damaged
     assert rec.snap_index_at(rec.start - 1) == -1
     assert rec.snap_index_at(rec.end + 100) == len(rec.snaps) - 1
 
@@ -131,16 +138,76 @@ def test_parse_time() -> None:
 
 
 def test_report_tells_the_window(tmp_path: Path) -> None:
-    rec = Recording.open(make_recording(tmp_path / "r.jsonl"))
+    rec = Recording.open(make_drive_recording(tmp_path / "r.jsonl"))
     text = report(rec, default_plan())
     assert text.startswith("# Change window: staging — 2027-01-15 08:00:00Z")
-    assert "**confirmed advance pg-5 api**" in text and "change window 42: api first" in text
-    assert "**FAILED: advance pg-5 api**" in text and "staging-api-02 unhealthy" in text
-    assert "- Rollbacks: 1" in text and "api-02 unhealthy: back" in text
-    assert "- Failures: 1" in text
+    summary = text.split("## Actions")[0]
+    # counts of what happened: one rollback, although it left a preview, a confirmation, an outcome
+    # and two journal entries of its own engine behind
+    assert "- Applied: 1\n" in summary and "- Rollbacks: 1\n" in summary and "- Cancelled: 1\n" in summary
+    assert "- Refused: 2\n" in summary and "- Failures: 2\n" in summary
+    assert "the fleet lock is held by bob" in summary  # refused in this cockpit
+    assert "advance pg-5 web by bob (journal): refused: pgbouncer" in summary  # refused in bob's CLI
+    assert "STOPPED by an error: RuntimeError: ssh connection to staging-api-01 lost" in summary
+    assert "- Errors noted (failed snapshots, crashed tasks): 4" in summary
+    assert "3 × snapshot failed: ConnectionRefusedError" in summary
+    # each action with its preview's changes, reason, gates and result
+    change = md("/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)")
+    assert "- Preview: 2 change(s): " in text and change in text and "no change" not in text
+    assert "- Reason: change window 42: api first" in text and "- Result: FAILED at verify" in text
+    assert "gates: all 1 open (pgbouncer\\_offers\\_tls\\_and\\_ca\\_files)" in text
+    assert text.count("### ") == 7
+    # verdict flaps during a roll: one line per roll, none of them on their own
+    timeline = text.split("## Timeline")[1]
+    assert "30 verdict changes while pg-5 api rolled (" in timeline
+    assert "30 verdict changes while pg-5 api rolled back (" in timeline
+    assert "08:00:17 |  | verdict |" not in timeline
+    assert "| 08:00:40 |  | verdict | pg-5 voice: pending → configured |" in timeline  # outside a roll
+    assert "journal: apply-start" not in timeline  # the session's own engine's entries fold into its actions
+    # the final state is the last one observed, said to be old: the fleet went away before the end
+    assert "**Last observed at 08:00:42, 2m00s before the recording ended**" in summary
+    assert "after it, 3 error(s) and no readable snapshot" in summary
     assert "| 08:00:00 | tester | session started |" in text
-    assert "pg-5 voice: pending → configured" in text  # a verdict change
-    assert "REDIS_PASSWORD" not in text or "[redacted]" in text
+    assert "\x1b" not in text
+
+
+def test_report_says_when_the_fleet_could_not_be_measured(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    clock = Clock(T0)
+    rec = Recorder(path, env="staging", mode="watch", services=("api", "web", "voice", "ops", "telpro"), clock=clock)
+    good = scenario("done", taken_at=T0)
+    rec.snapshot(good)
+
+    def unreachable(c: CheckResult) -> CheckResult:
+        return dataclasses.replace(c, verdict=Verdict.ERROR, summary="ssh: connection refused (bastion down)")
+
+    gone = dataclasses.replace(good, taken_at=T0 + 1, checks=tuple(map(unreachable, good.checks)))
+    clock.t = T0 + 1
+    rec.snapshot(gone)
+    rec.close()
+    text = report(Recording.open(path), default_plan())
+    assert "the fleet could not be measured" in text and "ssh: connection refused (bastion down)" in text
+    assert "- At the end (08:00:01)" in text
+
+
+def test_report_escapes_what_was_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    who = "eve|*_[x](http://evil.example)\x1b[31m<b>"
+    rec = Recorder(path, env="stag|ing", mode="watch", clock=Clock(T0), who=who)
+    rec.snapshot(scenario("fresh", taken_at=T0))
+    rec.record("note", text="a | pipe\nand a newline\r\x1b]0;title\x07 # not a heading", level="error")
+    rec.record("journal", entry={"ts": T0 + 1, "who": "mallory`code`", "event": "apply-done", "step": "pg-2",
+                                 "ok": True, "reason": "**bold** ~~gone~~ <script>"})
+    rec.close()
+    text = report(Recording.open(path), default_plan())
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    # ESC is shown as \e (its backslash escaped too, so Markdown shows it as typed)
+    assert "eve\\|\\*\\_\\[x\\](http://evil.example)\\\\e\\[31m\\<b\\>" in text
+    assert "# Change window: stag\\|ing" in text
+    assert "mallory\\`code\\`" in text and "\\*\\*bold\\*\\* \\~\\~gone\\~\\~ \\<script\\>" in text
+    for row in text.split("## Timeline")[1].strip().splitlines():
+        unescaped = len(row) - len(row.replace("|", "")) - row.count("\\|")
+        assert unescaped == 5, row  # every table row keeps its four cells
 
 
 def test_replay_command_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -151,7 +218,7 @@ def test_replay_command_writes_the_report(tmp_path: Path, capsys: pytest.Capture
     ap = argparse.ArgumentParser(prog="cockpit")
     sub = ap.add_subparsers(dest="cmd")
     add_tui_commands(sub)
-    path = make_recording(tmp_path / "r.jsonl")
+    path = make_drive_recording(tmp_path / "r.jsonl")
     out = tmp_path / "report.md"
     assert run_tui_command(ap.parse_args(["replay", str(path), "--report", str(out)])) == 0
     assert out.read_text().startswith("# Change window")
@@ -163,3 +230,99 @@ def test_replay_command_writes_the_report(tmp_path: Path, capsys: pytest.Capture
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
     assert run_tui_command(ap.parse_args(["replay", str(bad)])) == 2
+
+
+# -- `cockpit replay`: every argument error is one line with the right hint ------------------------------------
+
+
+def cockpit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def drive_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_drive_recording(tmp_path_factory.mktemp("rec") / "drive.jsonl")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--at", "garbage"], "--at garbage: cannot read 'garbage'"),
+    (["--at", "23:59:00"], "--at 23:59:00: the recording runs 08:00:00–08:02:42 UTC"),
+    (["--at", "@nan"], "--at @nan: cannot read"),
+    (["--report", "/nonexistent-dir/sub/out.md"], "the directory /nonexistent-dir/sub does not exist"),
+    (["--report", "/tmp"], "--report /tmp: is a directory"),
+    (["--report", "-", "--at", "+5s"], "pass one of them"),
+    (["--plan", "/nonexistent/plan.toml"], "--plan /nonexistent/plan.toml"),
+])
+def test_argument_errors_are_one_line(drive_rec: Path, args: list[str], says: str) -> None:
+    r = cockpit("replay", str(drive_rec), *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "--inventory" not in r.stderr
+
+
+def test_the_report_refuses_to_overwrite_the_recording(drive_rec: Path) -> None:
+    before = drive_rec.read_bytes()
+    r = cockpit("replay", str(drive_rec), "--report", str(drive_rec))
+    assert r.returncode == 2 and "that is the recording itself" in r.stderr
+    assert drive_rec.read_bytes() == before
+
+
+def test_what_is_not_a_recording_file_is_one_line(tmp_path: Path) -> None:
+    fifo = tmp_path / "live.jsonl"
+    os.mkfifo(fifo)
+    (tmp_path / "notes.jsonl").write_text('{"level": "info"}\n')
+    for path, says in ((fifo, "is a named pipe (FIFO), not a recording file"),
+                       (tmp_path, "is a directory, not a recording file"),
+                       (tmp_path / "missing.jsonl", "no such file"),
+                       (tmp_path / "notes.jsonl", "not a Rollout Cockpit recording")):
+        r = cockpit("replay", str(path), "--report", timeout=30)
+        assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_closed_pipe_ends_the_report_quietly(drive_rec: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "replay", str(drive_rec), "--report"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # `| head` that has already gone: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
+
+
+def test_ctrl_c_during_the_report_is_a_clean_exit(drive_rec: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import tui.report
+    from tui.cli import main
+
+    def interrupted(*a: Any, **k: Any) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tui.report, "report", interrupted)
+    assert main(["replay", str(drive_rec), "--report"]) == 130
+    assert capsys.readouterr().err == "cockpit replay: interrupted\n"
+
+
+def test_report_counts_an_automatic_rollback_and_a_stop_once_each(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    clock = Clock(T0)
+    rec = Recorder(path, env="staging", mode="drive", clock=clock, who="tester")
+    rec.snapshot(scenario("ready-pg5", taken_at=T0))
+    base = {"step": "pg-5", "service": "api", "direction": "advance", "who": "tester"}
+    for kind in ("lock", "confirm"):
+        rec.record("action", kind=kind, **base, **({"reason": "window 42"} if kind == "confirm" else {}))
+    rec.record("outcome", outcome={"ok": False, "stage": "verify", "reason": "api-02 unhealthy",
+                                   "rolled_back": {"ok": True, "stage": "done", "reason": "restored"}},
+               reason="window 42", **base)
+    rec.record("action", kind="unlock", **base)
+    clock.t += 10
+    web = {**base, "service": "web"}
+    rec.record("action", kind="confirm", reason="web now", **web)
+    rec.record("outcome", outcome={"ok": False, "stage": "stopped", "reason": "stopped after staging-web-01"},
+               reason="web now", **web)
+    rec.close()
+    text = report(Recording.open(path), default_plan()).split("## Actions")[0]
+    assert "- Rollbacks: 1\n" in text and "automatic, done" in text
+    assert "- Failures: 1\n" in text and "- Stopped by the operator: 1\n" in text
+    assert "STOPPED: stopped after staging-web-01" in text

@@ -172,12 +172,15 @@ async def _plan_cmd(args: argparse.Namespace) -> int:
         out["next"] = {"step": nxt[0].id, "service": nxt[1]} if nxt else None
         out["lock"] = lock.describe() if lock else None
         out["causes"] = [c.to_json() for c in snap.causes]
+        out["plan_warnings"] = list(plan.warnings)
         print(json.dumps(out, indent=1))
         return 0
     print(f"plan {plan.name} in {env.name}" + (" [PROTECTED]" if env.protected else "")
           + f"   lock: {lock.describe() if lock else 'free'}")
     for cause in snap.causes:
         print(f"ROOT CAUSE ({cause.why.value}): {cause.text}")
+    for warning in plan.warnings:
+        print(f"PLAN WARNING: {warning}")
     for sp in pos.steps:
         st = sp.step
         print(f"{st.id:<8} {sp.state:<10} {st.title}" + ("  (optional)" if st.optional else ""))
@@ -312,8 +315,9 @@ async def _act(args: argparse.Namespace, step_id: str | None,
             print("dry run: " + ("it would proceed" if out.ok else "it would be refused"))
             return 0 if out.ok else 1
         if not preview.open and not args.override:
-            print("refused: " + "; ".join(preview.closed_reasons)
-                  + " — to go ahead anyway, name each with --override ID and give a --reason", file=sys.stderr)
+            why = "refused: " + "; ".join(preview.closed_reasons)
+            await engine.refused(preview, why)
+            print(why + " — to go ahead anyway, name each with --override ID and give a --reason", file=sys.stderr)
             return 1
         reason = _confirm(engine.env, preview, args)
         if reason is None:

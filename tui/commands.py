@@ -9,6 +9,7 @@ the fleet through the Collector, a read-only journal reader and the lock's `curr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -57,6 +58,9 @@ def add_tui_commands(sub: Any) -> None:
                     "fleet, the journal and the lock only. The session is recorded.\n\n" + _KEYS,
         formatter_class=fmt)
     _live_options(watch)
+    watch.add_argument("--follow", type=Path, default=None, metavar="RECORDING",
+                       help="show a driving session live from its recording (a .jsonl file, or a directory: the "
+                            "newest recording in it), with no fleet access at all: no SSH, no AWS")
     replay = sub.add_parser(
         "replay", help="replay a recording (timeline, seek, marks); --report writes a Markdown timeline",
         description="Replay a recording on the same screens, with a timeline.\n\n" + _KEYS, formatter_class=fmt)
@@ -109,39 +113,160 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def _say(cmd: str, message: str) -> None:
+    """One line on stderr (recorded text in it made printable)."""
+    from tui.printable import printable
+
+    print(f"cockpit {cmd}: {printable(message, newlines=False)}", file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's last flush stays quiet."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _write_stdout(text: str) -> int:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `cockpit replay X --report | head`: the reader has what it wanted
+        _quiet_stdout()
+    return 0
+
+
+def _report_target(out: str, recording: Path) -> str | None:
+    """Why the report cannot be written to `out` (None: it can)."""
+    p = Path(out)
+    if p.is_dir():
+        return f"--report {out}: is a directory; pass a file name, e.g. {p / 'report.md'}"
+    if not p.parent.is_dir():
+        return f"--report {out}: the directory {p.parent} does not exist (create it, or pass another path)"
+    with contextlib.suppress(OSError):
+        if p.exists() and p.samefile(recording):
+            return f"--report {out}: that is the recording itself; pass another file name"
+    return None
+
+
 def _replay(args: argparse.Namespace) -> int:
+    try:
+        return _replay_run(args)
+    except KeyboardInterrupt:
+        _say("replay", "interrupted")
+        return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _replay_run(args: argparse.Namespace) -> int:
+    from plans.plan import PlanError
     from tui.recording import Recording, RecordingError
 
+    if args.report is not None and args.at is not None:
+        _say("replay", "--at positions the replay screen; --report covers the whole recording: pass one of them")
+        return 2
+    if args.report not in (None, "-"):
+        why = _report_target(args.report, args.file)
+        if why is not None:
+            _say("replay", why)
+            return 2
+    try:
+        plan = _plan(args.plan)
+    except (OSError, PlanError) as exc:
+        _say("replay", f"--plan {args.plan}: {exc}")
+        return 2
     try:
         rec = Recording.open(args.file)
-    except (OSError, RecordingError) as exc:
-        print(f"cockpit replay: {exc}", file=sys.stderr)
+    except RecordingError as exc:
+        _say("replay", str(exc))
         return 2
-    plan = _plan(args.plan)
-    if args.report is not None:
-        from tui.report import report
+    except OSError as exc:
+        _say("replay", f"{args.file}: cannot read it ({exc.strerror or exc})")
+        return 2
+    try:
+        if args.report is not None:
+            return _write_report(rec, plan, args.report)
+        return _replay_ui(rec, plan, args.at)
+    finally:
+        rec.close()
 
-        text = report(rec, plan)
-        if args.report == "-":
-            sys.stdout.write(text)
-        else:
-            Path(args.report).write_text(text, encoding="utf-8")
-            print(f"report: {args.report}")
-        return 0
+
+def _write_report(rec: Any, plan: Any, out: str) -> int:
+    from tui.report import report
+
+    text = report(rec, plan)
+    if out == "-":
+        return _write_stdout(text)
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _say("replay", f"--report {out}: cannot write it ({exc.strerror or exc})")
+        return 2
+    print(f"report: {out}")
+    return 0
+
+
+def _replay_ui(rec: Any, plan: Any, at: str | None) -> int:
     from tui.app import make_app
+    from tui.printable import printable
+    from tui.replay import parse_time
+    from tui.view import clock_text
 
-    app = make_app("replay", plan=plan, recording=rec)
-    if args.at:
-        from tui.replay import parse_time
-
-        start = parse_time(args.at, start=rec.start, pos=rec.start)
+    start: float | None = None
+    if at is not None:
+        try:
+            start = parse_time(at, start=rec.start, pos=rec.start)
+        except ValueError as exc:
+            _say("replay", f"--at {at}: {exc}")
+            return 2
+        if not rec.start <= start <= rec.end:
+            _say("replay", f"--at {at}: the recording runs {clock_text(rec.start)}–{clock_text(rec.end)} UTC; "
+                           "pass a time inside it")
+            return 2
+    app = make_app("replay", plan=plan, recording=rec, env_name=printable(rec.info.env, newlines=False),
+                   services=[printable(x, newlines=False) for x in rec.info.services])
+    if start is not None:
+        at_ts = start
 
         async def seek() -> None:
-            app.main.goto(start)  # type: ignore[attr-defined]
+            app.main.goto(at_ts)  # type: ignore[attr-defined]
 
         app.call_later(seek)
     app.run()
-    return 0
+    return 1 if app.return_code else 0
+
+
+def _follow(args: argparse.Namespace) -> int:
+    """`cockpit watch --follow RECORDING`: no inventory, no Collector, no SSH or AWS client at all."""
+    from plans.plan import PlanError
+    from tui.follow import build_follow_app
+    from tui.recording import RecordingError
+
+    try:
+        plan = _plan(args.plan)
+    except (OSError, PlanError) as exc:
+        _say("watch", f"--plan {args.plan}: {exc}")
+        return 2
+    try:
+        app, feed = build_follow_app(args.follow, plan=plan)
+    except RecordingError as exc:
+        _say("watch", f"--follow: {exc}")
+        return 2
+    env = feed.tail.header.env if feed.tail.header is not None else None
+    if args.env and args.env != env:
+        _say("watch", f"--follow {args.follow}: a recording of env {env}, not {args.env}")
+        feed.tail.close()
+        return 2
+    try:
+        app.run()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        feed.tail.close()
+    return 1 if app.return_code else 0
 
 
 class FleetJournalReader:
@@ -177,7 +302,7 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
     """The app `cockpit drive|watch` runs: (app, recorder, recording path). Tests build it the same way.
 
     Watch gets the Collector, a journal reader and a read-only lock view — nothing that can write."""
-    from probes.collect import Collector
+    from plans.collecting import collector_for
     from probes.inventory import load_inventory
     from tui.app import make_app
     from tui.feed import LiveFeed, ReadOnlyLock
@@ -188,7 +313,8 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
     plan = _plan(plan_path)
     directory = recordings or recordings_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    collector = Collector(env)
+    # watch runs only the host commands the inventory marks read-only; drive runs the inventory's checks
+    collector = collector_for(env, plan, read_only=mode != "drive")
     services = [s for s in env.service_names if env.service(s).role == "app"]
     path = recording_path(directory, env.name, time.time())
     recorder = Recorder(path, env=env.name, mode=mode, protected=env.protected, plan=plan.name,
@@ -217,6 +343,8 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
 
 
 def _live(args: argparse.Namespace) -> int:
+    if args.cmd == "watch" and getattr(args, "follow", None) is not None:
+        return _follow(args)
     from tui.cli import default_inventory
     from tui.recording import prune, recordings_dir
 
@@ -234,4 +362,4 @@ def _live(args: argparse.Namespace) -> int:
     finally:
         recorder.close()
         print(f"recording: {path}")
-    return 0
+    return 1 if app.return_code else 0

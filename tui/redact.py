@@ -3,8 +3,10 @@
 Three rules (docs/recording.md, "Redaction"): the value under a key whose name says "secret"
 (PASSWORD, TOKEN, *_KEY_B64, …); PEM private keys and `NAME=value` / URL credentials inside
 strings; long base64 blobs. Known secret values (the lab's passwords, when the caller knows them)
-are removed wherever they appear. Results are memoised, because a recording redacts the same
-strings every second. No textual here: the recorder and `cockpit replay --report` share it.
+are removed wherever they appear. Values only: what is said *about* a secret — which services
+hold it, which disagree on it, where it comes from — stays readable (`public` names). Results
+are memoised, because a recording redacts the same strings every second. No textual here: the
+recorder and `cockpit replay --report` share it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ _FLAG = re.compile(
 _URL = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)(?P<value>[^@\s/]+)(?=@)")
 _BLOB = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}|[A-Za-z0-9_-]{40,}")
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
+# Fields of an object under a secret-named key that hold the secret itself.
+_VALUE_FIELDS = frozenset({"value", "values", "secret", "plain", "pem", "b64", "data"})
 
 
 def secret_key(name: str) -> bool:
@@ -63,10 +67,19 @@ def _blob(m: re.Match[str]) -> str:
 class Redactor:
     """Redacts strings and JSON-like values; `known` are literal secret values to remove anywhere."""
 
-    def __init__(self, known: Iterable[str] = (), *, cache_size: int = 200_000) -> None:
+    def __init__(self, known: Iterable[str] = (), *, public: Iterable[str] = (), cache_size: int = 200_000) -> None:
         self._known = sorted({k for k in known if k and len(k) >= 4}, key=len, reverse=True)
+        self._public: set[str] = set()
         self._cache: dict[str, str] = {}
         self._cache_size = cache_size
+        self.add_public(public)
+
+    def add_public(self, names: Iterable[str]) -> None:
+        """Names that are never secret values (services, hosts): kept when a list under a secret-named
+        field lists them, e.g. the services that disagree on INTERNAL_TLS_KEY_B64."""
+        for n in names:
+            if isinstance(n, str) and n and n not in self._public and n not in self._known:
+                self._public.add(n)
 
     def add_known(self, values: Iterable[str]) -> None:
         self._known = sorted({*self._known, *(v for v in values if v and len(v) >= 4)}, key=len, reverse=True)
@@ -109,14 +122,16 @@ class Redactor:
         return obj
 
     def _blank(self, obj: Any) -> Any:
-        """Every string under a secret-named key, whatever its shape, becomes "[redacted]"."""
+        """The value under a secret-named key: a string becomes "[redacted]"; in an object, its `value`
+        (a configured value) and its secret-named fields are blanked and the rest is redacted as usual
+        (`source`, `version`, `groups`, `missing` stay); in a list, strings are blanked unless they are
+        public names (the services that hold or lack the secret)."""
         if isinstance(obj, str):
             return REDACTED if obj else obj
-        if isinstance(obj, Mapping):  # a configured value's vocabulary (where it came from) is not secret
-            return {k: v if k in _VOCABULARY else self._blank(v) for k, v in obj.items()}
+        if isinstance(obj, Mapping):  # where it came from, why it is unknown: not the secret
+            return {k: self._blank(v) if str(k) in _VALUE_FIELDS or secret_key(str(k)) else self.value(v, str(k))
+                    for k, v in obj.items()}
         if isinstance(obj, list | tuple):
-            return [self._blank(v) for v in obj]
+            return [v if isinstance(v, str) and v in self._public else self._blank(v) for v in obj]
         return obj
 
-
-_VOCABULARY = frozenset({"source", "unknown", "why"})

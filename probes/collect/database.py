@@ -220,6 +220,8 @@ class DatabaseProbe:
             if isinstance(e2e, CheckResult):
                 checks.append(_relabel(e2e, "e2e.query"))
         hba, hba_checks = await self._hba(pg_f, db)
+        if hba_checks and not isinstance(hba, Unknown):  # read from the file: the query's refusal is no gap
+            checks = [c for c in checks if not (c.check == "postgres.hba" and c.verdict is Verdict.ERROR)]
         checks += hba_checks
         checks += await self._decoded_files(db, ca_pem, cert_pem, key_pem, val("TLS_KEY_OWNER"))
         legs, otel = self._legs(pg_f, pb_f, rd_f, addr_map, db, creds is None)

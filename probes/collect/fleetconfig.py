@@ -157,7 +157,15 @@ class FleetConfig:
             return data
         if isinstance(data, Missing):
             return {} if missing_ok else Unknown(Why.NOT_CHECKED, f"{host.name}:{path} does not exist")
-        return parse_env_text(data.decode("utf-8", "replace"))
+        values = parse_env_text(data)
+        if values.problems:  # bash would read something here that the cockpit cannot: never guess
+            first = values.problems[0]
+            return Unknown(
+                Why.NOT_CHECKED,
+                f"{host.name}:{path}: {first.message}"
+                f" — the cockpit reads the file as bash would, and cannot read this line",
+            )
+        return dict(values)
 
     async def host_config(self, service: str, host: Host) -> dict[str, Configured]:
         """What `host` resolves the service's rollout variables to (manifest, bootstrap .env, env-file
@@ -259,8 +267,12 @@ class FleetConfig:
     # -- cert material -----------------------------------------------------------------------------
     async def material(self) -> tuple[Material, list[CheckResult]]:
         """Each consuming service's INTERNAL_* values, from wherever the inventory says they live."""
-        return await read_material(self.env, self._aws(), self.secrets,
-                                   lambda name: self._once("shared-tls", lambda: self._aws().secret_json(name)))
+        return await read_material(
+            self.env,
+            self._aws(),
+            self.secrets,
+            lambda name: self._once("shared-tls", lambda: self._aws().secret_json(name)),
+        )
 
     def cert_checks(self, material: Material) -> list[CheckResult]:
         return cert_checks(self.env, material)
@@ -277,16 +289,20 @@ def cert_checks(env: Environment, material: Material) -> list[CheckResult]:
     now = datetime.now(UTC)
     needs = {s: needs_of(env, s) for s in material}
     for service, (ca, cert, key) in sorted(material.items()):
-        results += certs.check_material(ca, cert, key, dns_name=env.database.dns_name, target=service, now=now,
-                                        needs=needs[service])
+        results += certs.check_material(
+            ca, cert, key, dns_name=env.database.dns_name, target=service, now=now, needs=needs[service]
+        )
     if len(material) > 1:
         results.append(certs.check_agreement(material, target="all services", needs=needs))
     return results
 
 
-async def read_material(env: Environment, aws: Aws, secrets_of: Callable[[str], Awaitable[dict[str, str]]],
-                        shared: Callable[[str], Awaitable[dict[str, str]]] | None = None
-                        ) -> tuple[Material, list[CheckResult]]:
+async def read_material(
+    env: Environment,
+    aws: Aws,
+    secrets_of: Callable[[str], Awaitable[dict[str, str]]],
+    shared: Callable[[str], Awaitable[dict[str, str]]] | None = None,
+) -> tuple[Material, list[CheckResult]]:
     """Each service's (CA, cert, key) values in the inventory's layout: keys of the service's JSON
     secrets ("json"), one secret per value ("separate"), or one secret for every service ("shared")."""
     out: Material = {}
@@ -313,6 +329,9 @@ async def read_material(env: Environment, aws: Aws, secrets_of: Callable[[str], 
                     value = d.get(k) or next(iter(d.values()), None)
                     if value:
                         data[k] = value
+            if layout == "shared":  # one secret for all, by design: each service holds only what it uses from it
+                needs = needs_of(env, service)
+                data = {k: v for k, v in data.items() if k in needs}
             out[service] = (data.get(TLS_KEYS[0]), data.get(TLS_KEYS[1]), data.get(TLS_KEYS[2]))
         except AwsError as exc:
             errors.append(error_result("certs.present", service, exc.why, str(exc)))

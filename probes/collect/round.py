@@ -23,7 +23,7 @@ from probes.collect.inflight import InFlight
 from probes.collect.instance import DEFAULT_CA, HostReads, InstanceProbe, _ca_paths_of
 from probes.inventory import Environment, Host
 from probes.model import CheckResult, Unknown, Verdict, Why, error_result
-from probes.snapshot import Configured, DatabaseState, FleetSnapshot, InstanceState
+from probes.snapshot import Configured, DatabaseState, FleetSnapshot
 from probes.ssh import SshPool, check_reachable
 
 CA_VARIABLES = ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")
@@ -115,8 +115,10 @@ class Collector:
             return FleetSnapshot(
                 env.name, taken, 0.0, True, {}, Unknown(Why.NOT_CHECKED, "managed database"), (), (), (c,)
             )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.host_budget
+        # Every part of the round starts now and runs side by side under one deadline: a stalled host holds
+        # up nothing but its own part (and its service's configuration when it is that service's only
+        # answer) — never the database side or another host.
+        deadline = asyncio.get_running_loop().time() + self.host_budget
         errors: list[CheckResult] = []
         self.config.new_round(t0)
         aws_error: AwsError | None = None
@@ -127,52 +129,51 @@ class Collector:
             aws_error = exc
             errors.append(error_result("aws.setup", env.name, exc.why, str(exc)))
         hosts = list(env.hosts)
-        reach = {h.name: asyncio.ensure_future(self._reach(h, deadline)) for h in hosts}
         db = env.database_host
-        configs = {
-            s: asyncio.ensure_future(self._service_config(s, reach, deadline, aws_error)) for s in env.service_names
-        }
-
-        async def aws_side() -> tuple[tuple[ProbeCredentials | None, CheckResult], tuple[Material, list[CheckResult]]]:
-            return await asyncio.gather(self.config.credentials(), self.config.material())
-
-        if aws_error is None:
-            aws_read = await self._work.run("aws", aws_side, deadline, "AWS (probe credentials, cert material)")
-        else:
-            aws_read = Unknown(aws_error.why, str(aws_error))
-        if isinstance(aws_read, Unknown):
-            creds, material = None, {}
-            if aws_error is None:
-                errors.append(error_result("aws.read", env.name, aws_read.why, aws_read.detail))
-        else:
-            (creds, cred_check), (material, mat_errors) = aws_read
-            errors += [cred_check, *mat_errors]
-        cert_checks = self.config.cert_checks(material) if material else []
-        ca_b64, cert_b64, key_b64 = material.get(db.service, (None, None, None))
-        db_material = (decode_pem(ca_b64), decode_pem(cert_b64), decode_pem(key_b64))
-        configured = {s: await f for s, f in configs.items()}
+        reach = {h.name: asyncio.ensure_future(self._reach(h, deadline)) for h in hosts}
+        configs = {s: asyncio.ensure_future(self._service_config(s, reach, deadline)) for s in env.service_names}
+        aws_task = asyncio.ensure_future(self._aws_side(aws_error, deadline))
         addr_map = {h.address: h for h in hosts}
-        db_reach = await reach[db.name]
 
-        async def db_side() -> DatabaseState:
-            return await self.database.observe(
-                creds, db_material, _reachable(db_reach), configured.get(db.service, {}), addr_map
+        async def db_side() -> DatabaseState | Unknown:
+            (creds, material, _), cfg, r = await asyncio.gather(aws_task, configs[db.service], reach[db.name])
+            ca, cert, key = material.get(db.service, (None, None, None))
+
+            async def observe() -> DatabaseState:
+                return await self.database.observe(
+                    creds, (decode_pem(ca), decode_pem(cert), decode_pem(key)), _reachable(r), cfg, addr_map
+                )
+
+            got: DatabaseState | Unknown = await self._work.run(
+                "database", observe, deadline, f"{db.name} (database side)"
             )
+            return got
 
-        database = await self._work.run("database", db_side, deadline, f"{db.name} (database side)")
+        db_task = asyncio.ensure_future(db_side())
+        app_hosts = [h for h in hosts if env.service(h.service).role != "database"]
+        host_tasks = [
+            asyncio.ensure_future(self._host_side(h, reach[h.name], configs[h.service], deadline)) for h in app_hosts
+        ]
+        database = await db_task
+        creds, material, aws_errors = await aws_task
+        errors += aws_errors
         if isinstance(database, Unknown):
             errors.append(error_result("db.collect", db.name, database.why, database.detail))
-        app_hosts = [h for h in hosts if env.service(h.service).role != "database"]
-        instances = await asyncio.gather(
-            *(self._instance(h, reach[h.name], configured, material, database, deadline) for h in app_hosts)
-        )
+        configured = {s: await f for s, f in configs.items()}
+        errors += _unread_config(configured)
+        cert_checks = self.config.cert_checks(material) if material else []
+        db_ca = decode_pem(material.get(db.service, (None,))[0])
+        instances = []
+        for h, task in zip(app_hosts, host_tasks, strict=True):
+            reachable, cfg, reads = await task
+            ca_pem = decode_pem(material.get(h.service, (None,))[0]) or db_ca
+            instances.append(self.instances.state(h, reachable, reads, cfg, ca_pem, database, self.ca_variables))
         reach_results = [await reach[h.name] for h in hosts]
-        snap_db = database
         all_checks = [
             *reach_results,
             *errors,
             *cert_checks,
-            *(snap_db.checks if isinstance(snap_db, DatabaseState) else ()),
+            *(database.checks if isinstance(database, DatabaseState) else ()),
             *(c for i in instances for c in i.checks),
         ]
         return FleetSnapshot(
@@ -188,6 +189,50 @@ class Collector:
             causes=root_causes(env, reach_results, aws_error, creds, database),
         )
 
+    async def _aws_side(
+        self, aws_error: AwsError | None, deadline: float
+    ) -> tuple[ProbeCredentials | None, Material, list[CheckResult]]:
+        """The probe credentials and the cert material, with what went wrong reading them."""
+        if aws_error is not None:
+            return None, {}, []
+
+        async def read() -> tuple[tuple[ProbeCredentials | None, CheckResult], tuple[Material, list[CheckResult]]]:
+            return await asyncio.gather(self.config.credentials(), self.config.material())
+
+        got = await self._work.run("aws", read, deadline, "AWS (probe credentials, cert material)")
+        if isinstance(got, Unknown):
+            return None, {}, [error_result("aws.read", self.env.name, got.why, got.detail)]
+        (creds, cred_check), (material, mat_errors) = got
+        return creds, material, [cred_check, *mat_errors]
+
+    async def _host_side(
+        self,
+        host: Host,
+        reach: asyncio.Future[CheckResult],
+        service_cfg: asyncio.Future[dict[str, Configured]],
+        deadline: float,
+    ) -> tuple[bool | Unknown, Mapping[str, Configured], HostReads | Unknown]:
+        """An app host's own reads (bounded), once its connection and its service's configuration are known."""
+        r = await reach
+        reachable = _reachable(r)
+        cfg: Mapping[str, Configured] = await service_cfg
+
+        async def go() -> tuple[Mapping[str, Configured], HostReads]:
+            host_cfg = cfg
+            if self.env.config_store.kind == "envfile":  # every host holds its own values: read each
+                host_cfg = await self.config.host_config(host.service, host)
+            paths = list(dict.fromkeys([*self.ca_paths, *_ca_paths_of(host_cfg, self.ca_variables)]))
+            return host_cfg, await self.instances.reads(host, paths)
+
+        if reachable is not True:
+            return reachable, cfg, reachable if isinstance(reachable, Unknown) else Unknown(Why.UNREACHABLE, r.summary)
+        got = await self._work.run(("host", host.name), go, deadline, f"{host.name}'s reads")
+        if isinstance(got, Unknown):
+            if got.why is Why.TIMEOUT:  # connected, but it does not answer: stalled
+                reachable = Unknown(Why.TIMEOUT, f"{host.name} does not answer (stalled?): {got.detail}")
+            return reachable, cfg, got
+        return reachable, got[0], got[1]
+
     async def _reach(self, host: Host, deadline: float) -> CheckResult:
         async def go() -> CheckResult:
             return await check_reachable(self.pool, host.name, round_trip=False)
@@ -198,8 +243,8 @@ class Collector:
         return r  # type: ignore[no-any-return]
 
     async def _first_reachable(self, service: str, reach: Mapping[str, asyncio.Future[CheckResult]]) -> Host | Unknown:
-        """The service's host that answers first (not inventory order: a stalled first host must not
-        stand between the cockpit and the service's configuration)."""
+        """The service's host that answers first (not inventory order: a stalled first host must not stand
+        between the cockpit and the service's configuration)."""
         hosts = self.env.hosts_for(service)
         last: CheckResult | None = None
         for fut in asyncio.as_completed([reach[h.name] for h in hosts]):
@@ -212,11 +257,7 @@ class Collector:
         return Unknown(last.unknown.why if last.unknown else Why.UNREACHABLE, last.summary)
 
     async def _service_config(
-        self,
-        service: str,
-        reach: Mapping[str, asyncio.Future[CheckResult]],
-        deadline: float,
-        aws_error: AwsError | None,
+        self, service: str, reach: Mapping[str, asyncio.Future[CheckResult]], deadline: float
     ) -> dict[str, Configured]:
         async def go() -> dict[str, Configured]:
             return await self.config.service_config(service, await self._first_reachable(service, reach))
@@ -226,39 +267,20 @@ class Collector:
             return {v: got for v in self.config.variables_for(service)}
         return got  # type: ignore[no-any-return]
 
-    async def _instance(
-        self,
-        host: Host,
-        reach: asyncio.Future[CheckResult],
-        configured: Mapping[str, Any],
-        material: Material,
-        database: DatabaseState | Unknown,
-        deadline: float,
-    ) -> InstanceState:
-        service_cfg: Mapping[str, Configured] = configured.get(host.service, {})
-        r = await reach
-        reachable = _reachable(r)
-        ca_pem = decode_pem(material.get(host.service, (None,))[0]) or decode_pem(
-            material.get(self.env.database_host.service, (None,))[0]
-        )
 
-        async def go() -> tuple[Mapping[str, Configured], HostReads]:
-            cfg = service_cfg
-            if self.env.config_store.kind == "envfile":  # every host holds its own values: read each
-                cfg = await self.config.host_config(host.service, host)
-            paths = list(dict.fromkeys([*self.ca_paths, *_ca_paths_of(cfg, self.ca_variables)]))
-            return cfg, await self.instances.reads(host, paths)
-
-        if reachable is True:
-            got = await self._work.run(("host", host.name), go, deadline, f"{host.name}'s reads")
-        else:
-            got = reachable if isinstance(reachable, Unknown) else Unknown(Why.UNREACHABLE, r.summary)
-        if isinstance(got, Unknown):
-            cfg: Mapping[str, Configured] = service_cfg
-            reads: HostReads | Unknown = got
-        else:
-            cfg, reads = got
-        return self.instances.state(host, reachable, reads, cfg, ca_pem, database, self.ca_variables)
+def _unread_config(configured: Mapping[str, Mapping[str, Configured]]) -> list[CheckResult]:
+    """A configuration that could not be read (AWS refused, vars.yaml missing or malformed, the env file
+    unreadable) is a check with its reason — once per service and reason, not a silent field of unknowns."""
+    out: list[CheckResult] = []
+    for service, values in configured.items():
+        seen: dict[str, Unknown] = {}
+        for v in values.values():
+            if isinstance(v, Unknown):
+                seen.setdefault(v.detail, v)
+        for detail, u in seen.items():
+            out.append(error_result("config.read", service, u.why, f"{service}'s configuration could not be read: "
+                                                                   f"{detail}"))
+    return out
 
 
 def _reachable(r: CheckResult) -> bool | Unknown:

@@ -11,7 +11,7 @@ from textual.timer import Timer
 
 from tui.recording import Recording
 from tui.replay import Timeline
-from tui.view import FleetView, build_view, clock_text, log_lines
+from tui.view import clock_text, log_lines
 from tui.widgets.main import MainScreen
 from tui.widgets.timeline import JumpScreen, TimelineBar
 
@@ -41,9 +41,9 @@ class ReplayScreen(MainScreen):
         super().__init__()
         self.timeline = Timeline(recording)
         self._index = -2
-        self._views: dict[int, FleetView] = {}
         self._timer: Timer | None = None
         self._last_tick = 0.0
+        self._damage_told = 0
 
     def compose_extra(self) -> ComposeResult:
         yield TimelineBar(self.timeline, id="timeline")
@@ -52,6 +52,15 @@ class ReplayScreen(MainScreen):
         super().on_mount()
         self.goto(self.timeline.start, reset=True)
         self._timer = self.set_interval(TICK, self._tick, pause=True)
+        rec = self.timeline.rec
+        told = [t for t in (self.timeline.damage(),
+                            f"the last line (line {rec.cut_short}) was cut short by a crash and is ignored"
+                            if rec.cut_short else "",
+                            f"{len(rec.out_of_order)} line(s) with times that go backwards, shown in file order"
+                            if rec.out_of_order else "") if t]
+        if told:
+            self._damage_told = len(rec.damaged)
+            self.notify("; ".join(told), title="recording", severity="warning", timeout=15)
 
     def now(self) -> float:
         return self.timeline.pos
@@ -62,27 +71,17 @@ class ReplayScreen(MainScreen):
         return f"REPLAY {clock_text(tl.pos)}Z of {clock_text(tl.start)}–{clock_text(tl.end)}, {state} {tl.speed:g}x"
 
     # -- moving the position -------------------------------------------------------------------------
-    def _view(self, i: int) -> FleetView | None:
-        v = self._views.get(i)
-        if v is None:
-            snap = self.timeline.rec.snapshot(i)
-            v = build_view(self.cockpit.config.plan, snap, self.cockpit.config.services,
-                           now=self.timeline.snapshot_time(i))
-            if len(self._views) > 16:
-                self._views.clear()
-            self._views[i] = v
-        return v
-
     def goto(self, ts: float | None = None, *, reset: bool = False) -> None:
-        """Show the recording at `ts` (the timeline's position when None)."""
+        """Show the recording at `ts` (the timeline's position when None): the last snapshot at or
+        before it that can be shown (damaged ones are skipped, and said so in the event log)."""
         tl = self.timeline
         old = tl.pos
         if ts is not None:
             tl.seek(ts)
-        i = tl.rec.snap_index_at(tl.pos)
+        cfg = self.cockpit.config
+        i, view = tl.view_at(cfg.plan, cfg.services)
         if i != self._index:
             self._index = i
-            view = self._view(i) if i >= 0 else None
             if view is not None:
                 self.show_view(view)
         if reset or tl.pos < old:

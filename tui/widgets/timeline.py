@@ -22,7 +22,8 @@ def timeline_text(tl: Timeline, width: int) -> Text:
     state = "▶" if tl.playing else "❚❚"
     speed = f"{tl.speed:g}x"
     left = f"{state} {speed:>5} {clock_text(tl.pos)} "
-    right = f" {clock_text(tl.end)}" + (" idle⇥" if tl.skip_idle else "")
+    damaged = len(tl.rec.damaged)
+    right = f" {clock_text(tl.end)}" + (" idle⇥" if tl.skip_idle else "") + (f" ⚠{damaged} damaged" if damaged else "")
     bar_w = max(10, width - len(left) - len(right))
     span = max(tl.end - tl.start, 1e-9)
     cells = ["─"] * bar_w
@@ -34,7 +35,7 @@ def timeline_text(tl: Timeline, width: int) -> Text:
     t.append("".join(cells[:cur]), style="cyan")
     t.append("●", style="bold reverse")
     t.append("".join(cells[cur + 1:]), style="dim")
-    t.append(right, style="bold")
+    t.append(right, style="bold yellow" if damaged else "bold")
     return t
 
 
