@@ -393,8 +393,8 @@ async def test_an_engine_error_is_said_in_a_dialog_and_recorded(tmp_path: Path, 
             ("acquire_lock", "pg-5")]
     rec.close()
     kinds = [(r.get("kind"), r.get("error")) for r in recorded(tmp_path / "d.jsonl") if r["t"] == "action"]
-    wanted = "error" if kind == "engine error" else "lock-refused"
-    assert (wanted, why) in kinds
+    wanted = ("error", f"no preview: {why}") if kind == "engine error" else ("lock-refused", why)
+    assert wanted in kinds
 
 
 @pytest.mark.parametrize("how", ["refuse", "preflight_error"])
@@ -419,8 +419,8 @@ async def test_a_refusal_stays_on_screen_and_is_recorded(tmp_path: Path, how: st
         assert isinstance(app.screen, ProgressScreen)  # it stays until closed
     rec.close()
     refused = [r for r in recorded(tmp_path / "d.jsonl") if r.get("kind") == "refused"]
-    assert len(refused) == 1 and "preview again" in refused[0]["error"]
-    assert refused[0]["stage"] == ("refused" if how == "refuse" else "preflight")
+    assert len(refused) == 1 and "preview again" in refused[0]["reason"]
+    assert refused[0]["reason"].startswith("refused: " if how == "refuse" else "preflight: preflight failed")
 
 
 async def test_an_apply_that_raises_is_shown_and_recorded(tmp_path: Path) -> None:
@@ -440,7 +440,7 @@ async def test_an_apply_that_raises_is_shown_and_recorded(tmp_path: Path) -> Non
         await until(pilot, lambda: ("release_lock",) in engine.calls, "the lock released")
     rec.close()
     errors = [r for r in recorded(tmp_path / "d.jsonl") if r.get("kind") == "error"]
-    assert len(errors) == 1 and errors[0]["stage"] == "apply" and "RuntimeError" in errors[0]["error"]
+    assert len(errors) == 1 and errors[0]["error"].startswith("RuntimeError: the engine's apply crashed")
 
 
 async def test_a_crashed_drive_worker_is_shown_and_recorded(tmp_path: Path) -> None:
@@ -455,8 +455,9 @@ async def test_a_crashed_drive_worker_is_shown_and_recorded(tmp_path: Path) -> N
         assert ("release_lock",) in engine.calls and not app.main.busy
     rec.close()
     errors = [r for r in recorded(tmp_path / "d.jsonl") if r.get("kind") == "error"]
-    assert errors and "a preview that cannot be recorded" in errors[-1]["error"] and errors[-1]["stage"] == "crash"
-    assert "the cockpit failed inside an action" in log_lines(errors[-1])[0].text
+    assert errors and "a preview that cannot be recorded" in errors[-1]["error"]
+    assert errors[-1]["error"].startswith("the cockpit failed inside an action")
+    assert log_lines(errors[-1])[0].text.startswith("error: the cockpit failed inside an action")
 
 
 async def test_a_crash_after_the_roll_leaves_a_progress_screen_that_closes() -> None:
@@ -560,8 +561,12 @@ async def test_restart_a_host_from_the_instances(tmp_path: Path) -> None:
         await open_confirm(pilot, "R")
         assert engine.calls[-1] == ("preview_restart", "api", ())
     rec.close()
-    confirm_rec = next(r for r in recorded(tmp_path / "d.jsonl") if r.get("kind") == "confirm")
-    assert confirm_rec["direction"] == "restart" and confirm_rec["hosts"] == ["staging-api-02"]
+    records = recorded(tmp_path / "d.jsonl")
+    confirm_rec = next(r for r in records if r.get("kind") == "confirm")
+    assert confirm_rec["direction"] == "restart" and (confirm_rec["step"], confirm_rec["service"]) == ("restart", "api")
+    preview_rec = next(r for r in records if r.get("kind") == "preview")
+    assert [r["host"] for r in preview_rec["preview"]["restarts"]] == ["staging-api-02"]
+    assert not [r for r in records if r["t"] == "note" and r.get("level") == "error"]  # nothing refused
 
 
 # -- pause and stop ----------------------------------------------------------------------------------------
@@ -616,9 +621,11 @@ async def test_pause_then_stop_a_roll_and_roll_back_what_changed(tmp_path: Path)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rollback's confirmation")
         assert app.screen.preview.direction == "rollback"
     rec.close()
-    kinds = [r.get("kind") for r in recorded(tmp_path / "d.jsonl") if r["t"] in ("action", "event")]
-    assert kinds.index("pause") < kinds.index("paused") < kinds.index("resume") < kinds.index("stop") \
-        < kinds.index("stopping")
+    said = [r.get("kind") or r.get("text", "") for r in recorded(tmp_path / "d.jsonl")
+            if r["t"] in ("event", "note")]
+    at = {w: next(i for i, x in enumerate(said) if w in x) for w in (
+        "asked to pause", "paused", "resumed: advance", "asked to stop", "stopping")}
+    assert at["asked to pause"] < at["paused"] < at["resumed: advance"] < at["asked to stop"] < at["stopping"]
 
 
 # -- the confirmation says where and how much ----------------------------------------------------------------

@@ -285,8 +285,8 @@ class CockpitApp(App[None]):
         that stays until it is read. The same error again while its dialog is open is not shown twice."""
         err = worker.error
         text = f"{worker.name or 'a task'} failed: {type(err).__name__}: {err}"
-        rec = (self.recorder.record("action", kind="error", stage="crash", error=text,
-                                    who=self.recorder.header.get("who")) if self.config.mode == "drive"
+        rec = (self.recorder.record("action", kind="error", error=f"the cockpit failed inside an action: {text}",
+                                    who=self.recorder.header.get("who") or "") if self.config.mode == "drive"
                else self.recorder.record("note", text=text, level="error"))
         self.log_record(rec)
         self.show_problem("Something failed inside the cockpit", text,

@@ -418,8 +418,7 @@ def _what(rec: Mapping[str, Any]) -> str:
     return f"{step}{' ' + service if service else ''}"
 
 
-ACTION_LEVEL: Final[Mapping[str, Level]] = {"lock-refused": "error", "error": "error", "refused": "error",
-                                            "unlock-failed": "error", "stop": "warn", "pause": "warn"}
+ACTION_LEVEL: Final[Mapping[str, Level]] = {"lock-refused": "error", "error": "error", "refused": "error"}
 
 
 def log_lines(rec: Mapping[str, Any]) -> list[LogLine]:
@@ -466,20 +465,14 @@ def log_lines(rec: Mapping[str, Any]) -> list[LogLine]:
         direction = said(rec.get("direction"), "advance")
         error = said(rec.get("error"), "")
         texts = {
-            "lock": f"lock taken for {direction} {what}",
-            "lock-refused": f"{direction} {what}: the lock was not taken: {error}",
+            "lock": f"lock taken for {'restart ' if direction == 'restart' else ''}{what}",
+            "lock-refused": f"lock refused: {error}",
             "preview": f"preview {direction} {what}",
             "confirm": f"{said(rec.get('who'))} confirmed {direction} {what} — {said(rec.get('reason'), '')}",
             "cancel": f"cancelled {direction} {what}",
             "unlock": "lock released",
-            "unlock-failed": f"the fleet lock could not be released: {error}",
-            "error": (f"the cockpit failed inside an action: {error}" if rec.get("stage") == "crash"
-                      else f"{direction} {what} stopped: {error}"),
-            "refused": f"{direction} {what} refused ({said(rec.get('stage'))}), nothing changed: {error}",
-            "pause": f"{said(rec.get('who'))} asked to pause {direction} {what} after the current instance",
-            "resume": f"{said(rec.get('who'))} resumed {direction} {what}",
-            "stop": f"{said(rec.get('who'))} asked to stop {direction} {what} after the current instance",
-            "disabled": f"{said(rec.get('key'), '')} {direction} {what}: not available — {error}",
+            "error": f"{direction} {what} stopped: {error}" if what.strip() else f"error: {error}",
+            "refused": f"{direction} {what} refused, nothing changed: {said(rec.get('reason') or error)}",
         }
         lvl = ACTION_LEVEL.get(kind, "action")
         return [LogLine(ts, "action", texts.get(kind, f"{kind} {direction} {what}"), lvl)]

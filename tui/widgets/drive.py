@@ -50,11 +50,9 @@ class Target:
         return f"{'roll back' if self.direction == 'rollback' else 'advance'} {target_text(self.step, self.service)}"
 
     def fields(self, who: Any) -> dict[str, Any]:
-        """The recording's fields for this target (every action record of the cycle carries them)."""
-        out: dict[str, Any] = {"step": self.step, "service": self.service, "direction": self.direction, "who": who}
-        if self.hosts:
-            out["hosts"] = list(self.hosts)
-        return out
+        """The recording's fields for this target (every action record of the cycle carries them; a restart's
+        hosts are in its preview record)."""
+        return {"step": self.step, "service": self.service, "direction": self.direction, "who": who}
 
     def cli(self, closed: Iterable[str]) -> str:
         """The command line that would open exactly `closed` (the cockpit itself offers no override)."""
@@ -268,7 +266,8 @@ class DriveScreen(MainScreen):
             await self.engine.release_lock()
         except Exception as exc:
             text = _error_text(exc)
-            app.log_record(self.recorder.record("action", kind="unlock-failed", error=text, **base))
+            app.log_record(self.recorder.record("action", kind="error",
+                                                error=f"the fleet lock could not be released: {text}", **base))
             self.lock_token = None
             self.show_lock(None, False, False)
             app.show_problem("The fleet lock could not be released", text,
@@ -307,7 +306,7 @@ class DriveScreen(MainScreen):
             preview = await self._preview(target)
         except Exception as exc:
             text = _error_text(exc)
-            app.log_record(rec.record("action", kind="error", stage="preview", error=text, **base))
+            app.log_record(rec.record("action", kind="error", error=f"no preview: {text}", **base))
             app.show_problem(f"{target.label}: the engine gave no preview", text,
                              "Nothing was changed, and the fleet lock is released.")
             return None
@@ -323,7 +322,11 @@ class DriveScreen(MainScreen):
         control = RollControl()
 
         def asked(what: ControlWord) -> None:
-            app.log_record(rec.record("action", kind=what, **base))
+            """The operator's request, when it is made (the engine's "paused"/"stopping" follow when it acts)."""
+            words = {"pause": "asked to pause after the current instance", "resume": "resumed",
+                     "stop": "asked to stop after the current instance"}[what]
+            app.log_record(rec.record("note", text=f"{base['who'] or 'the operator'} {words}: {target.label}",
+                                      level="info" if what == "resume" else "warn"))
 
         progress = ProgressScreen(preview, redactor=rec.redactor, control=control, clock=app.clock,
                                   env_name=app.config.env_name, protected=protected, on_control=asked,
@@ -347,12 +350,12 @@ class DriveScreen(MainScreen):
             outcome = await self.engine.apply(preview, reason=result.reason, on_event=on_event, control=control)
         except Exception as exc:
             text = _error_text(exc)
-            app.log_record(rec.record("action", kind="error", stage="apply", error=text, **base))
+            app.log_record(rec.record("action", kind="error", error=text, **base))
             progress.show_error(text)
         else:
             app.log_record(rec.record("outcome", outcome=outcome.to_json(), reason=result.reason, **base))
             if outcome.stage in REFUSED_STAGES:
-                app.log_record(rec.record("action", kind="refused", stage=outcome.stage, error=outcome.reason,
+                app.log_record(rec.record("action", kind="refused", reason=f"{outcome.stage}: {outcome.reason}",
                                           **base))
             progress.show_outcome(outcome)
         return answer
