@@ -251,18 +251,24 @@ async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_reque
     assert [n for n in notes if "asked to pause" in n] and [n for n in notes if "asked to stop" in n]
 
 
-async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSpec, tmp_path: Path) -> None:
-    """Through the real engine: a lock another operator holds, an engine error, a refusal. Each in a dialog
-    (or the progress screen) that stays, and in the recording."""
+async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSpec, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real engine: a lock another operator holds, the engine's own error (this machine's journal
+    cannot be written: it releases the lock and says so), a refusal (compare-and-swap). Each in a dialog, or
+    the progress screen, that stays — and in the recording. (The engine's errors in a preview, and a worker
+    that crashes, are driven through the engine double in test_tui_app: the screens now keep the keys
+    that used to reach them — `a` on a certs step — from being pressed.)"""
     from plans.lock import FleetLock
     from tui.widgets.detail import ProblemScreen
     from tui.widgets.progress import ProgressScreen
 
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # this test's own local journal
     scenarios.apply(small_lab, "pg-4")
     app, recorder, path = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
                                          recordings=tmp_path, poll_interval=0.5)
     engine: Any = app.config.engine
     other = FleetLock(engine.lock.aws, small_lab.namespace)  # another operator's lock, the real writer
+    journal = tmp_path / "state" / "rollout-cockpit" / "journal" / f"{small_lab.environment}.jsonl"
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
@@ -277,16 +283,19 @@ async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSp
             finally:
                 await other.release()
             await wait_for(pilot, lambda: not app.main.busy and app.screen is app.main, "back on the main screen")
-            # 2. an engine error: web has no instance in this fleet, and the engine says so
-            app.main.query_one("#plan").highlight("pg-5:web")  # type: ignore[attr-defined]
-            await pilot.pause()
-            assert app.main.detail is not None and app.main.detail.key == "pg-5:web"
-            await pilot.press("R")
-            await wait_for(pilot, lambda: isinstance(app.screen, ProblemScreen), "the engine's error", 60)
-            body = str(app.screen.query_one("#problem-body").render())
-            assert "no host for service 'web'" in body, body
-            await pilot.press("escape")
+            # 2. the engine's error: this machine's journal is a directory, so the engine gives the lock back
+            journal.unlink(missing_ok=True)
+            journal.mkdir(parents=True)
+            try:
+                await pilot.press("n")
+                await wait_for(pilot, lambda: isinstance(app.screen, ProblemScreen), "the engine's error", 60)
+                body = str(app.screen.query_one("#problem-body").render())
+                assert "the lock was released, nothing was changed" in body, body
+                await pilot.press("escape")
+            finally:
+                journal.rmdir()
             await wait_for(pilot, lambda: not app.main.busy and app.screen is app.main, "back on the main screen")
+            assert await other.current() is None  # the engine gave the lock back
             # 3. a refusal: the store changes between the preview and the confirmation
             app.main.query_one("#plan").highlight("pg-5:api")  # type: ignore[attr-defined]
             await pilot.pause()
@@ -304,6 +313,7 @@ async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSp
     finally:
         set_var(small_lab, "api", "DATABASE_SSL_MODE", None)
         recorder.close()
-    recorded = {a["kind"]: a.get("error") or a.get("reason") or "" for a in actions(path)}
-    assert "held by" in recorded["lock-refused"] and recorded["error"].startswith("no preview: ")
-    assert recorded["refused"].startswith("refused: the fleet changed since the preview")
+    refusals = [a.get("error") or "" for a in actions(path) if a["kind"] == "lock-refused"]
+    assert len(refusals) == 2 and "held by" in refusals[0] and "the lock was released" in refusals[1]
+    refused = [a.get("reason") or "" for a in actions(path) if a["kind"] == "refused"]
+    assert len(refused) == 1 and refused[0].startswith("refused: the fleet changed since the preview")
