@@ -235,6 +235,18 @@ def _ask(prompt: str) -> str:
         return ""
 
 
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _term_as_interrupt() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) as Ctrl-C, so they unwind through every `finally` — the
+    fleet lock is released — instead of killing the process with the lock held. During a roll,
+    `_Interrupts` takes them over (stop after the current instance)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+
+
 class _Interrupts:
     """Ctrl-C and SIGTERM during a roll: the first stops it after the current instance (the lock is
     released and the state said); a second says how to abandon it at once."""
@@ -305,6 +317,7 @@ async def _act(args: argparse.Namespace, step_id: str | None,
     if (args.yes or args.override) and not args.reason.strip() and not args.dry_run:
         print("cockpit: --yes and --override need --reason (it goes in the journal)", file=sys.stderr)
         return 2
+    _term_as_interrupt()  # a SIGTERM or SIGHUP before or after the roll unwinds like Ctrl-C: the lock is released
     engine = _engine(args)
     locked = False
     try:
@@ -343,6 +356,7 @@ async def _act(args: argparse.Namespace, step_id: str | None,
                                          control=control)
         finally:
             remove()
+            _term_as_interrupt()
         _report(engine, preview, outcome)
         return 0 if outcome.ok else 1
     finally:
@@ -426,6 +440,7 @@ async def _certs_cmd(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cockpit: {exc}", file=sys.stderr)
         return 2
+    _term_as_interrupt()
     engine = _engine(args, previous=False)
     locked = False
     try:

@@ -254,7 +254,7 @@ class Collector:
             last = r
         if last is None:
             return Unknown(Why.NOT_CHECKED, f"the inventory has no host for {service}")
-        return Unknown(last.unknown.why if last.unknown else Why.UNREACHABLE, last.summary)
+        return Unknown(last.unknown.why if last.unknown is not None else Why.UNREACHABLE, last.summary)
 
     async def _service_config(
         self, service: str, reach: Mapping[str, asyncio.Future[CheckResult]], deadline: float
