@@ -69,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this host (repeatable; default: every host of the service)")
     _acting(r)
     c = sub.add_parser("certs", help="runbook step 1: push the cert material to Secrets Manager, or check it")
-    _common(c)
-    csub = c.add_subparsers(dest="certs_cmd", required=True)
+    csub = c.add_subparsers(dest="certs_cmd", required=True)  # --inventory/--env after push/check, like every command
     cp = csub.add_parser("push", help="validate CA, cert and key locally, then write to each consuming service's "
                                       "secret only what it needs and only what changes (takes the fleet lock)")
     cp.add_argument("--ca", type=Path, required=True)
@@ -78,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--key", type=Path, required=True)
     cp.add_argument("--dry-run", action="store_true")
     cp.add_argument("--reason", default="", help="why: goes in the journal (asked for when missing)")
-    csub.add_parser("check", help="validate what is stored under every consuming service")
+    _common(cp)
+    _common(csub.add_parser("check", help="validate what is stored under every consuming service"))
     from tui.commands import add_tui_commands
 
     add_tui_commands(sub)
