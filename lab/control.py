@@ -158,21 +158,10 @@ def _toml(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_inventory(spec: LabSpec) -> Path:
+def _inventory_head(spec: LabSpec, env: str) -> list[str]:
+    """The environment's own table, SSH and the bastion."""
     d = sshd.ssh_dir(spec)
-    env = f"environments.{spec.environment}"
-    if spec.has("envfile"):
-        creds = [f'file = "{PROBE_ENV}"']
-    elif spec.has("probe-not-superuser"):
-        creds = [f'secret = "{spec.probe_secret_name}"']
-    else:
-        creds = [f'secret = "{spec.namespace}/database/secrets"']
-    if spec.has("probe-not-superuser"):
-        creds += [f'postgres_user = "{PROBE_ROLE}"', f'pgbouncer_admin_user = "{PROBE_CONSOLE_USER}"']
-    tls_secrets = (['layout = "shared"', f'name = "{spec.shared_tls_secret_name}"'] if spec.has("envfile")
-                   else ['layout = "json"', 'secret_suffix = "secrets"'])
-    store = (['kind = "envfile"', f'path = "{ROLLOUT_ENV}"'] if spec.has("envfile") else ['kind = "ssm"'])
-    lines = [
+    return [
         "# Written by `cockpit lab up`: the lab as a cockpit inventory (format: docs/inventory.md).",
         f"# Lab variants: {', '.join(spec.variants) or 'none (the default lab)'}.",
         "version = 1",
@@ -201,6 +190,23 @@ def write_inventory(spec: LabSpec) -> Path:
         f"port = {spec.ssh_port}",
         'user = "root"',
         "",
+    ]
+
+
+def _inventory_database(spec: LabSpec, env: str) -> list[str]:
+    """The database host, the probe credentials (where each variant keeps them), cert material, the store."""
+    if spec.has("envfile"):
+        creds = [f'file = "{PROBE_ENV}"']
+    elif spec.has("probe-not-superuser"):
+        creds = [f'secret = "{spec.probe_secret_name}"']
+    else:
+        creds = [f'secret = "{spec.namespace}/database/secrets"']
+    if spec.has("probe-not-superuser"):
+        creds += [f'postgres_user = "{PROBE_ROLE}"', f'pgbouncer_admin_user = "{PROBE_CONSOLE_USER}"']
+    tls_secrets = (['layout = "shared"', f'name = "{spec.shared_tls_secret_name}"'] if spec.has("envfile")
+                   else ['layout = "json"', 'secret_suffix = "secrets"'])
+    store = (['kind = "envfile"', f'path = "{ROLLOUT_ENV}"'] if spec.has("envfile") else ['kind = "ssm"'])
+    return [
         f"[{env}.database]",
         f'host = "{spec.database.name}"',
         f'dns_name = "{spec.db_dns_name}"',
@@ -235,7 +241,12 @@ def write_inventory(spec: LabSpec) -> Path:
         'read_only = ["telpro_ssl_check", "running_check"]',
         "",
     ]
-    # a table per service the fleet runs (a service with no instances is not part of this platform)
+
+
+def _inventory_fleet(spec: LabSpec, env: str) -> list[str]:
+    """A table per service the fleet runs (a service with no instances is not part of this platform),
+    then every host behind the bastion."""
+    lines: list[str] = []
     for svc in ["database", *(s for s in APP_SERVICES if spec.instances.get(s, 0) > 0)]:
         material = ", ".join(f'"{m}"' for m in aws.tls_material_names(spec, svc))
         lines += [
@@ -260,6 +271,13 @@ def write_inventory(spec: LabSpec) -> Path:
             f'root = "{h.root}"',
             "",
         ]
+    return lines
+
+
+def write_inventory(spec: LabSpec) -> Path:
+    """The lab as a cockpit inventory, shaped by its variants."""
+    env = f"environments.{spec.environment}"
+    lines = [*_inventory_head(spec, env), *_inventory_database(spec, env), *_inventory_fleet(spec, env)]
     path = spec.path / "inventory.toml"
     path.write_text("\n".join(lines))
     return path

@@ -67,18 +67,9 @@ def aws_clients(bootstrap: dict[str, str]) -> tuple[Any, Any]:
     )
 
 
-def resolve(root: Path, service: str) -> tuple[dict[str, str], set[str]]:
-    """Resolved values of the declared variables, and the names that are sensitive."""
-    bootstrap = read_env_file(root / "opt" / "deployment" / ".env")
-    lab = read_env_file(root / "opt" / "deployment" / "lab.env")
-    manifest = load_manifest(root, service)
-    declared = {v["name"]: v for v in manifest}
-    namespace = bootstrap["NAMESPACE"]
-    ssm, sm = aws_clients(bootstrap)
-
-    values: dict[str, str] = {k: bootstrap[k] for k in declared if k in bootstrap}
-
-    prefix = f"/{namespace}/{service}/"
+def _ssm_values(ssm: Any, prefix: str, declared: dict[str, Any]) -> dict[str, str]:
+    """The declared variables' SSM parameters under `prefix` (every page)."""
+    values: dict[str, str] = {}
     token: str | None = None
     while True:
         kw: dict[str, Any] = {"Path": prefix, "Recursive": False, "WithDecryption": True}
@@ -91,7 +82,21 @@ def resolve(root: Path, service: str) -> tuple[dict[str, str], set[str]]:
                 values[name] = p["Value"]
         token = page.get("NextToken")
         if not token:
-            break
+            return values
+
+
+def resolve(root: Path, service: str) -> tuple[dict[str, str], set[str]]:
+    """Resolved values of the declared variables, and the names that are sensitive."""
+    bootstrap = read_env_file(root / "opt" / "deployment" / ".env")
+    lab = read_env_file(root / "opt" / "deployment" / "lab.env")
+    manifest = load_manifest(root, service)
+    declared = {v["name"]: v for v in manifest}
+    namespace = bootstrap["NAMESPACE"]
+    ssm, sm = aws_clients(bootstrap)
+
+    values: dict[str, str] = {k: bootstrap[k] for k in declared if k in bootstrap}
+
+    values.update(_ssm_values(ssm, f"/{namespace}/{service}/", declared))
 
     env_file = lab.get("LAB_ENV_FILE", "")
     if env_file:

@@ -154,6 +154,42 @@ def make_ca(common_name: str = "Lab Internal CA", *, days: int = 3650) -> tuple[
     return cert.public_bytes(serialization.Encoding.PEM), _key_to_pem(key)
 
 
+_SERVER_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _issuer(ca_cert_pem: bytes, ca_key_pem: bytes) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    """The CA's certificate and signing key, checked to belong together."""
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca_key = _load_signing_key(ca_key_pem, "ca_key_pem")
+    ca_spki = ca_cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if ca_spki != _spki_der(ca_key):
+        raise ValueError("ca_key_pem does not belong to ca_cert_pem")
+    return ca_cert, ca_key
+
+
+def _authority_key_id(
+    ca_cert: x509.Certificate, ca_key: CertificateIssuerPrivateKeyTypes
+) -> x509.AuthorityKeyIdentifier:
+    try:
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+            ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        )
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+
+
 def make_server_cert(
     ca_cert_pem: bytes,
     ca_key_pem: bytes,
@@ -175,14 +211,7 @@ def make_server_cert(
         raise ValueError("a server cert needs at least one DNS name or IP address")
     ips = [ipaddress.ip_address(ip) for ip in ip_addresses]
 
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key = _load_signing_key(ca_key_pem, "ca_key_pem")
-    ca_spki = ca_cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if ca_spki != _spki_der(ca_key):
-        raise ValueError("ca_key_pem does not belong to ca_cert_pem")
-
+    ca_cert, ca_key = _issuer(ca_cert_pem, ca_key_pem)
     key = _load_signing_key(key_pem, "key_pem") if key_pem is not None else _new_key()
 
     now = _now()
@@ -192,13 +221,7 @@ def make_server_cert(
         raise ValueError(f"not_after ({end.isoformat()}) must be after not_before ({start.isoformat()})")
 
     cn = dns_names[0] if dns_names and len(dns_names[0]) <= 64 else "lab server"
-    try:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-            ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        )
-    except x509.ExtensionNotFound:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
-
+    aki = _authority_key_id(ca_cert, ca_key)
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ip) for ip in ips]
     cert = (
@@ -210,20 +233,7 @@ def make_server_cert(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_SERVER_KEY_USAGE, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -327,20 +327,24 @@ def _ca_variables(plan: Plan) -> tuple[str, ...]:
     return tuple(getattr(plan, "ca_file_variables", ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE")))
 
 
-def _ca_paths(s: FleetSnapshot, ctx: GateContext, inst: InstanceState) -> list[tuple[str, str]]:
+def _ca_paths(s: FleetSnapshot, ctx: GateContext, inst: InstanceState) -> list[tuple[str, str | Unknown | None]]:
     """(variable, path) the service will use once the step is applied: the step's own value for each
-    CA-file variable it sets, else the value configured now, else the runbook's path."""
-    out: list[tuple[str, str]] = []
+    CA-file variable it sets, else the value configured now (its vars.yaml default included). None when
+    that is empty: the driver would look in its own default place (asyncpg: ~/.postgresql/root.crt), which
+    is no evidence the internal CA is there. Unknown when the configuration could not be read."""
+    out: list[tuple[str, str | Unknown | None]] = []
     step_values = {c.var: c.value for c in ctx.step.changes} if ctx.step is not None else {}
     ca_vars = _ca_variables(ctx.plan)
     wanted = [v for v in ca_vars if v in step_values] or [v for v in ca_vars if v.startswith("DATABASE")][:1]
     for var in wanted:
         if var in step_values:
-            out.append((var, step_values[var]))
+            out.append((var, step_values[var] or None))
             continue
         cv = configured_value(s, inst.service, var, inst)
-        path = cv.value if isinstance(cv, ConfiguredValue) and cv.value else DEFAULT_CA
-        out.append((var, path))
+        if isinstance(cv, Unknown):
+            out.append((var, cv))
+        else:
+            out.append((var, cv.value if isinstance(cv, ConfiguredValue) and cv.value else None))
     return out
 
 
@@ -352,9 +356,16 @@ def _ca_file_problems(s: FleetSnapshot, ctx: GateContext, service: str) -> tuple
         return [], [f"no instance of {service} is in the snapshot — check the inventory and refresh"], ""
     bad: dict[str, list[str]] = {}
     unseen: dict[str, list[str]] = {}
+    no_path: dict[str, list[str]] = {}
     paths: set[str] = set()
     for inst in insts:
-        for _var, path in _ca_paths(s, ctx, inst):
+        for var, path in _ca_paths(s, ctx, inst):
+            if path is None:
+                no_path.setdefault(var, []).append(inst.host)
+                continue
+            if isinstance(path, Unknown):
+                unseen.setdefault(f"{var}'s path", []).append(f"{inst.host} ({_why(path)})")
+                continue
             paths.add(path)
             state = inst.ca_file(path)
             if isinstance(state, Unknown):
@@ -365,6 +376,12 @@ def _ca_file_problems(s: FleetSnapshot, ctx: GateContext, service: str) -> tuple
         closed.append(
             f"the internal CA is not at {path} on {join(unique(hosts))} — push the certs and restart "
             f"{'it' if len(hosts) == 1 else 'them'} (cockpit restart {service}) so init.sh writes it"
+        )
+    for var, hosts in sorted(no_path.items()):
+        closed.append(
+            f"{var} is empty for {service} on {join(unique(hosts))}: verification would use the driver's own "
+            f"default CA location, which the cockpit cannot check — set {var} (the runbook's pg-5 and redis-2 "
+            f"set it to {DEFAULT_CA})"
         )
     for path, hosts in sorted(unseen.items()):
         unknown.append(f"could not check {path} on {join(unique(hosts))} — refresh")

@@ -39,14 +39,19 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[FAST_TIER_ENV] = "1"
 
 
+# fixtures that start servers (the lab, a moto server): a test that takes one is a lab test
+SERVER_FIXTURES = frozenset({"lab", "iam_moto"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that takes the `lab` fixture must be marked lab, or the fast tier would start the lab."""
+    """A test that takes a server fixture must be marked lab, or the fast tier would start servers."""
     unmarked = [
-        i.nodeid for i in items if "lab" in getattr(i, "fixturenames", ()) and i.get_closest_marker("lab") is None
+        i.nodeid
+        for i in items
+        if SERVER_FIXTURES & set(getattr(i, "fixturenames", ())) and i.get_closest_marker("lab") is None
     ]
     if unmarked:
         raise pytest.UsageError(
-            "these tests use the lab fixture but are not marked lab "
-            "(add `pytestmark = pytest.mark.lab` to the module): "
-            + ", ".join(unmarked[:5])
+            "these tests use a server fixture but are not marked lab "
+            "(add `pytestmark = pytest.mark.lab` to the module): " + ", ".join(unmarked[:5])
         )

@@ -144,6 +144,8 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
         await pilot.press("n")
         await _cycle_done(pilot, engine, 0)
         await until(pilot, lambda: not app.main.busy, "the refused cycle over")  # type: ignore[attr-defined]
+        await pilot.press("escape")  # the refusal's dialog stays until it is read
+        await pilot.pause()
         # bob, through the CLI: refused by a closed gate (journaled), then his apply of pg-4's rollback
         bob = {"v": 1, "env": "staging", "who": "bob", "where": "laptop"}
         feed.journal += [

@@ -25,6 +25,7 @@ from lab.topology import LabSpec
 from plans.store import Change, EnvFileStore, SsmStore, StoreDisagreement, StoreError, StoreEvent
 from probes.aws import Aws
 from probes.ssh.pool import SshPool
+from tests.tier import servers_allowed
 
 HOSTS = ("staging-api-01", "staging-api-02")
 STORE_PATH = "/opt/deployment/rollout-test.env"
@@ -243,6 +244,7 @@ REGION = "eu-west-1"
 @pytest.fixture(scope="module")
 def iam_moto() -> Iterator[dict[str, Any]]:
     """A moto server enforcing IAM: endpoint, admin keys, operator keys (Get*/Put, no Delete)."""
+    servers_allowed("a moto server")
     with claimed("cockpit-test-store-") as (net, _dir):
         address, port = f"{net}.3", 5000
         endpoint = f"http://{address}:{port}"
@@ -324,6 +326,7 @@ def seed(env: Environment, admin: dict[str, str], values: dict[str, str]) -> Non
         ssm.put_parameter(Name=f"/{env.namespace}/{name}", Value=value, Type="String", Overwrite=True)
 
 
+@pytest.mark.lab
 async def test_ssm_write_all_read_hosts_and_compare_and_swap(
         ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     admin = iam_moto["admin"]
@@ -351,6 +354,7 @@ async def test_ssm_write_all_read_hosts_and_compare_and_swap(
     assert await store.read("api", "REDIS_TLS_PORT") is None
 
 
+@pytest.mark.lab
 async def test_ssm_failure_on_the_second_write_reverts_the_first(
         ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     admin = iam_moto["admin"]
@@ -368,6 +372,7 @@ async def test_ssm_failure_on_the_second_write_reverts_the_first(
     assert params(ssm_env, admin) == {"api/DATABASE_SSL_MODE": "verify-full", "api/DATABASE_SSL_CA_FILE": "/ca.crt"}
 
 
+@pytest.mark.lab
 async def test_ssm_failed_revert_says_which_parameter_holds_what(
         ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     admin = iam_moto["admin"]
@@ -384,6 +389,7 @@ async def test_ssm_failed_revert_says_which_parameter_holds_what(
     assert params(ssm_env, admin)["api/DATABASE_SSL_MODE"] == "verify-full"
 
 
+@pytest.mark.lab
 async def test_ssm_check_writable(ssm_env: Environment, iam_moto: dict[str, Any],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     admin = iam_moto["admin"]
@@ -398,6 +404,7 @@ async def test_ssm_check_writable(ssm_env: Environment, iam_moto: dict[str, Any]
     assert list(left) and all(k.startswith("cockpit/preflight/") for k in left)  # never under a service's path
 
 
+@pytest.mark.lab
 async def test_the_fleet_lock_needs_no_delete_permission(
         ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """The lock on the same IAM-enforcing server: the operator (no ssm:Delete*) takes and releases it

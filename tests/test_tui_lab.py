@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
 
-from lab import aws, scenarios
+from lab import aws, control, scenarios
 from lab.topology import LabSpec
 from tests.enginekit import REPO
+from tests.labkit import running_lab, set_var
 from tui.commands import build_live_app
 
 pytestmark = pytest.mark.lab
@@ -72,7 +73,7 @@ async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
     await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None,
                    "the confirmation screen, focused", 60)
     confirm = app.screen
-    assert app.focused is confirm.query_one("#cancel")  # Enter never confirms by default
+    assert app.focused is confirm.query_one("#reason")  # the focus is in the reason; Enter there never confirms
     confirm.query_one("#reason", Input).value = reason
     await pilot.pause()
     assert not confirm.query_one("#confirm", Button).disabled, confirm.query_one("#why-disabled").render()
@@ -100,9 +101,9 @@ async def test_drive_advances_a_service_and_sees_it_verified(lab: LabSpec, tmp_p
     scenarios.apply(lab, "fresh")
 
 
-async def test_a_failing_step_offers_its_rollback_and_rolls_back(lab: LabSpec, tmp_path: Path) -> None:
-    from tui.widgets.progress import ProgressScreen
-
+async def test_a_failing_step_rolls_back_by_itself_and_says_so(lab: LabSpec, tmp_path: Path) -> None:
+    """pg-5 rolls back on its own when an instance fails (auto_rollback): the progress screen says so, and
+    offers no second rollback. (A rollback the operator is offered — after a stop — is the small fleet's test.)"""
     scenarios.apply(lab, "pg-4")
     api2 = lab.host("staging-api-02")
     script = Path(api2.root) / "opt/services/api/update.sh"
@@ -113,15 +114,11 @@ async def test_a_failing_step_offers_its_rollback_and_rolls_back(lab: LabSpec, t
         async with app.run_test(size=(100, 30)) as pilot:
             progress = await drive_next_to_outcome(pilot, "pg-5:api", "tui failure test")
             assert not progress.outcome.ok and progress.statuses["staging-api-02"] == "FAILED"
-            os.chmod(script, 0o755)
-            rollback = progress.query_one("#rollback", Button)
-            assert not rollback.has_class("-hidden")
-            await wait_for(pilot, lambda: not app.main.busy, "the lock released", 30)
-            rollback.press()
-            await confirm_with_reason(pilot, "restore api-01")
-            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None
-                           and app.screen.preview.direction == "rollback", "the rollback's outcome", 180)
-            assert app.screen.outcome.ok, app.screen.outcome.reason
+            rolled = progress.outcome.rolled_back
+            assert rolled is not None and rolled.ok, rolled
+            result = str(progress.query_one("#progress-result").render())
+            assert "FAILED at restart" in result and "automatic rollback: done" in result, result
+            assert progress.query_one("#rollback", Button).has_class("-hidden")
     finally:
         os.chmod(script, 0o755)
         recorder.close()
@@ -186,3 +183,137 @@ async def test_watch_changes_nothing_while_another_process_drives(lab: LabSpec, 
     # the watcher never took the lock (generations left by earlier tests in this process are not new)
     assert all(pid != os.getpid() for n, pid in after["lock_pids"].items() if n in lock_writes)
     scenarios.apply(lab, "fresh")
+
+
+# -- a small fleet of its own: three api instances and nothing else ------------------------------------------
+
+
+SMALL = "api=3,web=0,voice=0,ops=0,telpro=0"
+
+
+@pytest.fixture(scope="module")
+def small_lab() -> Iterator[LabSpec]:
+    with running_lab(SMALL) as spec:
+        yield spec
+
+
+def actions(path: Path) -> list[dict[str, Any]]:
+    return [r for r in (json.loads(x) for x in path.read_text().splitlines()) if r["t"] == "action"]
+
+
+async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_request(small_lab: LabSpec,
+                                                                                  tmp_path: Path) -> None:
+    """Three api instances: pause the roll during the first restart, stop it while paused, roll back the
+    instance that changed; the apps' availability meters count every request all along."""
+    from tui.widgets.progress import ProgressScreen
+
+    scenarios.apply(small_lab, "pg-4")  # next: pg-5 for api; the meters start from zero
+    app, recorder, path = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
+                                         recordings=tmp_path, poll_interval=0.5)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
+            await pilot.press("n")
+            await confirm_with_reason(pilot, "tui lab: pause and stop")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen)
+                           and app.screen.statuses["staging-api-01"] == "restarting", "the first restart", 120)
+            progress = app.screen
+            await pilot.press("p")  # pause after the instance restarting now
+            await wait_for(pilot, lambda: progress.state == "paused", "the roll paused", 180)
+            status = str(progress.query_one("#progress-status").render())
+            assert "1/3 instances" in status and "PAUSED" in status, status
+            assert progress.statuses["staging-api-02"] == "waiting"
+            await pilot.press("s")  # stop, while paused
+            await wait_for(pilot, lambda: progress.outcome is not None, "the stopped outcome", 60)
+            assert progress.outcome.stage == "stopped", progress.outcome.reason
+            assert progress.outcome.changed == ("staging-api-01",)
+            assert progress.statuses["staging-api-03"] == "not restarted"
+            rollback = progress.query_one("#rollback", Button)
+            assert not rollback.has_class("-hidden")
+            await wait_for(pilot, lambda: not app.main.busy, "the lock released", 30)
+            rollback.press()
+            confirm = await confirm_with_reason(pilot, "tui lab: back after the stop")
+            assert confirm.preview.direction == "rollback"
+            assert [r.host for r in confirm.preview.restarts] == ["staging-api-01"]  # only what changed
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None
+                           and app.screen.preview.direction == "rollback", "the rollback's outcome", 180)
+            assert app.screen.outcome.ok, app.screen.outcome.reason
+    finally:
+        recorder.close()
+    assert meter(small_lab, "staging-api-01", "api")["db"]["tls"] is False  # back on plaintext
+    failed = {k: (m["requests_failed"], m.get("last_failure")) for k, m in control.meters(small_lab).items()
+              if m["requests_failed"]}
+    assert not failed, failed
+    assert sum(m["requests_ok"] for m in control.meters(small_lab).values()) > 0  # the meters did count
+    kinds = [a["kind"] for a in actions(path)]
+    assert kinds.count("confirm") == 2
+    notes = [r.get("text", "") for r in (json.loads(x) for x in path.read_text().splitlines()) if r["t"] == "note"]
+    assert [n for n in notes if "asked to pause" in n] and [n for n in notes if "asked to stop" in n]
+
+
+async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSpec, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real engine: a lock another operator holds, the engine's own error (this machine's journal
+    cannot be written: it releases the lock and says so), a refusal (compare-and-swap). Each in a dialog, or
+    the progress screen, that stays — and in the recording. (The engine's errors in a preview, and a worker
+    that crashes, are driven through the engine double in test_tui_app: the screens now keep the keys
+    that used to reach them — `a` on a certs step — from being pressed.)"""
+    from plans.lock import FleetLock
+    from tui.widgets.detail import ProblemScreen
+    from tui.widgets.progress import ProgressScreen
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # this test's own local journal
+    scenarios.apply(small_lab, "pg-4")
+    app, recorder, path = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
+                                         recordings=tmp_path, poll_interval=0.5)
+    engine: Any = app.config.engine
+    other = FleetLock(engine.lock.aws, small_lab.namespace)  # another operator's lock, the real writer
+    journal = tmp_path / "state" / "rollout-cockpit" / "journal" / f"{small_lab.environment}.jsonl"
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
+            # 1. the lock is held elsewhere
+            await other.acquire("pg-3")
+            try:
+                await pilot.press("n")
+                await wait_for(pilot, lambda: isinstance(app.screen, ProblemScreen), "the lock problem", 60)
+                body = str(app.screen.query_one("#problem-body").render())
+                assert "the fleet lock is held by" in body, body
+                await pilot.press("enter")
+            finally:
+                await other.release()
+            await wait_for(pilot, lambda: not app.main.busy and app.screen is app.main, "back on the main screen")
+            # 2. the engine's error: this machine's journal is a directory, so the engine gives the lock back
+            journal.unlink(missing_ok=True)
+            journal.mkdir(parents=True)
+            try:
+                await pilot.press("n")
+                await wait_for(pilot, lambda: isinstance(app.screen, ProblemScreen), "the engine's error", 60)
+                body = str(app.screen.query_one("#problem-body").render())
+                assert "the lock was released, nothing was changed" in body, body
+                await pilot.press("escape")
+            finally:
+                journal.rmdir()
+            await wait_for(pilot, lambda: not app.main.busy and app.screen is app.main, "back on the main screen")
+            assert await other.current() is None  # the engine gave the lock back
+            # 3. a refusal: the store changes between the preview and the confirmation
+            app.main.query_one("#plan").highlight("pg-5:api")  # type: ignore[attr-defined]
+            await pilot.pause()
+            await pilot.press("a")
+            from tui.widgets.confirm import ConfirmScreen
+
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", 60)
+            await asyncio.to_thread(set_var, small_lab, "api", "DATABASE_SSL_MODE", "require")
+            await confirm_with_reason(pilot, "tui lab: refused")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+                           "the refusal", 120)
+            assert app.screen.outcome.stage == "refused"
+            assert "REFUSED" in str(app.screen.query_one("#progress-result").render())
+            assert app.screen.query_one("#rollback").has_class("-hidden")
+    finally:
+        set_var(small_lab, "api", "DATABASE_SSL_MODE", None)
+        recorder.close()
+    refusals = [a.get("error") or "" for a in actions(path) if a["kind"] == "lock-refused"]
+    assert len(refusals) == 2 and "held by" in refusals[0] and "the lock was released" in refusals[1]
+    refused = [a.get("reason") or "" for a in actions(path) if a["kind"] == "refused"]
+    assert len(refused) == 1 and refused[0].startswith("refused: the fleet changed since the preview")

@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from tests.engine_double import FakeEngine
-from tests.test_tui_support import T0, drive_app, make_recording, scenario, watch_app
+from tests.test_tui_support import T0, Clock, drive_app, make_recording, scenario, watch_app
 from tui.app import make_app
 from tui.recording import Recording
 from tui.widgets.confirm import ConfirmScreen
@@ -86,6 +86,47 @@ def test_progress_failure(snap_compare: Compare) -> None:
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=prepared(
         "a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=confirm))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_confirm_many_instances_blocked(snap_compare: Compare, size: tuple[int, int]) -> None:
+    """Ten instances and a closed gate: the summary and the gate stay above the host list; the closed id and
+    the command line that would override it are named."""
+    engine = FakeEngine([scenario("ready-pg5")], extra_hosts=8, gates_closed=True)
+    app = drive_app(engine)
+    assert snap_compare(app, terminal_size=size, run_before=prepared(
+        "a", until=lambda a: isinstance(a.screen, ConfirmScreen)))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_progress_paused(snap_compare: Compare, size: tuple[int, int]) -> None:
+    """A roll of three instances paused after the first: n/N, elapsed, ETA, PAUSED, what p and s do."""
+    clock = Clock()
+    engine = FakeEngine([scenario("ready-pg5")], paced=True, extra_hosts=1)
+    app = drive_app(engine, clock=clock)
+
+    async def pause_after_the_first(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        screen.query_one("#reason", Input).value = "window 42"
+        await pilot.pause()
+        screen.query_one("#confirm").press()
+        await wait(pilot, lambda a: isinstance(a.screen, ProgressScreen)
+                   and a.screen.statuses["staging-api-01"] == "restarting")
+        await pilot.press("p")
+        clock.t += 42
+        engine.go()
+        await wait(pilot, lambda a: isinstance(a.screen, ProgressScreen) and a.screen.state == "paused")
+
+    assert snap_compare(app, terminal_size=size, run_before=prepared(
+        "a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=pause_after_the_first))
+
+
+async def wait(pilot: Pilot[Any], cond: Callable[[Any], bool]) -> None:
+    for _ in range(300):
+        if cond(pilot.app):
+            return
+        await pilot.pause()
+    raise AssertionError("the screen never got there")
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from plans.plan import default_plan
 from probes.model import CheckResult, Verdict
-from probes.snapshot import FleetSnapshot
+from probes.snapshot import CaFile, FleetSnapshot
 from tests import snapshots_factory as f
 from tui.app import CockpitApp, make_app
 from tui.feed import Observation
@@ -68,7 +68,7 @@ def lab_like(snap: FleetSnapshot, *, cert_fail: bool = False) -> FleetSnapshot:
 
 
 def scenario(name: str, taken_at: float = T0) -> FleetSnapshot:
-    """Named fleet states for the screens: fresh, straggler, cert-fail, done."""
+    """Named fleet states for the screens: fresh, ready-pg5, straggler, cert-fail, done, ca-missing."""
     if name == "fresh":
         return lab_like(f.fleet(pg=1, taken_at=taken_at))
     if name == "ready-pg5":
@@ -80,6 +80,10 @@ def scenario(name: str, taken_at: float = T0) -> FleetSnapshot:
         return lab_like(f.fleet(pg=2, certs="bad-san", taken_at=taken_at), cert_fail=True)
     if name == "done":
         return lab_like(f.fleet(pg=7, redis=3, taken_at=taken_at))
+    if name == "ca-missing":  # pg-5 for api is next, and blocked: the CA is not on staging-api-01
+        snap = scenario("ready-pg5", taken_at)
+        inst = next(i for i in snap.instances if i.host == "staging-api-01")
+        return f.with_instance(snap, inst.host, ca_files=dict.fromkeys(inst.ca_files, CaFile.MISSING))
     raise KeyError(name)
 
 
@@ -172,3 +176,8 @@ def make_recording(path: Path, *, full_every: float = 5.0) -> Path:
             rec.record("lock", holder=None, known=True)
     rec.close()
     return path
+
+
+def screen_text(app: CockpitApp) -> str:
+    """Every line of the screen on top as plain text (what the operator sees, colours aside)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

@@ -63,3 +63,73 @@ async def test_focus_keeps_the_rendered_lines() -> None:
         assert not table.has_focus
         assert [table.render_line(y).text for y in range(1, 8)] == before
         assert rendered == [], f"focus and blur rendered {len(rendered)} table lines again"
+
+
+def test_columns_go_by_priority_never_the_first_or_a_problem_column() -> None:
+    from tui.widgets.tables import InstanceTable
+
+    every = tuple(range(len(InstanceTable.COLUMNS)))
+    assert InstanceTable.fit_columns(200) == every
+    keys = [c[0] for c in InstanceTable.COLUMNS]
+    narrow = [keys[i] for i in InstanceTable.fit_columns(75)]
+    assert narrow[0] == "host" and "v" in narrow and "drift" in narrow and "service" not in narrow
+    assert narrow == [k for k in keys if k in narrow]  # shown in their usual order
+    assert [keys[i] for i in InstanceTable.fit_columns(5)] == ["host"]
+
+
+async def test_a_narrow_table_drops_columns_and_keeps_its_rows_and_cursor() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(PlanTable)
+        table.reconcile(rows("green"))
+        table.highlight("pg-4")
+        await pilot.pause()
+        assert table.visible_columns == ("step", "target", "state", "gates")
+        table.refit(30)
+        await pilot.pause()
+        assert table.visible_columns == ("step", "state")  # the target (cosmetic) goes before the gates
+        assert table.highlighted_key == "pg-4" and str(table.get_cell("pg-3", "state")) == "verified"
+        assert table.reconcile(rows("bold red")) == 7  # updates touch the visible cells only
+
+
+async def test_the_filter_keeps_matching_rows_through_updates() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(PlanTable)
+        table.reconcile(rows("green"))
+        table.set_filter("PG-3")
+        await pilot.pause()
+        assert [k.value for k in table.rows] == ["pg-3"]
+        table.reconcile(rows("bold red"))
+        assert [k.value for k in table.rows] == ["pg-3"]
+        table.set_filter("")
+        assert len(table.rows) == 7
+
+
+class LogApp(App[None]):
+    CSS_PATH = CSS_PATH
+
+    def compose(self) -> ComposeResult:
+        from tui.widgets.eventlog import EventLog
+
+        yield EventLog(id="events")
+
+
+async def test_an_early_line_rewrites_only_the_lines_after_it() -> None:
+    from tui.view import LogLine
+    from tui.widgets.eventlog import EventLog
+
+    app = LogApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        log = app.query_one(EventLog)
+        await pilot.pause()
+        log.append([LogLine(float(t), "note", f"line {t}") for t in range(0, 100, 10)])
+        await pilot.pause()
+        rewrites, rows = log.rewrites, len(log.lines)
+        log.append([LogLine(100.0, "note", "line 100")])  # in order: appended, nothing rewritten
+        assert log.rewrites == rewrites and len(log.lines) == rows + 1
+        log.append([LogLine(85.0, "note", "line 85")])  # late: the lines after 85 are written again
+        assert log.rewrites == rewrites + 1
+        texts = [s.text.split(" ", 1)[1].strip() for s in log.lines]
+        assert texts[-3:] == ["note     line 85", "note     line 90", "note     line 100"]
+        assert len(log.lines) == rows + 2

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -23,16 +24,36 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from plans.plan import Plan, default_plan
 from tui.feed import EngineLike, Feed, Observation
-from tui.recording import Recorder, Recording
+from tui.recording import Recorder, Recording, recordings_dir
 from tui.view import MODES, FleetView, LogLine, Mode, build_view, log_lines, verdict_changes
 from tui.widgets.help import HelpScreen, help_text
 from tui.widgets.main import MainScreen
+from tui.widgets.style import modal_title
 
 JOURNAL_BACKLOG = 30  # journal entries shown from before the session started
+# Textual's dark theme with a warning, an accent and an error that stay three colours on a 16-colour terminal
+# (TEXTUAL_COLOR_SYSTEM=standard): there its orange warning and accent both become the error's bright red,
+# so a WARN looked like a FAIL and every focus border and key hint looked like an alarm. Here warnings go to
+# yellow, the accent (focus, key hints) to cyan, errors stay red.
+COCKPIT_THEME = Theme(name="cockpit", primary="#0178D4", secondary="#004578", warning="#ffb000", error="#ba3c5b",
+                      success="#4EBF71", accent="#2fb8d8", foreground="#e0e0e0", dark=True)
+
+
+def literal(text: str) -> str:
+    """`text` as Textual markup that shows exactly `text`: every "[" escaped (`textual.markup.escape` leaves
+    "[R]" alone, and the palette then eats it as a tag)."""
+    return text.replace("[", "\\[")
+
+
+def screenshots_dir() -> Path:
+    """Where the palette's Screenshot writes: `$XDG_STATE_HOME/rollout-cockpit/screenshots` (made when needed),
+    next to the recordings — not Textual's default, a Downloads folder that may not exist."""
+    return recordings_dir().parent / "screenshots"
 MIN_POLL_GAP = 0.2  # seconds between the end of a round and the next, when rounds take longer than the interval
 
 
@@ -98,6 +119,8 @@ class CockpitApp(App[None]):
             # 0.3 s more (frames after every key); the cockpit answers keys at once instead.
             # TEXTUAL_ANIMATIONS=full brings animations back.
             self.animation_level = "none"
+        self.register_theme(COCKPIT_THEME)
+        self.theme = COCKPIT_THEME.name
         self.config = config
         self.clock = config.clock
         self.recorder = config.recorder or Recorder(None, env=config.env_name, mode=config.mode,
@@ -255,10 +278,42 @@ class CockpitApp(App[None]):
     @on(Worker.StateChanged)
     def _worker_state(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
-            err = event.worker.error
-            text = f"{event.worker.name or 'a task'} failed: {type(err).__name__}: {err}"
-            self.log_record(self.recorder.record("note", text=text, level="error"))
-            self.notify(text, severity="error", timeout=10)
+            self.worker_failed(event.worker)
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """A worker crashed (a bug, or an error nobody caught): recorded, in the event log, and in a dialog
+        that stays until it is read. The same error again while its dialog is open is not shown twice."""
+        err = worker.error
+        text = f"{worker.name or 'a task'} failed: {type(err).__name__}: {err}"
+        rec = (self.recorder.record("action", kind="error", error=f"the cockpit failed inside an action: {text}",
+                                    who=self.recorder.header.get("who") or "") if self.config.mode == "drive"
+               else self.recorder.record("note", text=text, level="error"))
+        self.log_record(rec)
+        self.show_problem("Something failed inside the cockpit", text,
+                          "The action was not finished. Look at the fleet (the plan and the lock) before you try "
+                          "again; if it repeats, report it with the recording.")
+
+    def show_problem(self, what: str, error: str, todo: str = "") -> None:
+        """A failure in a dialog that stays until it is read (Enter or Escape closes it)."""
+        from tui.widgets.detail import ProblemScreen, problem_text
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ProblemScreen) and screen.body.plain == problem_text(what, error, todo).plain:
+                return
+        title = modal_title(self.config.env_name, what, protected=self.config.protected)
+        self.push_screen(ProblemScreen(title, problem_text(what, error, todo)))
+
+    def save_screenshot_here(self) -> None:
+        """The palette's Screenshot: an SVG of the screen in `screenshots_dir()` (created), its path said."""
+        directory = screenshots_dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = self.save_screenshot(path=str(directory))
+        except OSError as exc:
+            self.show_problem("The screenshot was not saved", f"{directory}: {exc}")
+            return
+        self.log_record(self.recorder.record("note", text=f"screenshot saved: {path}", level="info"))
+        self.notify(f"saved to {path}", title="Screenshot", timeout=10, markup=False)
 
     # -- help and the palette ----------------------------------------------------------------------------
     def key_sections(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
@@ -267,17 +322,36 @@ class CockpitApp(App[None]):
         if self.config.mode == "replay":
             rows = [r for r in rows if r[2] != "refresh"]
         rows += [("ctrl+p", "Command palette", "palette"), ("tab / shift+tab", "Next / previous panel", ""),
-                 ("enter", "Open the highlighted row", ""), ("escape", "Close a dialog", "")]
+                 ("enter", "Open the highlighted row", ""), ("escape", "Close a dialog", ""),
+                 ("j / k", "Down / up in a table or the events", ""),
+                 ("g / G", "First / last row (oldest / newest event)", "")]
+        if self.config.mode == "drive":
+            rows += [("p / s", "While a roll runs: pause (resume) / stop after the current instance", "")]
         sections.append((self.HELP_SECTION, rows))
         return sections
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(help_text(self.config.mode, self.key_sections())))
+        title = modal_title(self.config.env_name, f"keys and actions ({self.config.mode})",
+                            protected=self.config.protected)
+        self.push_screen(HelpScreen(help_text(self.config.mode, self.key_sections()), title=title))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """Textual's commands (its Screenshot replaced), every key of the mode, the mode's own commands.
+
+        The palette reads titles as markup: ours are escaped, or "Advance [a]" shows as "Advance " and
+        "Filter [/]" fails to parse."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":
+                yield SystemCommand("Screenshot", literal(f"Save an SVG of the screen in {screenshots_dir()}"),
+                                    lambda: self.set_timer(0.1, self.save_screenshot_here))
+            else:
+                yield command
+        for command in self._own_commands():
+            yield SystemCommand(literal(command.title), literal(command.help), command.callback, command.discover)
+
+    def _own_commands(self) -> Iterable[SystemCommand]:
         for section, rows in self.main.key_sections():
             for keys, what, bid in rows:
                 action = self._action_for(bid)
@@ -303,7 +377,7 @@ class CockpitApp(App[None]):
             allowed = self.main.check_action(name, ())
             if allowed is not True:
                 why = self.main.why_disabled(name)
-                self.notify(f"not available now{': ' + why if why else ''}", severity="warning")
+                self.notify(f"not available now{': ' + why if why else ''}", severity="warning", markup=False)
                 return
             await self.main.run_action(action)
 

@@ -70,8 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this host (repeatable; default: every host of the service)")
     _acting(r)
     c = sub.add_parser("certs", help="runbook step 1: push the cert material to Secrets Manager, or check it")
-    _common(c)
-    csub = c.add_subparsers(dest="certs_cmd", required=True)
+    csub = c.add_subparsers(dest="certs_cmd", required=True)  # --inventory/--env after push/check, like every command
     cp = csub.add_parser("push", help="validate CA, cert and key locally, then write to each consuming service's "
                                       "secret only what it needs and only what changes (takes the fleet lock)")
     cp.add_argument("--ca", type=Path, required=True)
@@ -79,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--key", type=Path, required=True)
     cp.add_argument("--dry-run", action="store_true")
     cp.add_argument("--reason", default="", help="why: goes in the journal (asked for when missing)")
-    csub.add_parser("check", help="validate what is stored under every consuming service")
+    _common(cp)
+    _common(csub.add_parser("check", help="validate what is stored under every consuming service"))
     from tui.commands import add_tui_commands
 
     add_tui_commands(sub)
@@ -236,6 +236,18 @@ def _ask(prompt: str) -> str:
         return ""
 
 
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _term_as_interrupt() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) as Ctrl-C, so they unwind through every `finally` — the
+    fleet lock is released — instead of killing the process with the lock held. During a roll,
+    `_Interrupts` takes them over (stop after the current instance)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+
+
 class _Interrupts:
     """Ctrl-C and SIGTERM during a roll: the first stops it after the current instance (the lock is
     released and the state said); a second says how to abandon it at once."""
@@ -306,6 +318,7 @@ async def _act(args: argparse.Namespace, step_id: str | None,
     if (args.yes or args.override) and not args.reason.strip() and not args.dry_run:
         print("cockpit: --yes and --override need --reason (it goes in the journal)", file=sys.stderr)
         return 2
+    _term_as_interrupt()  # a SIGTERM or SIGHUP before or after the roll unwinds like Ctrl-C: the lock is released
     engine = _engine(args)
     locked = False
     try:
@@ -344,6 +357,7 @@ async def _act(args: argparse.Namespace, step_id: str | None,
                                          control=control)
         finally:
             remove()
+            _term_as_interrupt()
         _report(engine, preview, outcome)
         return 0 if outcome.ok else 1
     finally:
@@ -427,6 +441,7 @@ async def _certs_cmd(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cockpit: {exc}", file=sys.stderr)
         return 2
+    _term_as_interrupt()
     engine = _engine(args, previous=False)
     locked = False
     try:

@@ -63,6 +63,7 @@ class ActionKind(enum.StrEnum):
 class Direction(enum.StrEnum):
     ADVANCE = "advance"
     ROLLBACK = "rollback"
+    RESTART = "restart"  # a restart-only action (plans.engine preview_restart): step "restart"
 
 
 class EventKind(enum.StrEnum):

@@ -81,6 +81,8 @@ class TargetDetail:
     instances: tuple[InstancePosition, ...]
     dangers: tuple[str, ...]
     optional: bool
+    kind: str = "config"  # "config" | "certs" (done with `command`, not advanced from the cockpit)
+    command: str = ""
 
     @property
     def gates_open(self) -> bool:
@@ -306,7 +308,8 @@ def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str]
             rows.append(PlanRow(key, step.id, service, target, step.track, step.title, t.state,
                                 _summary(gates), key == next_key))
             details[key] = TargetDetail(key, step.id, service, target, step.title, step.summary, t.state, t.detail,
-                                        gates, t.instances, tuple(dangers_by.get(key, ())), step.optional)
+                                        gates, t.instances, tuple(dangers_by.get(key, ())), step.optional,
+                                        step.kind, step.command)
             label = f"{step.id} {target}" if step.per_service else step.id
             marks[f"step {key}"] = (t.state, f"{label}: {t.state}")
     for c in snap.checks:
@@ -317,9 +320,23 @@ def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str]
     else:
         nd = details[next_key] if next_key else None
         who = f" for {nxt[1]}" if nxt[0].per_service and nxt[1] else ""
-        next_text = f"next: {nxt[0].id}{who} — {nxt[0].title}" + (f" ({nd.state})" if nd else "")
+        next_text = f"next: {nxt[0].id}{who} — " + (blocked_text(nd) or f"{nxt[0].title}" + (f" ({nd.state})" if nd
+                                                                                           else ""))
     return FleetView(snap, now, tuple(rows), details, _legs(snap), _instances(snap), next_key, next_text,
                      tuple(d.message for d in pos.dangers), marks, tuple(c.text for c in snap.causes))
+
+
+def blocked_text(d: TargetDetail | None) -> str:
+    """"blocked by no_plaintext_leg1" (gate ids that are not open), "" when nothing blocks the target."""
+    if d is None:
+        return ""
+    if d.kind == "certs":
+        return f"done with `{d.command or 'cockpit certs push'}`" if d.state != "verified" else ""
+    closed = [g.gate for g in d.gates if g.status == "closed"]
+    unknown = [g.gate for g in d.gates if g.status != "closed" and not g.open]
+    parts = ([f"blocked by {', '.join(closed)}"] if closed else []) + (
+        [f"{', '.join(unknown)} could not be measured"] if unknown else [])
+    return "; ".join(parts)
 
 
 def blockers_for_rollback(plan: Plan, snap: FleetSnapshot, detail: TargetDetail) -> list[str]:
@@ -382,27 +399,49 @@ def _change_level(change: Mapping[str, Any]) -> Level:
     return "info"
 
 
+def said(v: object, missing: str = "?") -> str:
+    """A recorded value as words: never Python's None, True or False on screen."""
+    if v is None or v == "":
+        return missing
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def _what(rec: Mapping[str, Any]) -> str:
+    """"pg-5 api", "restart api (staging-api-01)", "pg-2"."""
+    step = said(rec.get("step"), "")
+    service = said(rec.get("service"), "")
+    hosts = rec.get("hosts") or ()
+    if rec.get("direction") == "restart" or step == "restart":
+        return f"{service}" + (f" ({', '.join(str(h) for h in hosts)})" if hosts else "")
+    return f"{step}{' ' + service if service else ''}"
+
+
+ACTION_LEVEL: Final[Mapping[str, Level]] = {"lock-refused": "error", "error": "error", "refused": "error"}
+
+
 def log_lines(rec: Mapping[str, Any]) -> list[LogLine]:
     """Event-log lines for one recording record (the same in drive, watch and replay)."""
     t = rec.get("t")
-    ts = float(rec.get("ts", 0.0))
+    ts = float(rec.get("ts", 0.0) or 0.0)
     if t == "verdict":
         out = []
         for c in rec.get("changes", ()):
             what = str(c.get("what", ""))
-            frm = c.get("from")
-            to = c.get("to")
+            frm = said(c.get("from"), "none")
+            to = said(c.get("to"), "gone")
             if what.startswith("step "):
                 text = f"{str(c.get('text', '')).split(':')[0]}: {frm} → {to}"
             elif what == "fleet":
                 text = f"fleet verdict: {frm} → {to}"
             else:
-                text = f"{frm} → {to}: {c.get('text', '')}"
+                text = f"{frm} → {to}: {said(c.get('text'), '')}"
             out.append(LogLine(ts, "verdict", text, _change_level(c)))
         return out
     if t == "journal":
         e = rec.get("entry", {})
-        parts = [str(e.get("who", "?")), str(e.get("event", "?"))]
+        parts = [said(e.get("who")), said(e.get("event"))]
         for k in ("step", "service", "direction"):
             if e.get(k):
                 parts.append(str(e[k]))
@@ -411,41 +450,52 @@ def log_lines(rec: Mapping[str, Any]) -> list[LogLine]:
         if e.get("reason"):
             parts.append(f"— {e['reason']}")
         level: Level = "error" if e.get("ok") is False else "info"
-        return [LogLine(float(e.get("ts", ts)), "journal", " ".join(parts), level)]
+        return [LogLine(float(e.get("ts", ts) or ts), "journal", " ".join(parts), level)]
     if t == "lock":
         h = rec.get("holder")
         if not h:
+            if rec.get("error"):
+                return [LogLine(ts, "lock", f"the fleet lock could not be read: {rec['error']}", "warn")]
             return [LogLine(ts, "lock", "the fleet lock is free")]
-        return [LogLine(ts, "lock", f"lock held by {h.get('who', '?')} on {h.get('where', '?')} "
-                                    f"(step {h.get('step', '?')})", "warn")]
+        return [LogLine(ts, "lock", f"lock held by {said(h.get('who'))} on {said(h.get('where'))} "
+                                    f"(step {said(h.get('step'))})", "warn")]
     if t == "action":
-        kind = rec.get("kind", "?")
-        what = f"{rec.get('step', '')}{' ' + str(rec['service']) if rec.get('service') else ''}"
-        direction = rec.get("direction", "advance")
+        kind = said(rec.get("kind"))
+        what = _what(rec)
+        direction = said(rec.get("direction"), "advance")
+        error = said(rec.get("error"), "")
         texts = {
-            "lock": f"lock taken for {what}",
-            "lock-refused": f"lock refused: {rec.get('error', '')}",
+            "lock": f"lock taken for {'restart ' if direction == 'restart' else ''}{what}",
+            "lock-refused": f"lock refused: {error}",
             "preview": f"preview {direction} {what}",
-            "confirm": f"{rec.get('who', '?')} confirmed {direction} {what} — {rec.get('reason', '')}",
+            "confirm": f"{said(rec.get('who'))} confirmed {direction} {what} — {said(rec.get('reason'), '')}",
             "cancel": f"cancelled {direction} {what}",
             "unlock": "lock released",
-            "error": f"{direction} {what} stopped: {rec.get('error', '')}",
+            "error": f"{direction} {what} stopped: {error}" if what.strip() else f"error: {error}",
+            "refused": f"{direction} {what} refused, nothing changed: {said(rec.get('reason') or error)}",
         }
-        lvl: Level = "error" if kind in ("lock-refused", "error") else "action"
-        return [LogLine(ts, "action", texts.get(str(kind), f"{kind} {what}"), lvl)]
+        lvl = ACTION_LEVEL.get(kind, "action")
+        return [LogLine(ts, "action", texts.get(kind, f"{kind} {direction} {what}"), lvl)]
     if t == "event":
-        kind = str(rec.get("kind", ""))
+        kind = said(rec.get("kind"), "")
         host = rec.get("host")
-        text = f"{host}: {rec.get('text', '')}" if host else str(rec.get("text", ""))
-        lv: Level = "error" if kind == "error" else ("ok" if kind in ("instance-done", "done") else "info")
+        text = f"{host}: {said(rec.get('text'), '')}" if host else said(rec.get("text"), "")
+        lv: Level = "error" if kind == "error" else ("ok" if kind in ("instance-done", "done") else (
+            "warn" if kind in ("paused", "stopping", "journal", "rollback", "diagnostics") else "info"))
         return [LogLine(ts, kind or "event", text, lv)]
     if t == "outcome":
         o = rec.get("outcome", {})
         ok = bool(o.get("ok"))
-        what = f"{rec.get('step', '')}{' ' + str(rec['service']) if rec.get('service') else ''}"
-        text = (f"{rec.get('direction', 'advance')} {what}: " + ("done" if ok else
-                f"FAILED at {o.get('stage', '?')}: {o.get('reason', '')}"))
-        return [LogLine(ts, "outcome", text, "ok" if ok else "error")]
+        what = _what(rec)
+        stage = said(o.get("stage"))
+        if ok:
+            result = "done"
+        elif stage == "stopped":
+            result = f"stopped: {said(o.get('reason'), '')}"
+        else:
+            result = f"FAILED at {stage}: {said(o.get('reason'), '')}"
+        text = f"{said(rec.get('direction'), 'advance')} {what}: {result}"
+        return [LogLine(ts, "outcome", text, "ok" if ok else ("warn" if stage == "stopped" else "error"))]
     if t == "note":
-        return [LogLine(ts, "note", str(rec.get("text", "")), rec.get("level", "warn"))]
+        return [LogLine(ts, "note", said(rec.get("text"), ""), rec.get("level", "warn"))]
     return []

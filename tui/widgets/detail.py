@@ -8,16 +8,19 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Button, Footer, Static
 
 from probes.model import CheckResult, Unknown
 from probes.snapshot import LEGS, Connection, DatabaseState, FleetSnapshot, InstanceState, Leg, LegUse, LegView
 from tui.redact import Redactor
 from tui.view import STATE_WORD, VERDICT_WORD, TargetDetail
+from tui.widgets.header import SizeNotice
 from tui.widgets.style import GATE_MARK, GATE_STYLE, STATE_STYLE, VERDICT_STYLE
 
 _REDACT = Redactor()
@@ -102,7 +105,7 @@ def fact_text(v: object, yes: str = "yes", no: str = "NO") -> str:
 def instance_text(s: FleetSnapshot, i: InstanceState) -> Text:
     t = Text()
     t.append(f"{i.host}", style="bold")
-    t.append(f"  service {i.service}  address {i.address}\n")
+    t.append(f"  service {i.service}  address {fact_text(i.address)}\n")
     t.append(f"reachable {fact_text(i.reachable)}  running {fact_text(i.running)}  healthy {fact_text(i.healthy)}\n")
     t.append(f"Postgres connections {fact_text(i.db)}  Redis connections {fact_text(i.redis)}\n")
     for path, state in sorted(i.ca_files.items()):
@@ -123,7 +126,7 @@ def instance_text(s: FleetSnapshot, i: InstanceState) -> Text:
         t.append("\ndrift (configured ≠ observed)\n", style="bold underline")
         for d in i.drift:
             t.append(f" ⚠ {d}\n", style="yellow")
-    conns = [c for leg in LEGS for c in _leg_conns(s, leg) if c.instance == i.host]
+    conns = [c for leg in LEGS for c in sorted(_leg_conns(s, leg), key=lambda c: c.addr) if c.instance == i.host]
     if conns:
         t.append("\nobserved connections\n", style="bold underline")
         for c in conns:
@@ -168,7 +171,7 @@ def database_text(s: FleetSnapshot) -> Text:
         if not isinstance(view, LegView):
             t.append(f" {leg:<8} could not be read: {fact_text(view)}\n", style="red")
             continue
-        for c in view.connections:
+        for c in sorted(view.connections, key=lambda c: (c.service, c.instance or "", c.addr)):
             t.append(f" {c.leg:<8} {c.service:<14} {c.instance or '?':<20} {c.addr:<22} "
                      f"{'TLS' if c.tls else 'plaintext':<9} {c.detail}\n")
         if view.own:
@@ -179,20 +182,21 @@ def database_text(s: FleetSnapshot) -> Text:
 
 
 class DetailScreen(ModalScreen[None]):
-    """A scrollable page of detail; Escape closes it."""
+    """A scrollable page of detail; Escape closes it. The title is Rich Text (brackets shown as they are)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss_detail", "Close", id="close-detail"),
     ]
 
-    def __init__(self, title: str, body: Text) -> None:
+    def __init__(self, title: str | Text, body: Text) -> None:
         super().__init__()
-        self._title = title
+        self._title = title if isinstance(title, Text) else Text(title)
         self._body = body
 
     def compose(self) -> ComposeResult:
         with Vertical(id="detail-box"):
             yield Static(self._title, id="detail-title")
+            yield SizeNotice("", classes="size-notice")
             with VerticalScroll(id="detail-scroll"):
                 yield Static(self._body, id="detail-body")
         yield Footer()
@@ -200,5 +204,55 @@ class DetailScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
 
+    def on_resize(self, event: Resize) -> None:
+        self.query_one(SizeNotice).check(event.size.width, event.size.height)
+
     def action_dismiss_detail(self) -> None:
         self.dismiss(None)
+
+
+class ProblemScreen(ModalScreen[None]):
+    """A failure, shown until it is read: what failed, the error, what to do. Enter, Escape or q closes it.
+
+    Every failure of an action (a refused lock, an engine error, a crash) lands here, where the operator is
+    looking, and not only in a toast that fades or in Textual's log."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss_problem", "Close", id="close-problem"),
+    ]
+    AUTO_FOCUS = "#problem-ok"
+
+    def __init__(self, title: Text, body: Text) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="problem-box"):
+            yield Static(self.title_text, id="problem-title")
+            yield SizeNotice("", classes="size-notice")
+            with VerticalScroll(id="problem-scroll"):
+                yield Static(self.body, id="problem-body")
+            with Horizontal(id="problem-buttons"):
+                yield Button("Close (read)", id="problem-ok", variant="primary")
+
+    def on_resize(self, event: Resize) -> None:
+        self.query_one(SizeNotice).check(event.size.width, event.size.height)
+
+    @on(Button.Pressed, "#problem-ok")
+    def _ok(self) -> None:
+        self.dismiss(None)
+
+    def action_dismiss_problem(self) -> None:
+        self.dismiss(None)
+
+
+def problem_text(what: str, error: str, todo: str = "") -> Text:
+    """A problem's body: what was being done, the error (redacted), what to do about it."""
+    t = Text()
+    t.append(f"{what}\n\n", style="bold")
+    t.append(_REDACT.text(error) + "\n", style="bold red")
+    if todo:
+        t.append(f"\n{todo}\n")
+    t.append("\nIt is in the event log and in the session's recording.", style="dim")
+    return t

@@ -6,15 +6,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.cells import cell_len
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.view import age_text, clock_text
+from tui.view import age_text, clock_text, said
 
 STALE_AFTER = 10.0  # seconds: the data is getting old
 OLD_AFTER = 60.0  # seconds: gates no longer open on it
+MIN_WIDTH, MIN_HEIGHT = 80, 24  # below this the screens are cut: said, not silently
+
+
+def too_small(width: int, height: int) -> str:
+    """What to say when the terminal is below the minimum size ("" when it is not)."""
+    if width >= MIN_WIDTH and height >= MIN_HEIGHT:
+        return ""
+    return f"⚠ too small: {width}×{height} < {MIN_WIDTH}×{MIN_HEIGHT} — parts are cut; enlarge the terminal"
+
+
+class SizeNotice(Static):
+    """One line that says the terminal is too small, shown only then (the modal screens carry one)."""
+
+    def check(self, width: int, height: int) -> None:
+        text = too_small(width, height)
+        self.display = bool(text)
+        self.update(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +48,11 @@ class HeaderInfo:
     lock_mine: bool
     next_text: str
     replay_text: str = ""
+    too_small: str = ""  # the terminal is below the minimum size: said instead of the next step
 
 
 class CockpitHeader(Widget):
-    """Two lines: badges (env, mode, lock, freshness, verdict) and the next step."""
+    """Two lines: badges (env, mode, verdict, freshness, lock) and the next step."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -41,12 +60,14 @@ class CockpitHeader(Widget):
         self._texts: dict[str, str] = {}  # selector → the text shown
 
     def compose(self) -> ComposeResult:
+        # the fleet's verdict and the data's age before the lock: at 80 columns a long holder's name is what
+        # gets cut, not the verdict
         with Horizontal(id="badges"):
             yield Static("", id="env", classes="badge")
             yield Static("", id="mode", classes="badge")
-            yield Static("", id="lock", classes="badge")
-            yield Static("", id="fresh", classes="badge")
             yield Static("", id="verdict", classes="badge")
+            yield Static("", id="fresh", classes="badge")
+            yield Static("", id="lock", classes="badge")
         yield Static("", id="next-line")
 
     def _put(self, selector: str, text: str) -> Static:
@@ -59,7 +80,8 @@ class CockpitHeader(Widget):
         old = self._texts.get(selector)
         if old != text:
             self._texts[selector] = text
-            w.update(text, layout=old is None or cell_len(old) != cell_len(text))
+            # as Text: a name with brackets ("[staging]") is shown as it is, not read as markup
+            w.update(Text(text), layout=old is None or cell_len(old) != cell_len(text))
         return w
 
     def _flag(self, w: Widget, on: bool, name: str) -> None:
@@ -89,8 +111,8 @@ class CockpitHeader(Widget):
             since = h.get("since")
             held = f" {age_text(info.now - float(since)).removesuffix(' ago')}" if isinstance(since, int | float) \
                 and since > 0 else ""
-            who = "you" if info.lock_mine else f"{h.get('who', '?')}@{h.get('where', '?')}"
-            self._put("#lock", f"lock: {who} {h.get('step', '?')}{held}")
+            who = "you" if info.lock_mine else f"{said(h.get('who'))}@{said(h.get('where'))}"
+            self._put("#lock", f"lock: {who} {said(h.get('step'))}{held}")
         self._flag(lock, info.lock is not None, "-held")
         self._flag(lock, info.lock_mine, "-mine")
         if info.taken_at is None:
@@ -98,7 +120,7 @@ class CockpitHeader(Widget):
             age = float("inf")
         else:
             age = info.now - info.taken_at
-            fresh = self._put("#fresh", f"data {clock_text(info.taken_at)}Z, {age_text(age)}")
+            fresh = self._put("#fresh", f"data {age_text(age)} ({clock_text(info.taken_at)}Z)")
         self._flag(fresh, STALE_AFTER < age <= OLD_AFTER, "-stale")
         self._flag(fresh, age > OLD_AFTER, "-old")
         verdict = self._put("#verdict", f"fleet {info.verdict.upper() if info.verdict not in (None, 'ok') else 'ok'}"
@@ -106,4 +128,6 @@ class CockpitHeader(Widget):
         for v in ("ok", "warn", "fail", "error"):
             self._flag(verdict, info.verdict == v, f"-{v}")
         nxt = info.next_text if not info.replay_text else f"{info.replay_text}  ·  {info.next_text}"
-        self._put("#next-line", nxt)
+        line = self._put("#next-line", info.too_small or nxt)
+        self._flag(line, bool(info.too_small), "-too-small")
+        self._flag(line, not info.too_small and " — blocked by " in nxt, "-blocked")

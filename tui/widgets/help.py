@@ -40,13 +40,14 @@ def help_text(mode: str, sections: Sequence[tuple[str, Sequence[KeyRow]]]) -> Te
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "close", "Close", id="close-help")]
 
-    def __init__(self, body: Text) -> None:
+    def __init__(self, body: Text, *, title: Text | None = None) -> None:
         super().__init__()
         self._body = body
+        self._title = title or Text("Keys and actions")
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box"):
-            yield Static("Keys and actions", id="help-title")
+            yield Static(self._title, id="help-title")
             with VerticalScroll(id="help-scroll"):
                 yield Static(self._body, id="help-body")
         yield Footer()

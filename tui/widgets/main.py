@@ -16,20 +16,22 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.events import Resize
+from textual.events import Key, Resize
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import Input, Static, TabbedContent, TabPane
 from textual.widgets._tabs import Tab, Underline
+from textual.worker import Worker, WorkerState
 
 from probes.snapshot import DatabaseState
 from tui.view import FleetView, LogLine, TargetDetail
 from tui.widgets.detail import DetailScreen, database_text, instance_text, step_text
 from tui.widgets.eventlog import EventLog
 from tui.widgets.footer import CockpitFooter
-from tui.widgets.header import CockpitHeader, HeaderInfo
+from tui.widgets.header import CockpitHeader, HeaderInfo, too_small
 from tui.widgets.scrolling import LaidOutOnce, SteadyVerticalScroll
-from tui.widgets.tables import InstanceTable, LegsTable, PlanTable
+from tui.widgets.style import modal_title
+from tui.widgets.tables import InstanceTable, KeyedTable, LegsTable, PlanTable
 
 if TYPE_CHECKING:
     from tui.app import CockpitApp
@@ -62,6 +64,7 @@ class MainScreen(Screen[None]):
         Binding("2", "show_tab('tab-instances')", "Instances", id="focus-instances", show=False),
         Binding("3", "show_tab('tab-legs')", "Legs", id="focus-legs", show=False),
         Binding("4", "show_tab('tab-events')", "Events", id="focus-events", show=False),
+        Binding("slash", "filter", "Filter", id="filter", key_display="/"),
     ]
     HELP_SECTION = "Look"
 
@@ -77,6 +80,7 @@ class MainScreen(Screen[None]):
         self._pending: FleetView | None = None
         self._pending_lines: list[LogLine] = []
         self._shown_detail: tuple[TargetDetail | None, str] | None = None
+        self._filtering: Widget | None = None  # the table or log the filter bar edits
 
     @property
     def cockpit(self) -> CockpitApp:
@@ -102,6 +106,9 @@ class MainScreen(Screen[None]):
                 yield LegsTable(id="legs")
             with TabPane("Events", id="tab-events"):
                 yield EventLog(id="events")
+        with Horizontal(id="filter-bar", classes="-hidden"):
+            yield Static("", id="filter-state")
+            yield Input(placeholder="filter: type; Enter keeps it, Esc clears it", id="filter-input")
         yield from self.compose_extra()
         yield CockpitFooter()
 
@@ -126,6 +133,7 @@ class MainScreen(Screen[None]):
     @on(Resize)
     def _resized(self, event: Resize) -> None:
         self._narrow(event.size.width)
+        self.refresh_header()
 
     def _narrow(self, width: int) -> None:
         self.set_class(width < NARROW, "-narrow")
@@ -182,7 +190,7 @@ class MainScreen(Screen[None]):
             lock_mine=self.lock_mine,
             next_text=(v.next_text + (f"  ·  ⚠ {len(v.dangers)} out of order" if v.dangers else "")) if v
             else "waiting for the first snapshot…",
-            replay_text=self.replay_text())
+            replay_text=self.replay_text(), too_small=too_small(*self.app.size))
 
     def replay_text(self) -> str:
         return ""
@@ -251,19 +259,21 @@ class MainScreen(Screen[None]):
         if inst is None:
             self.notify(f"{host} is not in the current snapshot", severity="warning")
             return
-        self.app.push_screen(DetailScreen(f"{host} — detail", instance_text(self.view.snapshot, inst)))
+        self.app.push_screen(DetailScreen(self.modal_title(f"{host} — detail"),
+                                          instance_text(self.view.snapshot, inst)))
 
     def open_database(self) -> None:
         if self.view is None:
             return
         db = self.view.snapshot.database
         name = db.host if isinstance(db, DatabaseState) else "database"
-        self.app.push_screen(DetailScreen(f"{name} — Postgres, PgBouncer, Redis", database_text(self.view.snapshot)))
+        self.app.push_screen(DetailScreen(self.modal_title(f"{name} — Postgres, PgBouncer, Redis"),
+                                          database_text(self.view.snapshot)))
 
     def _open_step_detail(self) -> None:
         d = self.detail
         if d is not None:
-            self.app.push_screen(DetailScreen(f"{d.step} {d.target} — {d.title}",
+            self.app.push_screen(DetailScreen(self.modal_title(f"{d.step} {d.target} — {d.title}"),
                                               step_text(d, action_hint=self.action_hint(d))))
 
     def action_detail(self) -> None:
@@ -276,6 +286,84 @@ class MainScreen(Screen[None]):
             self.open_database()
         else:
             self._open_step_detail()
+
+    def modal_title(self, text: str) -> Text:
+        """A dialog's title with this session's environment first (brackets shown, never read as markup)."""
+        cfg = self.cockpit.config
+        return modal_title(cfg.env_name, text, protected=cfg.protected)
+
+    # -- the filter ----------------------------------------------------------------------------------
+    def _filterable(self) -> Widget | None:
+        focused = self.focused
+        if isinstance(focused, KeyedTable | EventLog):
+            return focused
+        tabs = self.query_one("#lower", TabbedContent)
+        return self.query_one({"tab-instances": "#instances", "tab-legs": "#legs", "tab-events": "#events"}.get(
+            tabs.active, "#plan"))
+
+    def action_filter(self) -> None:
+        """`/`: filter the focused table (or the events): rows containing the text; Enter keeps, Esc clears."""
+        target = self._filterable()
+        if target is None:
+            return
+        self._filtering = target
+        bar = self.query_one("#filter-bar")
+        bar.remove_class("-hidden")
+        field = self.query_one("#filter-input", Input)
+        field.display = True
+        field.value = getattr(target, "filter_text", "")
+        self._show_filters()
+        field.focus()
+
+    @on(Input.Changed, "#filter-input")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        target = self._filtering
+        if isinstance(target, KeyedTable | EventLog):
+            target.set_filter(event.value)
+        self._show_filters()
+
+    @on(Input.Submitted, "#filter-input")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._end_filter()
+
+    def on_key(self, event: Key) -> None:
+        if event.key == "escape" and self.focused is self.query_one("#filter-input"):
+            event.stop()
+            event.prevent_default()
+            target = self._filtering
+            if isinstance(target, KeyedTable | EventLog):
+                target.set_filter("")
+            self._end_filter()
+
+    def _end_filter(self) -> None:
+        target = self._filtering
+        self._filtering = None
+        self.query_one("#filter-input", Input).display = False
+        self._show_filters()
+        if target is not None:
+            target.focus()
+
+    def _show_filters(self) -> None:
+        """The filter bar: the one being edited, and every filter in force (shown while any is)."""
+        names = {"plan": "Plan", "instances": "Instances", "legs": "Legs", "legs-side": "Legs", "events": "Events"}
+        active = [f"{names.get(w.id or '', w.id)}: “{w.filter_text}”"
+                  for w in self.query("#plan, #instances, #legs, #legs-side, #events")
+                  if isinstance(w, KeyedTable | EventLog) and w.filter_text]
+        editing = self._filtering
+        label = f"/ {names.get(editing.id or '', editing.id)}" if editing is not None else ""
+        text = "  ·  ".join(([label] if label else []) + (["filtered " + ", ".join(active)] if active else []))
+        self.query_one("#filter-state", Static).update(Text(text))
+        self.query_one("#filter-bar").set_class(not (active or editing), "-hidden")
+
+    # -- errors of this screen's workers (the drive cycle) ---------------------------------------------
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        """A worker of this screen failed: Worker.StateChanged does not bubble, so hand it to the app's one
+        place for errors (a dialog and the recording)."""
+        if event.state is WorkerState.ERROR:
+            self.cockpit.worker_failed(event.worker)
 
     def action_focus_plan(self) -> None:
         self.query_one("#plan", PlanTable).focus()

@@ -15,6 +15,7 @@ from rich.control import strip_control_codes
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 
 from probes.model import Verdict
 
@@ -82,3 +83,35 @@ def styled(text: str, style: str | None) -> Cell:
 
 def verdict_text(word: str, verdict: Verdict | None) -> Cell:
     return styled(word, VERDICT_STYLE.get(verdict, "dim") if verdict is not None else "dim")
+
+
+def seen_style(text: str, *, wants_tls: bool) -> str:
+    """"verify-full → TLS" green, "… → plain" yellow (bold when the instance is configured for TLS: drift),
+    "… → ?" dim: TLS and plaintext differ by colour as well as by word."""
+    seen = text.rsplit("→", 1)[-1].strip()
+    if seen == "TLS":
+        return "green"
+    if seen == "plain":
+        return "bold yellow" if wants_tls else "yellow"
+    return "dim"
+
+
+def listener_style(text: str) -> str:
+    """A listener's mode: TLS-only modes green, plaintext-only ones yellow, could-not-measure dim."""
+    t = text.lower()
+    if t in ("?", "-"):
+        return "dim"
+    if t in ("require", "verify-ca", "verify-full", "hostssl", "dropped") or t.startswith("ssl on·verify"):
+        return "green"
+    if t in ("disable", "host") or t.startswith("ssl off"):
+        return "yellow"
+    return ""
+
+
+def modal_title(env: str, text: str, *, protected: bool = False) -> Text:
+    """A dialog's title, the environment first: "[staging] ADVANCE pg-5 for api — …". Rich Text, so the
+    brackets are shown, never read as markup (a name like "[staging]" would vanish as a tag)."""
+    t = Text()
+    t.append(f"[{env}]" if not protected else f"▲ [{env}] PROTECTED ▲", style="bold reverse" if protected else "bold")
+    t.append(f" {text}")
+    return t
