@@ -27,7 +27,7 @@ from plans.hazards import Blocker, rollback_blockers
 from plans.intent import Intent, IntentChange, merge, unfinished
 from plans.journal import Journal, JournalError
 from plans.lock import FleetLock, LockError, LockInfo
-from plans.plan import Plan, Step
+from plans.model import Plan, Step
 from plans.position import Position, TargetPosition, derive_position, env_order_gate
 from plans.store import Change, ConfigStore, StoreError
 from probes.collect import Collector
