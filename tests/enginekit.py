@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from lab.topology import LabSpec
+from plans.collecting import collector_for
 from plans.engine import Engine
 from plans.journal import Journal
 from plans.plan import default_plan
-from probes.collect import Collector
 from probes.inventory import load_inventory
 
 T = TypeVar("T")
@@ -36,7 +36,7 @@ def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_di
     env = load_inventory(inventory or Path(spec.dir) / "inventory.toml").env(None)
 
     async def go() -> T:
-        collector = Collector(env)
+        collector = collector_for(env, default_plan())
         engine = Engine(env, default_plan(), collector,
                         journal=Journal(env, collector.pool, local_dir=local_dir) if local_dir else None)
         try:
