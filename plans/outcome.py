@@ -32,6 +32,8 @@ Emit = Callable[[EventKind, str | None, str], None]  # (kind, host, text): tell 
 
 @dataclass(frozen=True)
 class EngineEvent:
+    """Something an apply did or saw, as it happens (`host` None: the apply as a whole)."""
+
     kind: EventKind
     host: str | None
     text: str
@@ -40,6 +42,8 @@ class EngineEvent:
 
 @dataclass(frozen=True)
 class InstanceOutcome:
+    """How one instance's restart went: update.sh's exit and output, and whether it then ran as configured."""
+
     host: str
     ok: bool
     exit_status: int | None
@@ -64,6 +68,8 @@ class InstanceOutcome:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How an apply ended (`stage`: where it stopped), with the automatic rollback's outcome when one ran."""
+
     ok: bool
     stage: Stage
     reason: str

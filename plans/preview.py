@@ -24,6 +24,9 @@ class EngineError(Exception):
 
 @dataclass(frozen=True)
 class RestartTarget:
+    """One instance to restart: `update.sh --restart-only` as the inventory renders it, and the command
+    to run on it first (draining, e.g.), if any."""
+
     host: str
     command: str
     pre_restart: str = ""
@@ -31,6 +34,8 @@ class RestartTarget:
 
 @dataclass(frozen=True)
 class Preview:
+    """What one apply would do, as shown to a person: `open` when every gate is open and no blocker blocks."""
+
     env: str
     protected: bool
     step: str
