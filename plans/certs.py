@@ -9,16 +9,14 @@ whole JSON). The caller takes the fleet lock and journals it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from inventory.model import Environment
 from probes import certs
-from probes.aws import Aws, AwsError, explain
+from probes.aws import Aws, AwsError
 from probes.collect.fleetconfig import cert_checks, needs_of, read_material
 from probes.model import CheckResult, Verdict
 
@@ -45,18 +43,9 @@ def validate(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *, dns_name: str) -
                                 now=datetime.now(UTC))
 
 
-def _missing(exc: BaseException) -> bool:
-    return type(exc).__name__ == "ResourceNotFoundException"
-
-
-async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *,
-               dry_run: bool = False) -> PushResult:
-    checks = validate(ca_pem, cert_pem, key_pem, dns_name=env.database.dns_name)
-    bad = [c for c in checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)]
-    if bad:
-        return PushResult(False, tuple(checks), (), "refused, nothing written: " + "; ".join(c.summary for c in bad))
-    values = {k: base64.b64encode(p).decode() for k, p in zip(KEYS, (ca_pem, cert_pem, key_pem), strict=True)}
-    # what each secret must hold: (secret name -> {key: value}); a "shared" secret holds the union
+def _wanted(env: Environment, values: dict[str, str]) -> dict[str, dict[str, str]]:
+    """What each secret must hold: secret name -> {key: value}; a JSON secret holds the union of what
+    its consumers need (the private key only where TLS is served)."""
     plan: dict[str, dict[str, str]] = {}
     for service in consumers(env):
         needed = {k: values[k] for k in needs_of(env, service)}
@@ -65,55 +54,62 @@ async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_p
                 plan.setdefault(env.tls_secret_name(service, k), {})[k] = v
         else:
             plan.setdefault(env.tls_secret_name(service, KEYS[0]), {}).update(needed)
-    sm: Any = aws.secretsmanager
+    return plan
+
+
+class _Refused(Exception):
+    """A secret the cockpit will not overwrite (the message says why)."""
+
+
+def _new_text(name: str, current: str | None, wanted: dict[str, str], *, raw: bool) -> str | None:
+    """The secret's new text, or None when it already holds `wanted`. A JSON secret is merged: every
+    other key is kept (a secret write replaces the whole value)."""
+    if raw:
+        text = next(iter(wanted.values()))
+        return None if current == text else text
+    try:
+        data = json.loads(current or "{}")
+    except json.JSONDecodeError:
+        raise _Refused(f"{name} is not JSON; fix it by hand first") from None
+    if not isinstance(data, dict):
+        raise _Refused(f"{name} is not a JSON object; fix it by hand first")
+    if all(data.get(k) == v for k, v in wanted.items()):
+        return None
+    return json.dumps({**data, **wanted})
+
+
+async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *,
+               dry_run: bool = False) -> PushResult:
+    checks = tuple(validate(ca_pem, cert_pem, key_pem, dns_name=env.database.dns_name))
+    bad = [c for c in checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)]
+    if bad:
+        return PushResult(False, checks, (), "refused, nothing written: " + "; ".join(c.summary for c in bad))
+    values = {k: base64.b64encode(p).decode() for k, p in zip(KEYS, (ca_pem, cert_pem, key_pem), strict=True)}
+    raw = env.tls_secrets.layout == "separate"
     written: list[str] = []
     unchanged: list[str] = []
     try:
-        for name, wanted in plan.items():
-            raw = env.tls_secrets.layout == "separate"
-            try:
-                resp = await asyncio.to_thread(sm.get_secret_value, SecretId=name)
-                text = resp.get("SecretString") or ("" if raw else "{}")
-                current: Any = text if raw else json.loads(text)
-            except json.JSONDecodeError:
-                return PushResult(False, tuple(checks), tuple(written), f"{name} is not JSON; fix it by hand first")
-            except Exception as exc:
-                if not _missing(exc):
-                    raise
-                current = None
-            if raw:
-                new_text = next(iter(wanted.values()))
-                if current == new_text:
-                    unchanged.append(name)
-                    continue
-            else:
-                if current is not None and not isinstance(current, dict):
-                    return PushResult(False, tuple(checks), tuple(written), f"{name} is not a JSON object; fix it by "
-                                                                            "hand first")
-                base = dict(current or {})
-                if all(base.get(k) == v for k, v in wanted.items()):
-                    unchanged.append(name)
-                    continue
-                base.update(wanted)  # merge: every other key kept
-                new_text = json.dumps(base)
-            if dry_run:
-                written.append(name)
+        for name, wanted in _wanted(env, values).items():
+            current = await aws.secret_string(name)
+            new_text = _new_text(name, current, wanted, raw=raw)
+            if new_text is None:
+                unchanged.append(name)
                 continue
-            if current is None:
-                await asyncio.to_thread(sm.create_secret, Name=name, SecretString=new_text)
-            else:
-                await asyncio.to_thread(sm.put_secret_value, SecretId=name, SecretString=new_text)
+            if not dry_run:
+                await (aws.create_secret(name, new_text) if current is None else aws.put_secret_string(name, new_text))
             written.append(name)
-    except Exception as exc:
-        return PushResult(False, tuple(checks), tuple(written),
-                          explain(exc, "writing the cert material") + (f" (already written: {', '.join(written)})"
-                                                                       if written else "; nothing written"),
+    except _Refused as exc:
+        return PushResult(False, checks, tuple(written), str(exc))
+    except AwsError as exc:
+        return PushResult(False, checks, tuple(written),
+                          f"writing the cert material: {exc.reason}" + (f" (already written: {', '.join(written)})"
+                                                                        if written else "; nothing written"),
                           tuple(unchanged))
     verb = "would write" if dry_run else "written to"
     text = f"{verb} {len(written)} secret(s)" + (f": {', '.join(written)}" if written else "")
     if unchanged:
         text += f"; {len(unchanged)} already held these values"
-    return PushResult(True, tuple(checks), () if dry_run else tuple(written), text, tuple(unchanged))
+    return PushResult(True, checks, () if dry_run else tuple(written), text, tuple(unchanged))
 
 
 async def check(env: Environment, aws: Aws) -> list[CheckResult]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from plans.model import Plan, Step
 from probes.model import Unknown, Why
 from probes.snapshot import (
     ConfigSource,
@@ -23,9 +24,6 @@ from probes.snapshot import (
     InstanceState,
     LegUse,
 )
-
-if TYPE_CHECKING:
-    from plans.plan import Plan, Step
 
 __all__ = [
     "LIVE",

@@ -4,7 +4,7 @@ Two kinds of reason. A later step (one that runs after this one) still in place 
 still running — since rollback goes newest first. And a hazard: what the runbook's variables say
 breaks if this value goes back (Postgres TLS off while PgBouncer verifies it, client TLS off while an
 app requires it, …). Hazards are a registry keyed by (scope, variable): a plan that sets a variable
-with no rule is refused when it is loaded (`has_rule`).
+with no rule loads with a warning (`has_rule`, `Plan.warnings`), and its rollback is said to be unchecked.
 
 Every reason is a `Blocker` with an id, so a person can override exactly one (`--override ID`).
 What could not be measured blocks — except a later step that the config store says is not configured
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 from plans.facts import (
     LIVE,
@@ -34,12 +34,10 @@ from plans.facts import (
     read_live_instance,
     sorted_hosts,
 )
+from plans.model import Change as PlanChange
+from plans.model import Plan, Step
 from probes.model import Unknown
 from probes.snapshot import DatabaseState, FleetSnapshot, LegUse
-
-if TYPE_CHECKING:
-    from plans.plan import Change as PlanChange
-    from plans.plan import Plan, Step
 
 __all__ = ["HAZARDS", "Blocker", "has_rule", "rollback_blockers"]
 

@@ -18,14 +18,21 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inventory.model import Environment
-from probes.ssh.pool import SshPool
-from probes.ssh.results import SshErrorKind
+from probes.ssh.results import SshError, SshErrorKind
 
 FLEET_PATH = "/var/log/rollout-cockpit/journal.jsonl"
 MAX_READ = 16 << 20
+
+
+class FleetFiles(Protocol):
+    """Where the fleet journal lives: files on the fleet's hosts (the SSH pool)."""
+
+    async def append_file(self, host_name: str, path: str, data: bytes) -> SshError | None: ...
+
+    async def read_file(self, host_name: str, path: str, max_bytes: int) -> bytes | SshError: ...
 
 
 class JournalError(Exception):
@@ -38,7 +45,7 @@ def state_dir() -> Path:
 
 
 class Journal:
-    def __init__(self, env: Environment, pool: SshPool | None, *, local_dir: Path | None = None) -> None:
+    def __init__(self, env: Environment, pool: FleetFiles | None, *, local_dir: Path | None = None) -> None:
         self.env = env
         self.pool = pool
         self.dir = local_dir or state_dir() / "journal"

@@ -23,7 +23,6 @@ lock is still only broken explicitly, and the caller journals that.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import json
@@ -32,9 +31,9 @@ import re
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from probes.aws import Aws, explain
+from probes.aws import Aws, AwsError
 
 GEN_DIGITS: Final = 10
 KEEP: Final = 5  # newest generations kept; older ones are deleted after an acquire
@@ -172,51 +171,36 @@ class FleetLock:
 
     # -- SSM -----------------------------------------------------------------------------------
     async def _list(self, what: str) -> _Listing:
-        ssm: Any = self.aws.ssm
         prefix = self.name + "/"
+        try:
+            found = await self.aws.parameters_under(prefix)
+        except AwsError as exc:
+            raise LockError(f"{what}: reading the lock {self.name}: {exc.reason}") from None
         holders: dict[int, LockInfo] = {}
         markers: dict[int, LockMarker] = {}
-        token: str | None = None
-        while True:
-            kw: dict[str, Any] = {"Path": prefix, "Recursive": True}
-            if token:
-                kw["NextToken"] = token
-            try:
-                page = await asyncio.to_thread(ssm.get_parameters_by_path, **kw)
-            except Exception as exc:
-                raise LockError(explain(exc, f"{what}: reading the lock {self.name}")) from None
-            for p in page.get("Parameters", []):
-                m = _GEN_RE.fullmatch(p["Name"][len(prefix):]) if p["Name"].startswith(prefix) else None
-                if m is None:
-                    continue
-                gen = int(m.group(1))
-                if m.group(2):
-                    markers[gen] = _parse_marker(p["Value"])
-                else:
-                    holders[gen] = _parse_holder(p["Value"], gen)
-            token = page.get("NextToken")
-            if not token:
-                return _Listing(holders, markers)
+        for name, p in found.items():
+            m = _GEN_RE.fullmatch(name[len(prefix):]) if name.startswith(prefix) else None
+            if m is None:
+                continue
+            gen = int(m.group(1))
+            if m.group(2):
+                markers[gen] = _parse_marker(p.value)
+            else:
+                holders[gen] = _parse_holder(p.value, gen)
+        return _Listing(holders, markers)
 
     async def _create(self, name: str, value: str) -> bool:
         """Create `name` (atomic); False when someone else's value is there. Other failures raise.
 
-        "Already exists" with our own value means botocore retried a create that had succeeded
+        "Already exists" with our own value means the AWS client retried a create that had succeeded
         (the first answer was lost): that is ours. Every value holds a timestamp, so it is unique."""
-        ssm: Any = self.aws.ssm
-        try:
-            await asyncio.to_thread(ssm.put_parameter, Name=name, Value=value, Type="String", Overwrite=False)
-        except ssm.exceptions.ParameterAlreadyExists:
-            return await self._get(name) == value
-        return True
+        if await self.aws.create_parameter(name, value):
+            return True
+        return await self._get(name) == value
 
     async def _get(self, name: str) -> str | None:
-        ssm: Any = self.aws.ssm
-        try:
-            resp = await asyncio.to_thread(ssm.get_parameter, Name=name)
-        except ssm.exceptions.ParameterNotFound:
-            return None
-        return str(resp["Parameter"]["Value"])
+        p = await self.aws.get_parameter(name)
+        return p.value if p is not None else None
 
     def _with_stale(self, info: LockInfo) -> LockInfo:
         return replace(info, stale=stale_reason(info))
@@ -238,8 +222,8 @@ class FleetLock:
         info = replace(me(step), generation=gen)
         try:
             created = await self._create(self._gen_name(gen), info.to_value())
-        except Exception as exc:
-            raise LockError(explain(exc, f"taking the lock {self._gen_name(gen)}")) from None
+        except AwsError as exc:
+            raise LockError(f"taking the lock {self._gen_name(gen)}: {exc.reason}") from None
         if not created:
             now = await self.current()
             raise LockError(_held_message(now) if now else "the fleet lock was taken and released meanwhile; "
@@ -271,8 +255,8 @@ class FleetLock:
             if await self._create(self._marker_name(held.generation), _marker("released").to_value()):
                 return None
             existing = await self._get(self._marker_name(held.generation))
-        except Exception as exc:
-            raise LockError(explain(exc, what) + " — it stays held; break it with `cockpit lock --break --reason …` "
+        except AwsError as exc:
+            raise LockError(f"{what}: {exc.reason} — it stays held; break it with `cockpit lock --break --reason …` "
                             "once fixed") from None
         marker = _parse_marker(existing) if existing is not None else None
         return marker if marker is not None and marker.kind == "broken" else None
@@ -285,8 +269,8 @@ class FleetLock:
             return None
         try:
             created = await self._create(self._marker_name(holder.generation), _marker("broken", reason).to_value())
-        except Exception as exc:
-            raise LockError(explain(exc, f"breaking the lock {self._gen_name(holder.generation)}")) from None
+        except AwsError as exc:
+            raise LockError(f"breaking the lock {self._gen_name(holder.generation)}: {exc.reason}") from None
         if self.held is not None and self.held.generation == holder.generation:
             self.held = None
         return self._with_stale(holder) if created else None
@@ -296,10 +280,9 @@ class FleetLock:
         floor = listing.top - KEEP
         names = [self._gen_name(g) for g in listing.holders if g <= floor] + \
                 [self._marker_name(g) for g in listing.markers if g <= floor]
-        ssm: Any = self.aws.ssm
         for i in range(0, len(names), 10):
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(ssm.delete_parameters, Names=names[i:i + 10])
+            with contextlib.suppress(AwsError):
+                await self.aws.delete_parameters(names[i : i + 10])
 
 
 def _held_message(holder: LockInfo | None) -> str:

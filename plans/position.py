@@ -19,19 +19,17 @@ The cross-environment gate (`env_order_gate`) reads another environment's `Posit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
+from inventory.model import Environment
 from plans.facts import ConfigReading, Reading, config_reading, read_live, read_live_instance
 from plans.gates import GATES, GateResult, GateStatus, evaluate
 from plans.intent import Intent
-from plans.plan import Plan, Step
-from probes.model import Unknown, Verdict
+from plans.model import Plan, Step
+from probes.model import Unknown, Verdict, Why
 from probes.snapshot import ConfiguredValue, FleetSnapshot
-
-if TYPE_CHECKING:
-    from inventory.model import Environment
 
 __all__ = [
     "STATES",
@@ -182,9 +180,7 @@ def _certs_target(plan: Plan, step: Step, snapshot: FleetSnapshot) -> TargetPosi
     )
 
 
-def _cause_why(snapshot: FleetSnapshot) -> Any:
-    from probes.model import Why
-
+def _cause_why(snapshot: FleetSnapshot) -> Why:
     return snapshot.causes[0].why if snapshot.causes else Why.NOT_CHECKED
 
 
@@ -319,83 +315,99 @@ def _dangers(
     plan: Plan, snapshot: FleetSnapshot, steps: Sequence[StepPosition], intents: Sequence[Intent]
 ) -> list[Danger]:
     by_id = {sp.step.id: sp for sp in steps}
+    out = [_intent_danger(snapshot, steps, intent) for intent in intents]
+    for sp in steps:
+        for t in sp.targets:
+            out += _target_dangers(plan, snapshot, sp.step, t, by_id)
+    return out
+
+
+def _intent_danger(snapshot: FleetSnapshot, steps: Sequence[StepPosition], intent: Intent) -> Danger:
+    """An apply that stopped half-way: what it wrote, what it did not, and the remedy."""
+    step = next((sp.step for sp in steps if sp.step.id == intent.step), None)
+    svc = intent.service if step is not None and step.per_service else None
+    written = [c.var for c in intent.changes if _holds(snapshot, intent.service, c.var, c.new)]
+    todo = [c.var for c in intent.changes if c.var not in written]
+    what = f"written: {', '.join(written) or 'nothing'}; not written: {', '.join(todo) or 'nothing'}"
+    remedy = _remedy(step, svc) if step is not None else "preview the step again"
+    return Danger(
+        intent.step,
+        svc,
+        f"an {intent.direction} of {intent.step} for {intent.service} by "
+        f"{intent.who} on {intent.where} did not finish ({what}) — run {remedy}",
+    )
+
+
+def _target_dangers(
+    plan: Plan, snapshot: FleetSnapshot, step: Step, t: TargetPosition, by_id: Mapping[str, StepPosition]
+) -> list[Danger]:
+    """A target only partly configured; or configured while nothing runs it, under a closed gate, or
+    before a step it needs."""
     out: list[Danger] = []
-    for intent in intents:
-        step = next((sp.step for sp in steps if sp.step.id == intent.step), None)
-        svc = intent.service if step is not None and step.per_service else None
-        written = [c.var for c in intent.changes if _holds(snapshot, intent.service, c.var, c.new)]
-        todo = [c.var for c in intent.changes if c.var not in written]
-        what = f"written: {', '.join(written) or 'nothing'}; not written: {', '.join(todo) or 'nothing'}"
-        remedy = _remedy(step, svc) if step is not None else "preview the step again"
+    if t.partial:
         out.append(
             Danger(
-                intent.step,
-                svc,
-                f"an {intent.direction} of {intent.step} for {intent.service} by "
-                f"{intent.who} on {intent.where} did not finish ({what}) — run {remedy}",
+                step.id,
+                t.service,
+                f"{step.id} ({step.summary}) is only partly configured"
+                f"{' for ' + t.service if t.service else ''}: {t.detail} — a "
+                f"restart would run half of it; run {_remedy(step, t.service)}",
             )
         )
-    for sp in steps:
-        step = sp.step
-        for t in sp.targets:
-            if t.partial:
-                out.append(
-                    Danger(
-                        step.id,
-                        t.service,
-                        f"{step.id} ({step.summary}) is only partly configured"
-                        f"{' for ' + t.service if t.service else ''}: {t.detail} — a "
-                        f"restart would run half of it; run {_remedy(step, t.service)}",
-                    )
+    if t.configured is not True:
+        return out
+    for_svc = f" for {t.service}" if step.per_service and t.service else ""
+    if _runs_nowhere(step, t):
+        who = (
+            "no instance runs it yet: the next restart of any of them"
+            if step.per_service
+            else "the database host does not run it yet: its next restart"
+        )
+        out.append(
+            Danger(
+                step.id,
+                t.service,
+                f"{step.id} ({step.summary}) is configured{for_svc} but {who} "
+                "(a reboot, a deploy) would apply it outside the cockpit — run "
+                f"{_remedy(step, t.service)}",
+            )
+        )
+    for g in step.gates_for_target(t.service):
+        svc = t.service if GATES[g].per_service else None
+        r = evaluate(g, snapshot, service=svc, now=snapshot.taken_at, max_age=None, plan=plan, step=step)
+        if r.status == "closed":
+            out.append(
+                Danger(
+                    step.id,
+                    t.service,
+                    f"{step.id} ({step.summary}) is configured{for_svc} but its gate {g} is closed: {r.reason}",
                 )
-            if t.configured is not True:
-                continue
-            for_svc = f" for {t.service}" if step.per_service and t.service else ""
-            if _runs_nowhere(step, t):
-                who = (
-                    "no instance runs it yet: the next restart of any of them"
-                    if step.per_service
-                    else "the database host does not run it yet: its next restart"
+            )
+    return out + _early_dangers(step, t, for_svc, by_id)
+
+
+def _early_dangers(step: Step, t: TargetPosition, for_svc: str, by_id: Mapping[str, StepPosition]) -> list[Danger]:
+    """A configured target whose dependency is not configured (for the same service, on per-service steps)."""
+    out: list[Danger] = []
+    for a in step.after:
+        ap = by_id[a]
+        before = (
+            [x for x in ap.targets if x.service == t.service]
+            if (ap.step.per_service and step.per_service)
+            else list(ap.targets)
+        )
+        early = [x for x in before if x.configured is False]
+        if early:
+            where = ", ".join(x.service for x in early if x.service)
+            out.append(
+                Danger(
+                    step.id,
+                    t.service,
+                    f"{step.id} ({step.summary}) is configured{for_svc} before "
+                    f"{a} ({ap.step.summary}){' for ' + where if where else ''} "
+                    f"— apply {a} first, or roll {step.id} back",
                 )
-                out.append(
-                    Danger(
-                        step.id,
-                        t.service,
-                        f"{step.id} ({step.summary}) is configured{for_svc} but {who} "
-                        "(a reboot, a deploy) would apply it outside the cockpit — run "
-                        f"{_remedy(step, t.service)}",
-                    )
-                )
-            for g in step.gates_for_target(t.service):
-                svc = t.service if GATES[g].per_service else None
-                r = evaluate(g, snapshot, service=svc, now=snapshot.taken_at, max_age=None, plan=plan, step=step)
-                if r.status == "closed":
-                    out.append(
-                        Danger(
-                            step.id,
-                            t.service,
-                            f"{step.id} ({step.summary}) is configured{for_svc} but its gate {g} is closed: {r.reason}",
-                        )
-                    )
-            for a in step.after:
-                ap = by_id[a]
-                before = (
-                    [x for x in ap.targets if x.service == t.service]
-                    if (ap.step.per_service and step.per_service)
-                    else list(ap.targets)
-                )
-                early = [x for x in before if x.configured is False]
-                if early:
-                    where = ", ".join(x.service for x in early if x.service)
-                    out.append(
-                        Danger(
-                            step.id,
-                            t.service,
-                            f"{step.id} ({step.summary}) is configured{for_svc} before "
-                            f"{a} ({ap.step.summary}){' for ' + where if where else ''} "
-                            f"— apply {a} first, or roll {step.id} back",
-                        )
-                    )
+            )
     return out
 
 
@@ -427,8 +439,6 @@ def derive_position(
         if snapshot.managed_database:
             why = f"{snapshot.env} uses a managed database (RDS/ElastiCache): the runbook does not apply"
             names: list[str | None] = [None] if step.scope == "fleet" else list(plan.targets(step, services_in_order))
-            from probes.model import Why
-
             targets = [TargetPosition(step.id, n, "unknown", why, Unknown(Why.NOT_CHECKED, why)) for n in names]
         elif step.kind == "certs":
             targets = [_certs_target(plan, step, snapshot)]

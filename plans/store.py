@@ -18,11 +18,11 @@ import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from inventory.model import Environment, Host
 from plans import envfile
-from probes.aws import Aws, AwsError, explain
+from probes.aws import Aws, AwsError
 from probes.ssh.pool import SshPool
 from probes.ssh.results import SshError, SshErrorKind
 
@@ -122,14 +122,11 @@ class SsmStore:
         self.aws = aws
 
     async def _get(self, name: str) -> str | None:
-        ssm: Any = self.aws.ssm
         try:
-            resp = await asyncio.to_thread(ssm.get_parameter, Name=name, WithDecryption=True)
-        except ssm.exceptions.ParameterNotFound:
-            return None
-        except Exception as exc:
-            raise StoreError(explain(exc, f"reading {name}")) from None
-        return str(resp["Parameter"]["Value"])
+            p = await self.aws.get_parameter(name)
+        except AwsError as exc:
+            raise StoreError(f"reading {name}: {exc.reason}") from None
+        return p.value if p is not None else None
 
     async def read(self, service: str, var: str) -> str | None:
         return await self._get(self.env.ssm_path(service, var))
@@ -148,11 +145,10 @@ class SsmStore:
         the platform reads (a probe under the service's own path would be picked up by a restart)."""
         name = f"/{self.env.namespace}/cockpit/preflight/{os.urandom(6).hex()}"
         value = f"preflight for {service} at {time.time():.0f}"
-        ssm: Any = self.aws.ssm
         try:
-            await asyncio.to_thread(ssm.put_parameter, Name=name, Value=value, Type="String", Overwrite=False)
-        except Exception as exc:
-            raise StoreError(explain(exc, f"preflight: writing {name}") + " — the cockpit cannot write to SSM; "
+            await self.aws.create_parameter(name, value)
+        except AwsError as exc:
+            raise StoreError(f"preflight: writing {name}: {exc.reason} — the cockpit cannot write to SSM; "
                              "nothing was changed") from None
         try:
             back = await self._get(name)
@@ -160,9 +156,9 @@ class SsmStore:
         except StoreError as exc:
             problem = f"preflight: {exc}"
         try:
-            await asyncio.to_thread(ssm.delete_parameter, Name=name)
-        except Exception as exc:
-            problem = problem or (explain(exc, f"preflight: deleting {name}") + " — a rollback that unsets a "
+            await self.aws.delete_parameter(name)
+        except AwsError as exc:
+            problem = problem or (f"preflight: deleting {name}: {exc.reason} — a rollback that unsets a "
                                   "variable deletes its parameter and would fail the same way; the probe "
                                   "parameter is left (nothing reads it): delete it once the policy allows")
         if problem:
@@ -179,21 +175,15 @@ class SsmStore:
                              "nothing was written")
 
     async def _apply(self, name: str, current: str | None, new: str | None) -> str:
-        """Make `name` hold `new` (None: deleted); `current` is what it holds now. Returns a receipt."""
-        ssm: Any = self.aws.ssm
+        """Make `name` hold `new` (None: deleted); `current` is what it holds now. Returns a receipt;
+        raises AwsError."""
         if new is None:
             if current is None:
                 return f"{name} already unset"
-            try:
-                await asyncio.to_thread(ssm.delete_parameter, Name=name)
-            except ssm.exceptions.ParameterNotFound:
-                pass
+            await self.aws.delete_parameter(name)  # already gone is as good
             return f"{name} deleted"
-        kw: dict[str, Any] = {"Name": name, "Value": new, "Overwrite": True}
-        if current is None:
-            kw["Type"] = "String"  # a new parameter; an existing one keeps its type (SecureString stays so)
-        resp = await asyncio.to_thread(ssm.put_parameter, **kw)
-        return f"{name} version {resp.get('Version')}"
+        version = await self.aws.put_parameter(name, new, new=current is None)
+        return f"{name} version {version}"
 
     async def write_all(self, changes: Sequence[Change], *, progress: Progress | None = None) -> list[str]:
         """Compare-and-swap, then write in order; on a failure revert what was written (see module doc)."""
@@ -211,9 +201,8 @@ class SsmStore:
         for c, name in zip(changes, names, strict=True):
             try:
                 receipts.append(await self._apply(name, c.old, c.new))
-            except Exception as exc:
-                failed = explain(exc, f"writing {name}")
-                text = await self._undo(failed, name, c, done)
+            except AwsError as exc:
+                text = await self._undo(f"writing {name}: {exc.reason}", name, c, done)
                 raise StoreError(text, partial="REVERT FAILED" in text) from None
             done.append((name, c))
         return receipts
@@ -231,9 +220,9 @@ class SsmStore:
             try:
                 await self._apply(done_name, c.new, c.old)
                 reverted.append(f"{done_name} back to {_show(c.old)}")
-            except Exception as exc:
+            except AwsError as exc:
                 stuck.append(f"{done_name} now holds {_show(c.new)} (should be {_show(c.old)}; "
-                             f"{explain(exc, 'its revert failed')})")
+                             f"its revert failed: {exc.reason})")
         parts = [failed, state]
         if stuck:
             parts.append("REVERT FAILED — " + "; ".join(stuck) + (

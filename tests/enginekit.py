@@ -15,7 +15,7 @@ from lab.topology import LabSpec
 from plans.collecting import collector_for
 from plans.engine import Engine
 from plans.journal import Journal
-from plans.plan import default_plan
+from plans.plan import Plan, default_plan
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -32,11 +32,13 @@ def cockpit(spec: LabSpec, *args: str, timeout: float = 600,
 
 
 def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_dir: Path | None = None,
-                inventory: Path | None = None) -> T:
+                inventory: Path | None = None, plan: Plan | None = None) -> T:
+    """Run `fn` with an engine on the lab (the shipped runbook unless `plan`), reading what the plan declares;
+    the lock is released and the sessions closed afterwards."""
     env = load_inventory(inventory or Path(spec.dir) / "inventory.toml").env(None)
+    plan = plan or default_plan()
 
     async def go() -> T:
-        plan = default_plan()
         collector = collector_for(env, plan)
         engine = Engine(env, plan, collector,
                         journal=Journal(env, collector.pool, local_dir=local_dir) if local_dir else None)

@@ -10,7 +10,8 @@ import pytest
 
 from inventory.load import load_inventory
 from inventory.model import Environment
-from plans.gates import GATES, LIVE, NO_DATABASE, GateResult, evaluate
+from plans.facts import LIVE, NO_DATABASE
+from plans.gates import GATES, GateResult, evaluate
 from plans.hazards import rollback_blockers
 from plans.plan import default_plan
 from plans.position import derive_position, env_order_gate
@@ -42,7 +43,7 @@ PLAN = default_plan()
 
 
 def gate(name: str, snap: FleetSnapshot, service: str | None = None) -> GateResult:
-    return evaluate(name, snap, service=service, now=T0 + 5)
+    return evaluate(name, snap, service=service, now=T0 + 5, plan=PLAN)
 
 
 def assert_gate(
@@ -351,24 +352,25 @@ def test_verifications() -> None:
 
 def test_a_stale_snapshot_never_opens() -> None:
     snap = fleet(2)
-    r = evaluate("postgres_tls_verifies", snap, now=T0 + 600)
+    r = evaluate("postgres_tls_verifies", snap, now=T0 + 600, plan=PLAN)
     assert (r.status, r.reason) == (
         "unknown",
         "the snapshot is 600 s old (limit 60 s) — refresh before deciding",
     )
-    assert evaluate("postgres_tls_verifies", snap, now=T0 + 600, max_age=None).status == "open"
-    assert evaluate("postgres_tls_verifies", snap, now=T0 + 30, max_age=10).status == "unknown"
+    assert evaluate("postgres_tls_verifies", snap, now=T0 + 600, max_age=None, plan=PLAN).status == "open"
+    assert evaluate("postgres_tls_verifies", snap, now=T0 + 30, max_age=10, plan=PLAN).status == "unknown"
 
 
 def test_managed_database_closes_every_gate() -> None:
     for name, spec in GATES.items():
-        r = evaluate(name, managed(fleet(2)), service="api" if spec.per_service else None, now=T0)
+        r = evaluate(name, managed(fleet(2)), service="api" if spec.per_service else None, now=T0,
+                     plan=PLAN)
         assert r.status == "closed" and "runbook does not apply" in r.reason
 
 
 def test_unknown_gate_is_a_bug() -> None:
     with pytest.raises(ValueError, match="unknown gate 'nope'"):
-        evaluate("nope", fleet(1), now=T0)
+        evaluate("nope", fleet(1), now=T0, plan=PLAN)
 
 
 # -- rollback safety ------------------------------------------------------------------------------

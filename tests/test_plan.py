@@ -606,3 +606,15 @@ def test_ca_file_variables_refused(value: str, where: str, problem: str) -> None
     e = refuse(text)
     assert (e.where, e.problem, e.step) == (where, problem, None)
     assert e.line == line_of(text, "ca_file_variables =")
+
+
+
+NEW_VARIABLE_PLAN = Path(__file__).resolve().parent / "plans" / "new_variable.toml"
+
+
+def test_a_plan_with_a_variable_without_a_hazard_rule_loads_with_a_warning() -> None:
+    plan = load_plan(NEW_VARIABLE_PLAN)
+    assert plan.variables["database"] == frozenset({"POSTGRES_TLS_ENABLED", "PGBOUNCER_TLS_CIPHERS"})
+    assert len(plan.warnings) == 1
+    assert "PGBOUNCER_TLS_CIPHERS" in plan.warnings[0] and "no rollback-safety rule" in plan.warnings[0]
+    assert default_plan().warnings == ()  # every variable of the runbook has its rule

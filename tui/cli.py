@@ -456,7 +456,9 @@ async def _certs_cmd(args: argparse.Namespace) -> int:
             except (LockError, EngineError) as exc:
                 print(f"cockpit: {exc}", file=sys.stderr)
                 return 1
-        res = await certs_mod.push(engine.env, engine.collector.aws, ca, cert, key, dry_run=args.dry_run)
+        from probes.aws import Aws
+
+        res = await certs_mod.push(engine.env, Aws(engine.env), ca, cert, key, dry_run=args.dry_run)
         for c in res.checks:
             print(f"  [{c.verdict.value:>5}] {c.check}: {c.summary}")
         if not args.dry_run:
