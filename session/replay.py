@@ -3,7 +3,7 @@
 Pure (no textual): the replay screen ticks it and shows what it says. Marks are the moments worth
 stepping to: actions, outcomes, verdict changes, journal entries, lock changes, errors, damage.
 What it hands the screen is display-ready: damaged lines become notes saying so, and every recorded
-string has its control characters made visible (tui.printable), never sent to the terminal raw.
+string has its control characters made visible (session.printable), never sent to the terminal raw.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Any, Final
 
 from plans.plan import Plan
 from probes.snapshot import FleetSnapshot, snapshot_from_json, snapshot_to_json
-from tui.printable import has_unsafe, printable, printable_json
-from tui.recording import DAMAGED, Entry, Recording
-from tui.records import EventKind, Lock, RecordType
-from tui.view import FleetView, build_view
+from session.printable import has_unsafe, printable, printable_json
+from session.recording.format import EventKind, RecordType
+from session.recording.index import DAMAGED, Entry
+from session.recording.reader import Recording
+from session.recording.records import Lock
+from session.view import FleetView, build_view
 
 SPEEDS: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 MARK_KINDS: Final = frozenset({RecordType.ACTION, RecordType.OUTCOME, RecordType.VERDICT, RecordType.JOURNAL,

@@ -21,12 +21,14 @@ from textual.binding import Binding, BindingType
 from textual.events import DescendantFocus, Key
 
 from plans.engine import RESTART, RollControl
-from tui.feed import REFUSED_STAGES, Direction, EngineLike, EventLike, PreviewLike, lock_holder
-from tui.recording import Recorder
-from tui.view import TargetDetail, blockers_for_rollback
-from tui.widgets.confirm import ConfirmScreen, target_text
-from tui.widgets.main import MainScreen
-from tui.widgets.progress import ControlWord, ProgressScreen
+from session.contract import REFUSED_STAGES, Direction, EngineLike, EventLike, PreviewLike
+from session.feed import lock_holder
+from session.loglines import log_lines
+from session.view import TargetDetail, blockers_for_rollback
+from tui.screens.confirm import ConfirmScreen, target_text
+from tui.screens.context import ScreenContext
+from tui.screens.main import MainScreen
+from tui.screens.progress import ControlWord, ProgressScreen
 from tui.widgets.tables import InstanceTable
 
 WRITE_ACTIONS = ("advance", "rollback", "advance_next", "restart")
@@ -81,12 +83,11 @@ class DriveScreen(MainScreen):
         Binding("R", "restart", "Restart", id="restart", key_display="R"),
     ]
 
-    def __init__(self, engine: EngineLike, recorder: Recorder) -> None:
-        super().__init__()
+    def __init__(self, engine: EngineLike, context: ScreenContext) -> None:
+        super().__init__(context)
         self.engine = engine
-        self.recorder = recorder
+        self.recorder = context.recorder
         self.busy = False
-        self.lock_token: str | None = None
         self._rollback_cache: tuple[int, str, list[str]] | None = None
         self._binding_state: tuple[bool | None, ...] = ()
         self._progress: ProgressScreen | None = None  # the running cycle's progress screen
@@ -100,7 +101,7 @@ class DriveScreen(MainScreen):
         assert self.view is not None
         key = (id(self.view), d.key)
         if self._rollback_cache is None or self._rollback_cache[:2] != key:
-            self._rollback_cache = (*key, blockers_for_rollback(self.cockpit.config.plan, self.view.snapshot, d))
+            self._rollback_cache = (*key, blockers_for_rollback(self.context.plan, self.view.snapshot, d))
         return self._rollback_cache[2]
 
     def restart_target(self) -> Target | None:
@@ -116,7 +117,7 @@ class DriveScreen(MainScreen):
         d = self.detail
         if d is None or d.kind == "certs":  # a fleet-wide certs step has no one service to restart
             return None
-        return Target("restart", RESTART_STEP, d.service or self.cockpit.config.plan.database_service)
+        return Target("restart", RESTART_STEP, d.service or self.context.plan.database_service)
 
     def why_disabled(self, action: str) -> str:
         if action not in WRITE_ACTIONS:
@@ -184,7 +185,7 @@ class DriveScreen(MainScreen):
             rb = self.why_disabled("rollback")
         finally:
             self.selected = saved
-        svc = detail.service or self.cockpit.config.plan.database_service
+        svc = detail.service or self.context.plan.database_service
         restart = "" if detail.kind == "certs" else \
             f"\n[R] restart {svc}, every instance (in Instances: the highlighted one)"
         return (f"\n[a] advance: {'ready' if not adv else 'disabled — ' + adv}"
@@ -224,9 +225,16 @@ class DriveScreen(MainScreen):
         self.bindings_may_have_changed()
         self.show_detail()
 
+    def _log(self, record: dict[str, Any]) -> None:
+        """Show a record this screen has just written in the event log."""
+        self.append_log(log_lines(record))
+
+    def _problem(self, what: str, error: str, todo: str = "") -> None:
+        """Ask the app for a dialog that stays until it is read."""
+        self.post_message(self.ProblemRaised(what, error, todo))
+
     @work(exclusive=True, group="drive", exit_on_error=False)
     async def _cycle(self, target: Target) -> None:
-        app = self.cockpit
         rec = self.recorder
         base = target.fields(rec.header.get("who"))
         answer: Any = None
@@ -235,14 +243,14 @@ class DriveScreen(MainScreen):
                 info = await self.engine.acquire_lock(target.step)
             except Exception as exc:
                 text = _error_text(exc)
-                app.log_record(rec.record("action", kind="lock-refused", error=text, **base))
-                app.show_problem(f"{target.label}: the fleet lock was not taken", text,
-                                 "Nothing was changed. If the holder is gone for good, break the lock from a shell: "
-                                 "cockpit lock --break --reason …")
+                self._log(rec.record("action", kind="lock-refused", error=text, **base))
+                self._problem(f"{target.label}: the fleet lock was not taken", text,
+                              "Nothing was changed. If the holder is gone for good, break the lock from a shell: "
+                              "cockpit lock --break --reason …")
                 return
             holder = lock_holder(info)
             self.lock_token = str(holder.get("token")) if holder and holder.get("token") else None
-            app.log_record(rec.record("action", kind="lock", **base))
+            self._log(rec.record("action", kind="lock", **base))
             self.show_lock(holder, True, True)
             try:
                 answer = await self._previewed(target, base)
@@ -261,21 +269,20 @@ class DriveScreen(MainScreen):
             self.call_later(self._start_rollback, target)
 
     async def _release(self, base: dict[str, Any]) -> None:
-        app = self.cockpit
         try:
             await self.engine.release_lock()
         except Exception as exc:
             text = _error_text(exc)
-            app.log_record(self.recorder.record("action", kind="error",
-                                                error=f"the fleet lock could not be released: {text}", **base))
+            self._log(self.recorder.record("action", kind="error",
+                                           error=f"the fleet lock could not be released: {text}", **base))
             self.lock_token = None
             self.show_lock(None, False, False)
-            app.show_problem("The fleet lock could not be released", text,
-                             "It may still be held in your name. Once the cause is fixed, break it from a shell: "
-                             "cockpit lock --break --reason …")
+            self._problem("The fleet lock could not be released", text,
+                          "It may still be held in your name. Once the cause is fixed, break it from a shell: "
+                          "cockpit lock --break --reason …")
             return
         self.lock_token = None
-        app.log_record(self.recorder.record("action", kind="unlock", **base))
+        self._log(self.recorder.record("action", kind="unlock", **base))
         self.show_lock(None, True, False)
 
     def _start_rollback(self, target: Target) -> None:
@@ -284,8 +291,8 @@ class DriveScreen(MainScreen):
         key = f"{target.step}:{target.service}" if target.service else target.step
         d = self.view.detail(key)
         if d is None:
-            self.cockpit.show_problem(f"roll back {target_text(target.step, target.service)}",
-                                      f"{key} is not in the plan as shown now")
+            self._problem(f"roll back {target_text(target.step, target.service)}",
+                          f"{key} is not in the plan as shown now")
             return
         self._start(Target("rollback", d.step, d.service))
 
@@ -300,36 +307,42 @@ class DriveScreen(MainScreen):
     async def _previewed(self, target: Target, base: dict[str, Any]) -> Any:
         """Preview, confirm, apply with progress; returns the awaitable answer of the progress screen
         (None when there is none), so the caller releases the lock as soon as the apply is over."""
-        app = self.cockpit
         rec = self.recorder
         try:
             preview = await self._preview(target)
         except Exception as exc:
             text = _error_text(exc)
-            app.log_record(rec.record("action", kind="error", error=f"no preview: {text}", **base))
-            app.show_problem(f"{target.label}: the engine gave no preview", text,
-                             "Nothing was changed, and the fleet lock is released.")
+            self._log(rec.record("action", kind="error", error=f"no preview: {text}", **base))
+            self._problem(f"{target.label}: the engine gave no preview", text,
+                          "Nothing was changed, and the fleet lock is released.")
             return None
-        app.log_record(rec.record("action", kind="preview", preview=preview.to_json(), **base))
-        protected = app.config.protected or bool(preview.protected)
-        result = await app.push_screen_wait(ConfirmScreen(
-            preview, env_name=app.config.env_name, protected=protected,
+        self._log(rec.record("action", kind="preview", preview=preview.to_json(), **base))
+        protected = self.context.protected or bool(preview.protected)
+        result = await self.app.push_screen_wait(ConfirmScreen(
+            preview, env_name=self.context.env_name, protected=protected,
             override_hint=target.cli(i for i, _ in preview.closed)))
         if result is None:
-            app.log_record(rec.record("action", kind="cancel", **base))
+            self._log(rec.record("action", kind="cancel", **base))
             return None
-        app.log_record(rec.record("action", kind="confirm", reason=result.reason, **base))
+        self._log(rec.record("action", kind="confirm", reason=result.reason, **base))
+        return await self._applied(target, base, preview, result.reason, protected)
+
+    async def _applied(self, target: Target, base: dict[str, Any], preview: PreviewLike, reason: str,
+                       protected: bool) -> Any:
+        """Apply the confirmed `preview` with the progress screen following it; returns the screen's answer."""
+        app = self.app
+        rec = self.recorder
         control = RollControl()
 
         def asked(what: ControlWord) -> None:
             """The operator's request, when it is made (the engine's "paused"/"stopping" follow when it acts)."""
             words = {"pause": "asked to pause after the current instance", "resume": "resumed",
                      "stop": "asked to stop after the current instance"}[what]
-            app.log_record(rec.record("note", text=f"{base['who'] or 'the operator'} {words}: {target.label}",
-                                      level="info" if what == "resume" else "warn"))
+            self._log(rec.record("note", text=f"{base['who'] or 'the operator'} {words}: {target.label}",
+                                 level="info" if what == "resume" else "warn"))
 
-        progress = ProgressScreen(preview, redactor=rec.redactor, control=control, clock=app.clock,
-                                  env_name=app.config.env_name, protected=protected, on_control=asked,
+        progress = ProgressScreen(preview, redactor=rec.redactor, control=control, clock=self.context.clock,
+                                  env_name=self.context.env_name, protected=protected, on_control=asked,
                                   rollback_label=f"Roll back {target_text(target.step, target.service)}")
         answer = app.push_screen(progress, wait_for_dismiss=True)
         self._progress = progress
@@ -337,7 +350,7 @@ class DriveScreen(MainScreen):
         loop_thread = threading.get_ident()
 
         def on_loop(ev: EventLike) -> None:
-            app.log_record(rec.record("event", kind=ev.kind, host=ev.host, text=ev.text, at=ev.ts))
+            self._log(rec.record("event", kind=ev.kind, host=ev.host, text=ev.text, at=ev.ts))
             progress.deliver(ev)
 
         def on_event(ev: EventLike) -> None:
@@ -347,16 +360,15 @@ class DriveScreen(MainScreen):
                 app.call_from_thread(on_loop, ev)
 
         try:
-            outcome = await self.engine.apply(preview, reason=result.reason, on_event=on_event, control=control)
+            outcome = await self.engine.apply(preview, reason=reason, on_event=on_event, control=control)
         except Exception as exc:
             text = _error_text(exc)
-            app.log_record(rec.record("action", kind="error", error=text, **base))
+            self._log(rec.record("action", kind="error", error=text, **base))
             progress.show_error(text)
         else:
-            app.log_record(rec.record("outcome", outcome=outcome.to_json(), reason=result.reason, **base))
+            self._log(rec.record("outcome", outcome=outcome.to_json(), reason=reason, **base))
             if outcome.stage in REFUSED_STAGES:
-                app.log_record(rec.record("action", kind="refused", reason=f"{outcome.stage}: {outcome.reason}",
-                                          **base))
+                self._log(rec.record("action", kind="refused", reason=f"{outcome.stage}: {outcome.reason}", **base))
             progress.show_outcome(outcome)
         return answer
 
@@ -369,7 +381,7 @@ class DriveScreen(MainScreen):
             for direction, action in (("advance", "Advance"), ("rollback", "Roll back")):
                 yield SystemCommand(f"{action} {label}", f"{row.title} — now {row.state}, gates {row.gates}",
                                     self._palette_start(row.key, direction))
-        services: dict[str, list[str]] = {self.cockpit.config.plan.database_service: []}
+        services: dict[str, list[str]] = {self.context.plan.database_service: []}
         for i in self.view.instances:
             services.setdefault(i.service, []).append(i.key)
         for svc, hosts in services.items():

@@ -27,7 +27,7 @@ from textual.events import DescendantFocus, Resize
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from tui.feed import PreviewLike
+from session.contract import PreviewLike
 from tui.widgets.header import SizeNotice
 from tui.widgets.style import GATE_MARK, GATE_STYLE, modal_title
 

@@ -10,7 +10,7 @@ that appears is switched to.
 
 `RecordingTail` does the reading (no textual, no asyncio); `FollowFeed` turns each poll into the
 `Observation` the watch app absorbs, plus event-log lines for the driver's actions, engine events,
-outcomes and notes. Everything shown is printable (tui.printable).
+outcomes and notes. Everything shown is printable (session.printable).
 """
 
 from __future__ import annotations
@@ -22,19 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from probes.snapshot import FleetSnapshot
-from tui.feed import Observation
-from tui.printable import printable, printable_json
-from tui.recording import MAX_LINE, Recording, RecordingError, RecordingIncomplete, is_recording
-from tui.records import Header, Journal, Lock, Record, RecordType, Verdicts
-from tui.replay import damage_text, printable_snapshot
-from tui.view import LogLine, log_lines
-
-if TYPE_CHECKING:
-    from plans.plan import Plan
-    from tui.app import CockpitApp
+from session.feed import Observation
+from session.loglines import LogLine, log_lines
+from session.printable import printable, printable_json
+from session.recording.format import RecordType
+from session.recording.index import MAX_LINE, RecordingError, RecordingIncomplete, is_recording
+from session.recording.reader import Recording
+from session.recording.records import Header, Journal, Lock, Record, Verdicts
+from session.replay import damage_text, printable_snapshot
 
 FOLLOW_POLL: Final = 0.2  # seconds between two looks at the file's size
 JOURNAL_KEEP: Final = 500  # journal entries handed to the screen (it keeps what it has not seen)
@@ -229,31 +227,3 @@ class FollowFeed:
         snap = printable_snapshot(batch.snapshot) if batch.snapshot is not None else None
         return Observation(snap, None, holder, lock_known, lock_error,
                            tuple(self._journal) if journal_new or batch.opened is not None else None)
-
-
-def build_follow_app(path: Path, *, plan: Plan | None = None, poll_interval: float = FOLLOW_POLL,
-                     max_line: int = MAX_LINE) -> tuple[CockpitApp, FollowFeed]:
-    """The watch app following `path` (a recording, or a directory of them): read-only, nothing recorded.
-
-    Raises RecordingError when `path` cannot be followed (not a recording, a special file)."""
-    from tui.app import CockpitApp, make_app
-
-    tail = RecordingTail(path, max_line=max_line)
-    h = tail.start()
-    feed = FollowFeed(tail)
-    app = make_app("watch", plan=plan, env_name=printable(h.env), protected=h.protected,
-                   services=[printable(s) for s in h.services], feed=feed, poll_interval=poll_interval)
-
-    def show(lines: Sequence[LogLine]) -> None:
-        app.post_message(CockpitApp.LinesArrived(lines))
-
-    feed.on_lines = show
-    app.closers.append(_closer(tail))
-    return app, feed
-
-
-def _closer(tail: RecordingTail) -> Callable[[], Any]:
-    async def close() -> None:
-        tail.close()
-
-    return close

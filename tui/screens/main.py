@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -17,41 +17,28 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Key, Resize
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Static, TabbedContent, TabPane
-from textual.widgets._tabs import Tab, Underline
 from textual.worker import Worker, WorkerState
 
 from probes.snapshot import DatabaseState
-from tui.view import FleetView, LogLine, TargetDetail
-from tui.widgets.detail import DetailScreen, database_text, instance_text, step_text
+from session.loglines import LogLine
+from session.view import FleetView, TargetDetail
+from tui.screens.context import ScreenContext
+from tui.screens.detail import DetailScreen
+from tui.textual_internals import is_being_pruned, underline_now
+from tui.widgets.detail_text import database_text, instance_text, step_text
 from tui.widgets.eventlog import EventLog
 from tui.widgets.footer import CockpitFooter
 from tui.widgets.header import CockpitHeader, HeaderInfo, too_small
-from tui.widgets.scrolling import LaidOutOnce, SteadyVerticalScroll
+from tui.widgets.scrolling import SteadyVerticalScroll
+from tui.widgets.stepdetail import StepDetail
 from tui.widgets.style import modal_title
 from tui.widgets.tables import InstanceTable, KeyedTable, LegsTable, PlanTable
 
-if TYPE_CHECKING:
-    from tui.app import CockpitApp
-
 NARROW = 110  # below this many columns, the legs move from the side panel to their tab
-
-
-class StepDetail(LaidOutOnce, Static):
-    """The highlighted step's gates and reasons (fixed width: the side panel's)."""
-
-    def show(self, text: Text) -> None:
-        """Show `text`; the screen is laid out again only when the number of lines changes.
-
-        `Static.update` lays the whole screen out by default, and a layout costs two frames (the
-        tables' scrollbars are repainted after every layout). Same height: a repaint is enough.
-        """
-        self.update(text, layout=False)
-        width, height = self.size
-        if not width or self.get_content_height(self.size, self.size, width) != height:
-            self.refresh(layout=True)
 
 
 class MainScreen(Screen[None]):
@@ -68,8 +55,26 @@ class MainScreen(Screen[None]):
     ]
     HELP_SECTION = "Look"
 
-    def __init__(self) -> None:
+    class ProblemRaised(Message):
+        """A failure to show in a dialog that stays until it is read (the app shows it, once)."""
+
+        def __init__(self, what: str, error: str, todo: str = "") -> None:
+            self.what = what
+            self.error = error
+            self.todo = todo
+            super().__init__()
+
+    class TaskFailed(Message):
+        """A worker of this screen crashed (Worker.StateChanged does not bubble): the app records it and says so."""
+
+        def __init__(self, worker: Worker[Any]) -> None:
+            self.worker = worker
+            super().__init__()
+
+    def __init__(self, context: ScreenContext) -> None:
         super().__init__(id="main")
+        self.context = context
+        self.lock_token: str | None = None  # the fleet lock this session holds (drive), for the header's "you"
         self.view: FleetView | None = None
         self.selected: str | None = None
         self.lock_holder: dict[str, object] | None = None  # not `lock`: Widget.lock is the widget's RLock
@@ -83,12 +88,10 @@ class MainScreen(Screen[None]):
         self._filtering: Widget | None = None  # the table or log the filter bar edits
 
     @property
-    def cockpit(self) -> CockpitApp:
-        from tui.app import CockpitApp
-
-        app = self.app
-        assert isinstance(app, CockpitApp)
-        return app
+    def showing(self) -> bool:
+        """Whether this screen can still show what arrives. A poll's messages can be queued while the app
+        shuts down: by then Textual is pruning the screen (its widgets are going)."""
+        return not is_being_pruned(self)
 
     # -- layout ---------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -178,10 +181,10 @@ class MainScreen(Screen[None]):
         self.query_one("#events", EventLog).reset(lines)
 
     def now(self) -> float:
-        return self.cockpit.clock()
+        return self.context.clock()
 
     def header_info(self) -> HeaderInfo:
-        cfg = self.cockpit.config
+        cfg = self.context
         v = self.view
         return HeaderInfo(
             env=cfg.env_name, protected=cfg.protected, mode=self.MODE,
@@ -289,7 +292,7 @@ class MainScreen(Screen[None]):
 
     def modal_title(self, text: str) -> Text:
         """A dialog's title with this session's environment first (brackets shown, never read as markup)."""
-        cfg = self.cockpit.config
+        cfg = self.context
         return modal_title(cfg.env_name, text, protected=cfg.protected)
 
     # -- the filter ----------------------------------------------------------------------------------
@@ -360,10 +363,10 @@ class MainScreen(Screen[None]):
     # -- errors of this screen's workers (the drive cycle) ---------------------------------------------
     @on(Worker.StateChanged)
     def _worker_state(self, event: Worker.StateChanged) -> None:
-        """A worker of this screen failed: Worker.StateChanged does not bubble, so hand it to the app's one
-        place for errors (a dialog and the recording)."""
+        """A worker of this screen failed: Worker.StateChanged does not bubble, so tell the app's one place
+        for errors (a dialog and the recording)."""
         if event.state is WorkerState.ERROR:
-            self.cockpit.worker_failed(event.worker)
+            self.post_message(self.TaskFailed(event.worker))
 
     def action_focus_plan(self) -> None:
         self.query_one("#plan", PlanTable).focus()
@@ -371,7 +374,7 @@ class MainScreen(Screen[None]):
     def action_show_tab(self, tab: str) -> None:
         tabs = self.query_one("#lower", TabbedContent)
         tabs.active = tab
-        _underline_now(tabs)
+        underline_now(tabs)
         target = {"tab-instances": "#instances", "tab-legs": "#legs", "tab-events": "#events"}.get(tab)
         if target:
             self.query_one(target).focus()
@@ -402,20 +405,3 @@ class MainScreen(Screen[None]):
         """Why `action` cannot run now ("" when it can, or when there is nothing to say)."""
         return ""
 
-
-def _underline_now(tabs: TabbedContent) -> None:
-    """Put the tab bar's underline under the active tab in the frame that shows the tab.
-
-    Textual moves it after the next refresh (a frame of its own, a screen update after the key).
-    Tabs keep their places when the active one changes, so their regions are already known; when
-    Textual moves the underline later it sets the same values, which repaints nothing. Uses
-    Textual's private `_tabs` module (textual is pinned exactly).
-    """
-    try:
-        underline = tabs.query_one(Underline)
-        active = tabs.query_one("#tabs-list > Tab.-active", Tab)
-    except NoMatches:
-        return
-    start, end = active.virtual_region.shrink(active.styles.gutter).column_span
-    underline.highlight_start = start
-    underline.highlight_end = end

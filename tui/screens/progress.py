@@ -25,10 +25,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, RichLog, Static
 
-from tui.feed import REFUSED_STAGES, ControlLike, EventLike, OutcomeLike, PreviewLike
-from tui.redact import Redactor
-from tui.view import clock_text
-from tui.widgets.confirm import action_title
+from session.contract import REFUSED_STAGES, ControlLike, EventLike, OutcomeLike, PreviewLike
+from session.redact import Redactor
+from session.view import clock_text
+from tui.screens.confirm import action_title
 from tui.widgets.header import SizeNotice
 from tui.widgets.style import modal_title
 

@@ -1,26 +1,18 @@
-"""Details: the highlighted step's gates and reasons (side panel), and per-host detail on demand (modal):
-configured values, drift, certificate, and the raw evidence of every check."""
+"""Rich text of the details: the highlighted step's gates and reasons (side panel), a host's and the
+database's detail (modal): configured values, drift, certificate, and the raw evidence of every check.
+Every value is redacted, and a could-not-measure says why."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import ClassVar
 
 from rich.text import Text
-from textual import on
-from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.events import Resize
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Static
 
 from probes.model import CheckResult, Unknown
 from probes.snapshot import LEGS, Connection, DatabaseState, FleetSnapshot, InstanceState, Leg, LegUse, LegView
-from tui.redact import Redactor
-from tui.view import STATE_WORD, VERDICT_WORD, TargetDetail
-from tui.widgets.header import SizeNotice
+from session.redact import Redactor
+from session.view import STATE_WORD, VERDICT_WORD, TargetDetail
 from tui.widgets.style import GATE_MARK, GATE_STYLE, STATE_STYLE, VERDICT_STYLE
 
 _REDACT = Redactor()
@@ -178,81 +170,4 @@ def database_text(s: FleetSnapshot) -> Text:
             t.append(f" {leg:<8} + {view.own} of the cockpit's own probe connection(s), not counted\n", style="dim")
     t.append_text(checks_text(db.checks, "checks (listeners, handshakes, certificate served)"))
     t.append_text(checks_text(s.certs, "certificate material (Secrets Manager)"))
-    return t
-
-
-class DetailScreen(ModalScreen[None]):
-    """A scrollable page of detail; Escape closes it. The title is Rich Text (brackets shown as they are)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "dismiss_detail", "Close", id="close-detail"),
-    ]
-
-    def __init__(self, title: str | Text, body: Text) -> None:
-        super().__init__()
-        self._title = title if isinstance(title, Text) else Text(title)
-        self._body = body
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="detail-box"):
-            yield Static(self._title, id="detail-title")
-            yield SizeNotice("", classes="size-notice")
-            with VerticalScroll(id="detail-scroll"):
-                yield Static(self._body, id="detail-body")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#detail-scroll").focus()
-
-    def on_resize(self, event: Resize) -> None:
-        self.query_one(SizeNotice).check(event.size.width, event.size.height)
-
-    def action_dismiss_detail(self) -> None:
-        self.dismiss(None)
-
-
-class ProblemScreen(ModalScreen[None]):
-    """A failure, shown until it is read: what failed, the error, what to do. Enter, Escape or q closes it.
-
-    Every failure of an action (a refused lock, an engine error, a crash) lands here, where the operator is
-    looking, and not only in a toast that fades or in Textual's log."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "dismiss_problem", "Close", id="close-problem"),
-    ]
-    AUTO_FOCUS = "#problem-ok"
-
-    def __init__(self, title: Text, body: Text) -> None:
-        super().__init__()
-        self.title_text = title
-        self.body = body
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="problem-box"):
-            yield Static(self.title_text, id="problem-title")
-            yield SizeNotice("", classes="size-notice")
-            with VerticalScroll(id="problem-scroll"):
-                yield Static(self.body, id="problem-body")
-            with Horizontal(id="problem-buttons"):
-                yield Button("Close (read)", id="problem-ok", variant="primary")
-
-    def on_resize(self, event: Resize) -> None:
-        self.query_one(SizeNotice).check(event.size.width, event.size.height)
-
-    @on(Button.Pressed, "#problem-ok")
-    def _ok(self) -> None:
-        self.dismiss(None)
-
-    def action_dismiss_problem(self) -> None:
-        self.dismiss(None)
-
-
-def problem_text(what: str, error: str, todo: str = "") -> Text:
-    """A problem's body: what was being done, the error (redacted), what to do about it."""
-    t = Text()
-    t.append(f"{what}\n\n", style="bold")
-    t.append(_REDACT.text(error) + "\n", style="bold red")
-    if todo:
-        t.append(f"\n{todo}\n")
-    t.append("\nIt is in the event log and in the session's recording.", style="dim")
     return t

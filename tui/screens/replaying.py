@@ -9,11 +9,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.timer import Timer
 
-from tui.recording import Recording
-from tui.replay import Timeline
-from tui.view import clock_text, log_lines
-from tui.widgets.main import MainScreen
-from tui.widgets.timeline import JumpScreen, TimelineBar
+from session.loglines import log_lines
+from session.recording.reader import Recording
+from session.replay import Timeline
+from session.view import clock_text
+from tui.screens.context import ScreenContext
+from tui.screens.jump import JumpScreen
+from tui.screens.main import MainScreen
+from tui.widgets.timeline import TimelineBar
 
 TICK = 0.1  # seconds between timeline steps while playing
 
@@ -37,8 +40,8 @@ class ReplayScreen(MainScreen):
         Binding("i", "skip_idle", "Skip idle", id="skip-idle"),
     ]
 
-    def __init__(self, recording: Recording) -> None:
-        super().__init__()
+    def __init__(self, recording: Recording, context: ScreenContext) -> None:
+        super().__init__(context)
         self.timeline = Timeline(recording)
         self._index = -2
         self._timer: Timer | None = None
@@ -78,7 +81,7 @@ class ReplayScreen(MainScreen):
         old = tl.pos
         if ts is not None:
             tl.seek(ts)
-        cfg = self.cockpit.config
+        cfg = self.context
         i, view = tl.view_at(cfg.plan, cfg.services)
         if i != self._index:
             self._index = i
