@@ -1,8 +1,8 @@
 """What the screens show, computed from one `FleetSnapshot`: frozen rows keyed for in-place updates.
 
 Pure (no textual, no I/O): the poll worker builds a `FleetView` per snapshot, the widgets only
-reconcile rows by key. The same functions turn recording records into event-log lines, so a
-live session and its replay show the same words.
+reconcile rows by key. `verdict_changes` says what changed between two views (recorded, and turned
+into event-log lines by session.loglines), so a live session and its replay show the same words.
 """
 
 from __future__ import annotations
