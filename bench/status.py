@@ -63,10 +63,11 @@ async def live_watch_cpu(inv: Path, seconds: float = 30.0) -> dict[str, float]:
     probing the 50 instances every second — CPU of the process (probes, UI, recording) over `seconds`."""
     import tempfile
 
-    from tui.commands import build_live_app
+    from cli.compose import build_live_app
 
     with tempfile.TemporaryDirectory() as tmp:
-        app, recorder, _ = build_live_app("watch", inv, None, recordings=Path(tmp), poll_interval=1.0)
+        live = build_live_app("watch", inv, None, recordings=Path(tmp), poll_interval=1.0)
+        app, recorder = live.app, live.recorder
         try:
             async with app.run_test(size=(120, 40)) as pilot:
                 for _ in range(600):  # connected and settled: the first (cold) rounds are not counted

@@ -41,10 +41,11 @@ from probes.snapshot import (  # noqa: E402
     LegUse,
     LegView,
 )
+from session.feed import Observation  # noqa: E402
+from session.recording.reader import Recording  # noqa: E402
+from session.recording.writer import Recorder  # noqa: E402
+from session.view import build_view  # noqa: E402
 from tui.app import make_app  # noqa: E402
-from tui.feed import Observation  # noqa: E402
-from tui.recording import Recorder, Recording  # noqa: E402
-from tui.view import build_view  # noqa: E402
 
 T0 = 1_800_000_000.0
 SHAPE = {"api": 12, "web": 8, "voice": 14, "ops": 6, "telpro": 4, "media": 6}  # 50 app hosts

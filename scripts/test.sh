@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/pytest -q -p no:cacheprovider "$@"
 .venv/bin/ruff check .
-.venv/bin/mypy --strict probes plans tui lab inventory
+.venv/bin/mypy --strict inventory probes plans session tui cli lab

@@ -27,7 +27,7 @@ def cockpit(spec: LabSpec, *args: str, timeout: float = 600,
     if state_dir is not None:
         env["XDG_STATE_HOME"] = str(state_dir)
     inv = str(Path(spec.dir) / "inventory.toml")
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args, "--inventory", inv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", inv], capture_output=True, text=True,
                           timeout=timeout, check=False, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
 
 

@@ -25,12 +25,12 @@ from textual.widgets import Button, Input
 
 from plans.engine import Outcome, Preview
 from probes.snapshot import FleetSnapshot
+from session.feed import Observation
+from session.recording.writer import Recorder
+from session.redact import Redactor
 from tests.engine_double import FakeEngine
 from tests.test_tui_support import JOURNAL, LAB_SECRETS, SERVICES, T0, Clock, scenario
 from tui.app import CockpitApp, make_app
-from tui.feed import Observation
-from tui.recording import Recorder
-from tui.redact import Redactor
 
 # what update.sh "prints" during the restarts: a secret, and escape sequences that would clear and
 # recolour a terminal if they were ever sent to one raw
@@ -98,7 +98,7 @@ def scenario_at(snap: FleetSnapshot, t: float) -> FleetSnapshot:
 
 
 async def _confirm(pilot: Pilot[Any], reason: str) -> None:
-    from tui.widgets.confirm import ConfirmScreen
+    from tui.screens.confirm import ConfirmScreen
 
     app = pilot.app
     await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation screen")
@@ -114,7 +114,7 @@ async def _cycle_done(pilot: Pilot[Any], engine: FakeEngine, n_release: int) -> 
 
 async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
     """Record the scripted change window (see the module docstring) to `path`; returns it."""
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     clock = Clock(T0)
     rec = Recorder(path, env="staging", mode="drive", protected=False, plan="internal-encryption",
@@ -216,7 +216,7 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
         t += 2
         clock.t = t
         await pilot.press("n")
-        from tui.widgets.confirm import ConfirmScreen
+        from tui.screens.confirm import ConfirmScreen
 
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation screen")
         app.screen.query_one("#cancel", Button).press()

@@ -135,7 +135,7 @@ def test_forced_override_is_journaled(lab: LabSpec, tmp_path: Path) -> None:
 def test_two_advances_at_once_one_gets_the_lock(lab: LabSpec) -> None:
     scenarios.apply(lab, "fresh")
     inv = str(Path(lab.dir) / "inventory.toml")
-    cmd = [sys.executable, "-m", "tui.cli", "advance", "pg-2", "--yes", "--reason", "race", "--inventory", inv]
+    cmd = [sys.executable, "-m", "cli", "advance", "pg-2", "--yes", "--reason", "race", "--inventory", inv]
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -213,7 +213,7 @@ def test_ssh_cut_during_the_roll_then_rerun_converges(lab: LabSpec) -> None:
     scenarios.apply(lab, "pg-4")
     api2 = [h for h in lab.app_hosts() if h.service == "api"][1]
     inv = str(Path(lab.dir) / "inventory.toml")
-    p = subprocess.Popen([sys.executable, "-m", "tui.cli", "advance", "pg-5", "--service", "api", "--yes",
+    p = subprocess.Popen([sys.executable, "-m", "cli", "advance", "pg-5", "--service", "api", "--yes",
                           "--reason", "ssh cut", "--inventory", inv], cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert p.stdout is not None
@@ -246,7 +246,7 @@ def test_cockpit_killed_mid_step(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "pg-4")
     inv = str(Path(lab.dir) / "inventory.toml")
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
-    p = subprocess.Popen([sys.executable, "-m", "tui.cli", "advance", "pg-5", "--service", "voice", "--yes",
+    p = subprocess.Popen([sys.executable, "-m", "cli", "advance", "pg-5", "--service", "voice", "--yes",
                           "--reason", "to be killed", "--inventory", inv], cwd=REPO, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert p.stdout is not None
@@ -293,7 +293,7 @@ def test_a_step_waits_for_the_environment_before(lab: LabSpec, tmp_path: Path) -
     scenarios.apply(lab, "pg-4")  # staging: pg-4 verified, pg-5 for api pending
     try:
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "tui.cli", *args, "--inventory", str(inv)],
+            return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", str(inv)],
                                   capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
                                   stdin=subprocess.DEVNULL)
 
@@ -339,7 +339,7 @@ def test_envfile_config_store_end_to_end(lab: LabSpec, tmp_path: Path) -> None:
         'kind = "ssm"', 'kind = "envfile"\npath = "/opt/deployment/.env"', 1))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tui.cli", *args, "--inventory", str(inv)],
+        return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", str(inv)],
                               capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
                               stdin=subprocess.DEVNULL, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
 

@@ -105,14 +105,14 @@ def test_no_aws_credentials_opens_nothing_and_says_why_once(lab: LabSpec, tmp_pa
                AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
     inv = str(Path(lab.dir) / "inventory.toml")
     try:
-        r = subprocess.run([sys.executable, "-m", "tui.cli", "plan", "--json", "--inventory", inv], cwd=REPO,
+        r = subprocess.run([sys.executable, "-m", "cli", "plan", "--json", "--inventory", inv], cwd=REPO,
                            capture_output=True, text=True, timeout=300, env=env, check=False)
         assert r.returncode == 0, r.stderr
         plan = json.loads(r.stdout)
         assert any("no AWS credentials" in c["text"] for c in plan["causes"]), plan["causes"]
         verified = {s["step"] for s in plan["steps"] if s["state"] == "verified"}
         assert not verified & {"pg-1", "pg-2", "pg-3"}, verified  # nothing reads as done on no evidence
-        r = subprocess.run([sys.executable, "-m", "tui.cli", "advance", "pg-3", "--dry-run", "--inventory", inv],
+        r = subprocess.run([sys.executable, "-m", "cli", "advance", "pg-3", "--dry-run", "--inventory", inv],
                            cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False)
         assert r.returncode in (1, 2), r.stdout + r.stderr
         assert "[   open] postgres_tls_verifies" not in r.stdout
@@ -134,7 +134,7 @@ def test_probe_users_never_fall_back_to_a_default(lab: LabSpec, tmp_path: Path) 
     inv = tmp_path / "inventory.toml"
     inv.write_text(text[:start] + f'[environments.staging.credentials]\nsecret = "{name}"\n' + text[end:])
     scenarios.apply(lab, "fresh")
-    r = subprocess.run([sys.executable, "-m", "tui.cli", "status", "--json", "--inventory", str(inv)], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "cli", "status", "--json", "--inventory", str(inv)], cwd=REPO,
                        capture_output=True, text=True, timeout=300, check=False)
     data = json.loads(r.stdout)
     creds = [c for c in data["checks"] if c["check"] == "probe.credentials"]

@@ -121,7 +121,7 @@ _KILL_BETWEEN_WRITES = textwrap.dedent("""
             time.sleep(600)  # killed here, between the step's two writes
         return out
     store.SsmStore._apply = apply
-    from tui.cli import main
+    from cli.main import main
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -163,7 +163,7 @@ def test_sigterm_mid_roll_stops_after_the_instance_and_releases(fresh: LabSpec, 
     scenarios.apply(fresh, "pg-4")
     control.reset_meters(fresh)
     inv = str(Path(fresh.dir) / "inventory.toml")
-    p = subprocess.Popen([sys.executable, "-m", "tui.cli", "advance", "pg-5", "--service", "api", "--yes", "--reason",
+    p = subprocess.Popen([sys.executable, "-m", "cli", "advance", "pg-5", "--service", "api", "--yes", "--reason",
                           "to be stopped", "--inventory", inv], cwd=REPO, text=True, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
     assert p.stdout is not None

@@ -18,11 +18,13 @@ import pytest
 from textual.message import Message
 from textual.pilot import Pilot
 
+from cli.compose import build_follow_app
+from session.follow import FOLLOW_POLL, FollowFeed, RecordingTail
+from session.recording.index import RecordingError
+from session.recording.records import Action, Outcome
+from session.recording.writer import Recorder
 from tests.test_tui_support import JOURNAL, SERVICES, T0, Clock, scenario
 from tui.app import CockpitApp
-from tui.follow import FOLLOW_POLL, FollowFeed, RecordingTail, build_follow_app
-from tui.recording import Recorder, RecordingError
-from tui.records import Action, Outcome
 from tui.widgets.tables import PlanTable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +197,7 @@ def test_following_what_cannot_be_followed_is_one_line(tmp_path: Path) -> None:
                        (tmp_path / "other.jsonl", "not JSON"), (tmp_path / "empty", "no recording in this directory")):
         with pytest.raises(RecordingError, match=says):
             build_follow_app(path)
-        r = subprocess.run([sys.executable, "-m", "tui.cli", "watch", "--follow", str(path)], cwd=ROOT,
+        r = subprocess.run([sys.executable, "-m", "cli", "watch", "--follow", str(path)], cwd=ROOT,
                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
@@ -205,7 +207,7 @@ import asyncio, sys
 from pathlib import Path
 from textual.app import App
 from tests.test_tui_support import Clock, T0, scenario
-from tui.recording import Recorder
+from session.recording.writer import Recorder
 
 path = Path(sys.argv[1])
 clock = Clock(T0)
@@ -230,10 +232,10 @@ def headless(self, **kw):  # the real `cockpit watch --follow`, on no terminal
 
 from tui.app import CockpitApp
 CockpitApp.run = headless
-from tui.cli import main
+from cli.main import main
 code = main(["watch", "--follow", str(path)])
 loaded = [m for m in ("probes.ssh", "probes.aws", "probes.collect", "plans.engine", "plans.store", "plans.lock",
-                      "plans.journal", "asyncssh", "boto3", "botocore", "tui.widgets.drive") if m in sys.modules]
+                      "plans.journal", "asyncssh", "boto3", "botocore", "tui.screens.drive") if m in sys.modules]
 print(code, loaded)
 sys.exit(0 if code == 0 and not loaded else 1)
 """

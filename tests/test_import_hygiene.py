@@ -1,6 +1,7 @@
-"""The layers hold: the headless packages never load textual (so `cockpit status --json`, the engine and
-replay run without a terminal — the harlequin pattern), import-linter's contracts (pyproject.toml) are kept,
-and no module imports itself back through others, not even under `if TYPE_CHECKING:`.
+"""The layers hold: the headless packages (probes, plans, session) never load textual (so `cockpit status
+--json`, the engine, recordings and `replay --report` run without a terminal — the harlequin pattern),
+import-linter's contracts (pyproject.toml) are kept, and no module imports itself back through others, not
+even under `if TYPE_CHECKING:`.
 
 This is the one import-hygiene test; it replaces the copies that lived in test_certs
 (test_module_does_not_import_textual), test_plan (test_plans_never_import_textual), test_ssh
@@ -17,10 +18,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("probes", "plans", "tui", "lab", "inventory")
-# modules of tui that must not need a terminal: recordings, replay, report, redaction, the view model
-HEADLESS_TUI = ("tui.recording", "tui.records", "tui.printable", "tui.redact", "tui.view", "tui.replay",
-                "tui.report", "tui.feed", "tui.follow", "tui.commands", "tui.statustext")
+PRODUCT = ("inventory", "probes", "plans", "session", "tui", "cli", "lab")
 
 
 def modules(package: str) -> list[str]:
@@ -35,7 +33,7 @@ def modules(package: str) -> list[str]:
     "names",
     [pytest.param(modules("probes"), id="probes"), pytest.param(modules("plans"), id="plans"),
      pytest.param(modules("inventory"), id="inventory"),
-     pytest.param(list(HEADLESS_TUI), id="tui-headless")],
+     pytest.param(modules("session"), id="session")],
 )
 def test_headless_package_never_imports_textual(names: list[str]) -> None:
     assert len(names) > 3, names  # the walk found the package
@@ -51,7 +49,8 @@ def test_headless_package_never_imports_textual(names: list[str]) -> None:
 
 
 def test_import_contracts_are_kept() -> None:
-    """`lint-imports` (import-linter, contracts in pyproject.toml): tui → plans → probes, lab apart."""
+    """`lint-imports` (import-linter, contracts in pyproject.toml): cli → tui → session → plans → probes, lab
+    apart, session headless."""
     tool = Path(sys.executable).with_name("lint-imports")
     r = subprocess.run([str(tool), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -27,10 +27,11 @@ from typing import Any
 import pytest
 
 from plans.plan import default_plan
+from session.recording.index import RecordingError
+from session.recording.reader import Recording
+from session.replay import Timeline
+from session.report.document import report
 from tests.recording_factory import drive_recording, make_drive_recording
-from tui.recording import Recording, RecordingError
-from tui.replay import Timeline
-from tui.report import report
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = default_plan()
@@ -478,13 +479,13 @@ async def test_the_replay_screen_shows_damage_and_keeps_going(tmp_path: Path) ->
 
 CRASHING_REPLAY = """
 import sys
-import tui.widgets.replaying as replaying
+import tui.screens.replaying as replaying
 
 def boom(self, *a, **k):
     raise RuntimeError("a bug in the replay screen")
 
 replaying.ReplayScreen.goto = boom
-from tui.cli import main
+from cli.main import main
 sys.exit(main(["replay", sys.argv[1]]))
 """
 

@@ -159,7 +159,7 @@ def test_unreachable_host_is_one_clear_state(lab: LabSpec, tmp_path: Path) -> No
 def test_status_cli_json_and_exit_codes(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "fresh")
     inv = Path(lab.dir) / "inventory.toml"
-    r = subprocess.run([sys.executable, "-m", "tui.cli", "status", "--inventory", str(inv), "--json"],
+    r = subprocess.run([sys.executable, "-m", "cli", "status", "--inventory", str(inv), "--json"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
@@ -169,7 +169,7 @@ def test_status_cli_json_and_exit_codes(lab: LabSpec, tmp_path: Path) -> None:
         assert v not in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 1\n[environments.x]\nnamespace = 3\n")
-    r = subprocess.run([sys.executable, "-m", "tui.cli", "status", "--inventory", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "cli", "status", "--inventory", str(bad)],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and "bad.toml:3" in r.stderr
 

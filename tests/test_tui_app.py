@@ -15,6 +15,8 @@ from textual.markup import to_content
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
+from session.loglines import log_lines
+from session.recording.writer import Recorder
 from tests.engine_double import FakeEngine
 from tests.test_tui_support import (
     JOURNAL,
@@ -27,8 +29,6 @@ from tests.test_tui_support import (
     watch_app,
 )
 from tui.app import CockpitApp, make_app
-from tui.recording import Recorder
-from tui.view import log_lines
 from tui.widgets.header import CockpitHeader
 from tui.widgets.tables import InstanceTable, PlanTable
 
@@ -159,7 +159,7 @@ async def main():
         await app.workers.wait_for_complete(); await pilot.pause()
         await pilot.press("a", "r", "n", "ctrl+p"); await pilot.pause()
 asyncio.run(main())
-bad = [m for m in ("tui.widgets.drive", "tui.widgets.confirm", "tui.widgets.progress", "plans.engine",
+bad = [m for m in ("tui.screens.drive", "tui.screens.confirm", "tui.screens.progress", "plans.engine",
                    "plans.store") if m in sys.modules]
 print(bad); sys.exit(1 if bad else 0)
 """
@@ -186,7 +186,7 @@ async def test_help_lists_every_key_of_the_mode() -> None:
 
 
 async def open_confirm(pilot: Pilot[Any], key: str = "a") -> Any:
-    from tui.widgets.confirm import ConfirmScreen
+    from tui.screens.confirm import ConfirmScreen
 
     await ready(pilot)
     await pilot.press(key)
@@ -195,7 +195,7 @@ async def open_confirm(pilot: Pilot[Any], key: str = "a") -> Any:
 
 
 async def test_drive_advance_cycle_records_everything(tmp_path: Path) -> None:
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     engine = FakeEngine([scenario("ready-pg5")], secret_output=f"REDIS_PASSWORD={LAB_SECRETS[1]}")
     rec = Recorder(tmp_path / "d.jsonl", env="staging", mode="drive", clock=Clock())
@@ -308,8 +308,8 @@ async def test_closed_local_gates_dim_the_action_with_the_reason() -> None:
 
 
 async def test_a_failure_offers_the_rollback_and_rolls_back() -> None:
-    from tui.widgets.confirm import ConfirmScreen
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.progress import ProgressScreen
 
     engine = FakeEngine([scenario("ready-pg5")], fail_apply=True)
     app = drive_app(engine)
@@ -349,7 +349,7 @@ def recorded(path: Path) -> list[dict[str, Any]]:
 
 async def problem_shown(pilot: Pilot[Any]) -> str:
     """Wait for the problem dialog; returns its title and body."""
-    from tui.widgets.detail import ProblemScreen
+    from tui.screens.detail import ProblemScreen
 
     await until(pilot, lambda: isinstance(pilot.app.screen, ProblemScreen), "the problem dialog")
     return f"{text_of(pilot.app, '#problem-title')}\n{text_of(pilot.app, '#problem-body')}"
@@ -399,7 +399,7 @@ async def test_an_engine_error_is_said_in_a_dialog_and_recorded(tmp_path: Path, 
 
 @pytest.mark.parametrize("how", ["refuse", "preflight_error"])
 async def test_a_refusal_stays_on_screen_and_is_recorded(tmp_path: Path, how: str) -> None:
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     why = "the fleet changed since the preview: DATABASE_SSL_MODE for api is now require, was unset — preview again"
     engine = FakeEngine([scenario("ready-pg5")], **{how: why})  # type: ignore[arg-type]
@@ -424,7 +424,7 @@ async def test_a_refusal_stays_on_screen_and_is_recorded(tmp_path: Path, how: st
 
 
 async def test_an_apply_that_raises_is_shown_and_recorded(tmp_path: Path) -> None:
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     engine = FakeEngine([scenario("ready-pg5")], crash_apply=True)
     rec = Recorder(tmp_path / "d.jsonl", env="staging", mode="drive", clock=Clock())
@@ -461,8 +461,8 @@ async def test_a_crashed_drive_worker_is_shown_and_recorded(tmp_path: Path) -> N
 
 
 async def test_a_crash_after_the_roll_leaves_a_progress_screen_that_closes() -> None:
-    from tui.widgets.detail import ProblemScreen
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.detail import ProblemScreen
+    from tui.screens.progress import ProgressScreen
 
     engine = FakeEngine([scenario("ready-pg5")], broken_outcome=True)
     app = drive_app(engine)
@@ -530,7 +530,7 @@ async def test_the_header_says_what_blocks_the_next_step() -> None:
 
 
 async def test_restart_a_host_from_the_instances(tmp_path: Path) -> None:
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     engine = FakeEngine([scenario("ready-pg5")])
     rec = Recorder(tmp_path / "d.jsonl", env="staging", mode="drive", clock=Clock())
@@ -573,8 +573,8 @@ async def test_restart_a_host_from_the_instances(tmp_path: Path) -> None:
 
 
 async def test_pause_then_stop_a_roll_and_roll_back_what_changed(tmp_path: Path) -> None:
-    from tui.widgets.confirm import ConfirmScreen
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.progress import ProgressScreen
 
     clock = Clock()
     engine = FakeEngine([scenario("ready-pg5")], paced=True, extra_hosts=2)  # 4 instances of api
@@ -794,7 +794,7 @@ async def test_no_python_none_true_or_false_on_any_screen() -> None:
 
 
 async def test_events_are_in_time_order_whatever_order_they_arrive_in() -> None:
-    from tui.view import LogLine
+    from session.loglines import LogLine
 
     app = watch_app([scenario("fresh")])
     async with app.run_test(size=(100, 30)) as pilot:
@@ -846,7 +846,7 @@ async def test_j_k_g_G_and_the_filter_in_the_tables() -> None:
 
 
 async def test_the_palette_screenshot_lands_in_the_state_dir() -> None:
-    from tui.app import screenshots_dir
+    from cli.paths import screenshots_dir
 
     app = watch_app([scenario("fresh")])
     async with app.run_test(size=(80, 24)) as pilot:
@@ -864,7 +864,7 @@ def test_connections_are_listed_in_a_stable_order() -> None:
     import dataclasses
 
     from probes.snapshot import DatabaseState
-    from tui.widgets.detail import database_text, instance_text
+    from tui.widgets.detail_text import database_text, instance_text
 
     snap = scenario("straggler")
     db = snap.database

@@ -16,11 +16,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
 
+from cli.compose import build_live_app
 from lab import aws, control, scenarios
 from lab.topology import LabSpec
 from tests.enginekit import REPO
 from tests.labkit import running_lab, set_var
-from tui.commands import build_live_app
 
 pytestmark = pytest.mark.lab
 
@@ -49,7 +49,7 @@ def next_key(app: Any) -> str | None:
 async def drive_next_to_outcome(pilot: Pilot[Any], key: str, reason: str) -> Any:
     """Once the view names `key` as next, press `n`, confirm with `reason`, and wait for the outcome;
     returns the progress screen."""
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     app = pilot.app
     await wait_for(pilot, lambda: next_key(app) == key, f"{key} as the next step", 60)
@@ -67,7 +67,7 @@ def meter(spec: LabSpec, host_name: str, proc: str) -> dict[str, Any]:
 
 
 async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
-    from tui.widgets.confirm import ConfirmScreen
+    from tui.screens.confirm import ConfirmScreen
 
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None,
@@ -83,8 +83,9 @@ async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
 
 async def test_drive_advances_a_service_and_sees_it_verified(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "pg-4")  # next: pg-5 for api
-    app, recorder, path = build_live_app("drive", Path(lab.dir) / "inventory.toml", None,
-                                         recordings=tmp_path, poll_interval=0.5)
+    live = build_live_app("drive", Path(lab.dir) / "inventory.toml", None,
+                          recordings=tmp_path, poll_interval=0.5)
+    app, recorder, path = live.app, live.recorder, live.path
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             progress = await drive_next_to_outcome(pilot, "pg-5:api", "tui lab test")
@@ -108,8 +109,9 @@ async def test_a_failing_step_rolls_back_by_itself_and_says_so(lab: LabSpec, tmp
     api2 = lab.host("staging-api-02")
     script = Path(api2.root) / "opt/services/api/update.sh"
     os.chmod(script, 0o644)  # update.sh cannot run on the second instance
-    app, recorder, _ = build_live_app("drive", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
-                                      poll_interval=0.5)
+    live = build_live_app("drive", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
+                          poll_interval=0.5)
+    app, recorder = live.app, live.recorder
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             progress = await drive_next_to_outcome(pilot, "pg-5:api", "tui failure test")
@@ -150,8 +152,9 @@ def _fleet_writes(spec: LabSpec) -> dict[str, Any]:
 async def test_watch_changes_nothing_while_another_process_drives(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "fresh")
     before = _fleet_writes(lab)
-    app, recorder, path = build_live_app("watch", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
-                                         poll_interval=0.3)
+    live = build_live_app("watch", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
+                          poll_interval=0.3)
+    app, recorder, path = live.app, live.recorder, live.path
     assert not hasattr(app, "engine") or getattr(app, "engine", None) is None
     try:
         async with app.run_test(size=(100, 30)) as pilot:
@@ -159,7 +162,7 @@ async def test_watch_changes_nothing_while_another_process_drives(lab: LabSpec, 
             watched_alone = _fleet_writes(lab)
             assert watched_alone == before  # watching alone wrote nothing anywhere
             driver = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tui.cli", "advance", "pg-2", "--yes", "--reason", "driven elsewhere",
+                sys.executable, "-m", "cli", "advance", "pg-2", "--yes", "--reason", "driven elsewhere",
                 "--inventory", str(Path(lab.dir) / "inventory.toml"), cwd=REPO,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             waiter = asyncio.ensure_future(driver.communicate())
@@ -205,11 +208,12 @@ async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_reque
                                                                                   tmp_path: Path) -> None:
     """Three api instances: pause the roll during the first restart, stop it while paused, roll back the
     instance that changed; the apps' availability meters count every request all along."""
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.progress import ProgressScreen
 
     scenarios.apply(small_lab, "pg-4")  # next: pg-5 for api; the meters start from zero
-    app, recorder, path = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
-                                         recordings=tmp_path, poll_interval=0.5)
+    live = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
+                          recordings=tmp_path, poll_interval=0.5)
+    app, recorder, path = live.app, live.recorder, live.path
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
@@ -259,13 +263,14 @@ async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSp
     that crashes, are driven through the engine double in test_tui_app: the screens now keep the keys
     that used to reach them — `a` on a certs step — from being pressed.)"""
     from plans.lock import FleetLock
-    from tui.widgets.detail import ProblemScreen
-    from tui.widgets.progress import ProgressScreen
+    from tui.screens.detail import ProblemScreen
+    from tui.screens.progress import ProgressScreen
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # this test's own local journal
     scenarios.apply(small_lab, "pg-4")
-    app, recorder, path = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
-                                         recordings=tmp_path, poll_interval=0.5)
+    live = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
+                          recordings=tmp_path, poll_interval=0.5)
+    app, recorder, path = live.app, live.recorder, live.path
     engine: Any = app.config.engine
     other = FleetLock(engine.lock.aws, small_lab.namespace)  # another operator's lock, the real writer
     journal = tmp_path / "state" / "rollout-cockpit" / "journal" / f"{small_lab.environment}.jsonl"
@@ -300,7 +305,7 @@ async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSp
             app.main.query_one("#plan").highlight("pg-5:api")  # type: ignore[attr-defined]
             await pilot.pause()
             await pilot.press("a")
-            from tui.widgets.confirm import ConfirmScreen
+            from tui.screens.confirm import ConfirmScreen
 
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", 60)
             await asyncio.to_thread(set_var, small_lab, "api", "DATABASE_SSL_MODE", "require")

@@ -1,5 +1,5 @@
 """Recordings: round trips, diffs, normalisation, typed records, redaction, retention, the index; and that
-the non-UI modules of tui/ never load textual."""
+the headless session package never loads textual (tests/test_import_hygiene.py)."""
 
 from __future__ import annotations
 
@@ -12,39 +12,16 @@ import pytest
 
 from probes.model import CheckResult, Verdict
 from probes.snapshot import Connection, LegView, snapshot_to_json
+from session.recording.format import FORMAT_VERSION, ActionKind, Direction, RecordError
+from session.recording.index import RecordingError, is_recording
+from session.recording.keyed import apply_ops, diff, keyed, normalised, unkeyed
+from session.recording.parts import Blocker, PreviewSummary
+from session.recording.reader import Recording, read_all_snapshots
+from session.recording.records import Action, Event, Journal, Lock, Note, Outcome, Verdicts, parse_record
+from session.recording.writer import Recorder, prune, recording_path
+from session.redact import REDACTED, Redactor, secret_key
 from tests import snapshots_factory as f
 from tests.test_tui_support import FAKE_KEY_B64, LAB_SECRETS, Clock, make_recording, scenario
-from tui.recording import (
-    FORMAT_VERSION,
-    Recorder,
-    Recording,
-    RecordingError,
-    apply_ops,
-    diff,
-    is_recording,
-    keyed,
-    normalised,
-    prune,
-    read_all_snapshots,
-    recording_path,
-    unkeyed,
-)
-from tui.records import (
-    Action,
-    ActionKind,
-    Blocker,
-    Direction,
-    Event,
-    Journal,
-    Lock,
-    Note,
-    Outcome,
-    PreviewSummary,
-    RecordError,
-    Verdicts,
-    parse_record,
-)
-from tui.redact import REDACTED, Redactor, secret_key
 
 ROOT = Path(__file__).resolve().parent.parent
 

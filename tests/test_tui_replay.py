@@ -16,12 +16,14 @@ from textual.pilot import Pilot
 
 from plans.plan import default_plan
 from probes.model import CheckResult, Verdict
+from session.recording.reader import Recording
+from session.recording.writer import Recorder
+from session.replay import Timeline, parse_time
+from session.report.document import report
+from session.report.markdown import md
 from tests.recording_factory import drive_recording, make_drive_recording
 from tests.test_tui_support import JOURNAL, T0, Clock, scenario, watch_app
 from tui.app import make_app
-from tui.recording import Recorder, Recording
-from tui.replay import Timeline, parse_time
-from tui.report import md, report
 from tui.widgets.tables import InstanceTable, PlanTable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,32 +213,29 @@ def test_report_escapes_what_was_recorded(tmp_path: Path) -> None:
 
 
 def test_replay_command_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
+    from cli.parser import build_parser, default_to_drive
+    from cli.sessions import run_session_command
 
-    from tui.commands import add_tui_commands, default_to_drive, run_tui_command
-
-    ap = argparse.ArgumentParser(prog="cockpit")
-    sub = ap.add_subparsers(dest="cmd")
-    add_tui_commands(sub)
+    ap = build_parser()
     path = make_drive_recording(tmp_path / "r.jsonl")
     out = tmp_path / "report.md"
-    assert run_tui_command(ap.parse_args(["replay", str(path), "--report", str(out)])) == 0
+    assert run_session_command(ap.parse_args(["replay", str(path), "--report", str(out)])) == 0
     assert out.read_text().startswith("# Change window")
-    assert run_tui_command(ap.parse_args(["replay", str(path), "--report"])) == 0
+    assert run_session_command(ap.parse_args(["replay", str(path), "--report"])) == 0
     assert "## Timeline" in capsys.readouterr().out
     assert default_to_drive([]) == ["drive"]
     assert default_to_drive(["--env", "prod"]) == ["drive", "--env", "prod"]
     assert default_to_drive(["--help"]) == ["--help"] and default_to_drive(["status"]) == ["status"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
-    assert run_tui_command(ap.parse_args(["replay", str(bad)])) == 2
+    assert run_session_command(ap.parse_args(["replay", str(bad)])) == 2
 
 
 # -- `cockpit replay`: every argument error is one line with the right hint ------------------------------------
 
 
 def cockpit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -282,7 +281,7 @@ def test_what_is_not_a_recording_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_closed_pipe_ends_the_report_quietly(drive_rec: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "replay", str(drive_rec), "--report"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "replay", str(drive_rec), "--report"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # `| head` that has already gone: every write meets a closed pipe
@@ -293,13 +292,13 @@ def test_a_closed_pipe_ends_the_report_quietly(drive_rec: Path) -> None:
 
 def test_ctrl_c_during_the_report_is_a_clean_exit(drive_rec: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import tui.report
-    from tui.cli import main
+    import session.report.document
+    from cli.main import main
 
     def interrupted(*a: Any, **k: Any) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tui.report, "report", interrupted)
+    monkeypatch.setattr(session.report.document, "report", interrupted)
     assert main(["replay", str(drive_rec), "--report"]) == 130
     assert capsys.readouterr().err == "cockpit replay: interrupted\n"
 

@@ -12,12 +12,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from session.recording.reader import Recording
 from tests.engine_double import FakeEngine
 from tests.test_tui_support import T0, Clock, drive_app, make_recording, scenario, watch_app
 from tui.app import make_app
-from tui.recording import Recording
-from tui.widgets.confirm import ConfirmScreen
-from tui.widgets.progress import ProgressScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.progress import ProgressScreen
 
 SIZES = [(100, 30), (80, 24)]
 Compare = Callable[..., bool]

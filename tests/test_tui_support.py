@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cli.paths import screenshots_dir
 from plans.plan import default_plan
 from probes.model import CheckResult, Verdict
 from probes.snapshot import CaFile, FleetSnapshot
+from session.feed import Observation
+from session.recording.writer import Recorder
 from tests import snapshots_factory as f
 from tui.app import CockpitApp, make_app
-from tui.feed import Observation
-from tui.recording import Recorder
 
 T0 = f.T0
 SERVICES = f.SERVICES
@@ -111,14 +112,14 @@ def watch_app(snaps: Sequence[FleetSnapshot], *, clock: Callable[[], float] | No
               lock: dict[str, Any] | None = None, journal: Sequence[dict[str, Any]] = ()) -> CockpitApp:
     return make_app("watch", env_name=env, protected=protected, services=SERVICES,
                     feed=FakeFeed(snaps, lock=lock, journal=journal), clock=clock or Clock(),
-                    recorder=recorder, poll_interval=None)
+                    recorder=recorder, poll_interval=None, screenshots=screenshots_dir())
 
 
 def drive_app(engine: Any, *, clock: Callable[[], float] | None = None, recorder: Recorder | None = None,
               protected: bool = False, env: str = "staging") -> CockpitApp:
     return make_app("drive", env_name=env, protected=protected, services=SERVICES,
                     feed=FakeFeed(engine.snaps), engine=engine, clock=clock or Clock(), recorder=recorder,
-                    poll_interval=None)
+                    poll_interval=None, screenshots=screenshots_dir())
 
 
 JOURNAL = (
@@ -133,7 +134,7 @@ def make_recording(path: Path, *, full_every: float = 5.0) -> Path:
     clock = Clock(T0)
     rec = Recorder(path, env="staging", mode="drive", protected=False, plan="internal-encryption",
                    services=SERVICES, full_every=full_every, clock=clock, who="tester")
-    from tui.view import build_view, verdict_changes
+    from session.view import build_view, verdict_changes
 
     plan = default_plan()
     states = (["fresh"] * 3 + ["cert-fail"] * 3 + ["ready-pg5"] * 6 + ["straggler"] * 6 + ["ready-pg5"] * 4)

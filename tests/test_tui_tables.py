@@ -116,7 +116,7 @@ class LogApp(App[None]):
 
 
 async def test_an_early_line_rewrites_only_the_lines_after_it() -> None:
-    from tui.view import LogLine
+    from session.loglines import LogLine
     from tui.widgets.eventlog import EventLog
 
     app = LogApp()

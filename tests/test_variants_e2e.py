@@ -34,7 +34,7 @@ def variant_lab(request: pytest.FixtureRequest) -> Iterator[LabSpec]:
 
 def cockpit(spec: LabSpec, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     inventory = str(Path(spec.dir) / "inventory.toml")
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args, "--inventory", inventory], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", inventory], capture_output=True,
                           text=True, timeout=900, check=False, cwd=REPO, stdin=subprocess.DEVNULL,
                           env={**os.environ, "XDG_STATE_HOME": str(state)})
 

@@ -1,10 +1,13 @@
-"""The cockpit app: `make_app(mode, ...)` builds it for drive, watch or replay; `cockpit` (tui/commands.py)
+"""The cockpit app: `make_app(mode, ...)` builds it for drive, watch or replay; `cockpit` (cli/compose.py)
 and the tests both call it.
 
 The app holds no I/O of its own. In drive and watch a worker polls the feed (the next poll is
 scheduled when the last one finished), builds a frozen `FleetView`, records the snapshot and posts
 `SnapshotArrived`, which replaces a pending one so a burst collapses to the latest. In replay the
 timeline feeds the same screen from a recording.
+
+The screens are given a `ScreenContext` and never reach up into the app: what they need done (a
+problem shown, a crashed task recorded) comes up as a message, handled here in one place.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from plans.plan import Plan, default_plan
-from tui.feed import EngineLike, Feed, Observation
-from tui.recording import Recorder, Recording, recordings_dir
-from tui.view import MODES, FleetView, LogLine, Mode, build_view, log_lines, verdict_changes
-from tui.widgets.help import HelpScreen, help_text
-from tui.widgets.main import MainScreen
+from session.contract import EngineLike
+from session.feed import Feed, Observation
+from session.loglines import LogLine, log_lines
+from session.recording.reader import Recording
+from session.recording.writer import Recorder
+from session.view import MODES, FleetView, Mode, build_view, verdict_changes
+from tui.screens.context import ScreenContext
+from tui.screens.help import HelpScreen, help_text
+from tui.screens.main import MainScreen
 from tui.widgets.style import modal_title
 
 JOURNAL_BACKLOG = 30  # journal entries shown from before the session started
@@ -50,10 +57,6 @@ def literal(text: str) -> str:
     return text.replace("[", "\\[")
 
 
-def screenshots_dir() -> Path:
-    """Where the palette's Screenshot writes: `$XDG_STATE_HOME/rollout-cockpit/screenshots` (made when needed),
-    next to the recordings — not Textual's default, a Downloads folder that may not exist."""
-    return recordings_dir().parent / "screenshots"
 MIN_POLL_GAP = 0.2  # seconds between the end of a round and the next, when rounds take longer than the interval
 
 
@@ -72,6 +75,9 @@ class CockpitConfig:
     recording: Recording | None = None
     clock: Callable[[], float] = field(default=time.time)
     poll_interval: float | None = 1.0  # None: poll once, then only on request (tests, benchmarks)
+    # where the palette's Screenshot writes (cli.paths.screenshots_dir: the state dir, next to the recordings,
+    # not Textual's default, a Downloads folder that may not exist); None: Textual's own Screenshot command
+    screenshots: Path | None = None
 
 
 class CockpitApp(App[None]):
@@ -126,6 +132,8 @@ class CockpitApp(App[None]):
         self.recorder = config.recorder or Recorder(None, env=config.env_name, mode=config.mode,
                                                     protected=config.protected, plan=config.plan.name,
                                                     services=config.services, clock=config.clock)
+        self.context = ScreenContext(env_name=config.env_name, protected=config.protected, plan=config.plan,
+                                     services=config.services, recorder=self.recorder, clock=config.clock)
         self.main = self._build_main()
         self.view: FleetView | None = None
         self._journal_seen: set[tuple[Any, ...]] | None = None
@@ -138,16 +146,16 @@ class CockpitApp(App[None]):
     def _build_main(self) -> MainScreen:
         mode = self.config.mode
         if mode == "drive":
-            from tui.widgets.drive import DriveScreen
+            from tui.screens.drive import DriveScreen  # watch and replay never load the write actions
 
             assert self.config.engine is not None
-            return DriveScreen(self.config.engine, self.recorder)
+            return DriveScreen(self.config.engine, self.context)
         if mode == "replay":
-            from tui.widgets.replaying import ReplayScreen
+            from tui.screens.replaying import ReplayScreen
 
             assert self.config.recording is not None
-            return ReplayScreen(self.config.recording)
-        return MainScreen()
+            return ReplayScreen(self.config.recording, self.context)
+        return MainScreen(self.context)
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
@@ -248,7 +256,7 @@ class CockpitApp(App[None]):
         """Whether the main screen can still show what arrives. A poll's messages can be queued
         while the app shuts down: by then Textual is pruning the screen (its widgets are going),
         and what arrives is dropped — it is in the recording already."""
-        return self.is_running and not self.main._pruning
+        return self.is_running and self.main.showing
 
     @on(SnapshotArrived)
     def _snapshot_arrived(self, message: SnapshotArrived) -> None:
@@ -267,11 +275,11 @@ class CockpitApp(App[None]):
             self.main.append_log(message.lines)
 
     def main_holds_lock(self, holder: dict[str, Any] | None) -> bool:
-        token = getattr(self.main, "lock_token", None)
+        token = self.main.lock_token
         return bool(holder and token and holder.get("token") == token)
 
     def log_record(self, record: dict[str, Any]) -> None:
-        """Show an already-written record in the event log (drive actions use this)."""
+        """Show an already-written record in the event log."""
         self.main.append_log(log_lines(record))
 
     # -- errors in one place --------------------------------------------------------------------------
@@ -279,6 +287,14 @@ class CockpitApp(App[None]):
     def _worker_state(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
             self.worker_failed(event.worker)
+
+    @on(MainScreen.TaskFailed)
+    def _task_failed(self, message: MainScreen.TaskFailed) -> None:
+        self.worker_failed(message.worker)
+
+    @on(MainScreen.ProblemRaised)
+    def _problem_raised(self, message: MainScreen.ProblemRaised) -> None:
+        self.show_problem(message.what, message.error, message.todo)
 
     def worker_failed(self, worker: Worker[Any]) -> None:
         """A worker crashed (a bug, or an error nobody caught): recorded, in the event log, and in a dialog
@@ -295,7 +311,7 @@ class CockpitApp(App[None]):
 
     def show_problem(self, what: str, error: str, todo: str = "") -> None:
         """A failure in a dialog that stays until it is read (Enter or Escape closes it)."""
-        from tui.widgets.detail import ProblemScreen, problem_text
+        from tui.screens.detail import ProblemScreen, problem_text
 
         for screen in self.screen_stack:
             if isinstance(screen, ProblemScreen) and screen.body.plain == problem_text(what, error, todo).plain:
@@ -304,8 +320,11 @@ class CockpitApp(App[None]):
         self.push_screen(ProblemScreen(title, problem_text(what, error, todo)))
 
     def save_screenshot_here(self) -> None:
-        """The palette's Screenshot: an SVG of the screen in `screenshots_dir()` (created), its path said."""
-        directory = screenshots_dir()
+        """The palette's Screenshot: an SVG of the screen in `config.screenshots` (created), its path said."""
+        directory = self.config.screenshots
+        if directory is None:
+            self.action_screenshot()
+            return
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = self.save_screenshot(path=str(directory))
@@ -342,9 +361,10 @@ class CockpitApp(App[None]):
 
         The palette reads titles as markup: ours are escaped, or "Advance [a]" shows as "Advance " and
         "Filter [/]" fails to parse."""
+        shots = self.config.screenshots
         for command in super().get_system_commands(screen):
-            if command.title == "Screenshot":
-                yield SystemCommand("Screenshot", literal(f"Save an SVG of the screen in {screenshots_dir()}"),
+            if command.title == "Screenshot" and shots is not None:
+                yield SystemCommand("Screenshot", literal(f"Save an SVG of the screen in {shots}"),
                                     lambda: self.set_timer(0.1, self.save_screenshot_here))
             else:
                 yield command
@@ -387,12 +407,14 @@ class CockpitApp(App[None]):
 def make_app(mode: Mode, *, plan: Plan | None = None, env_name: str | None = None, protected: bool | None = None,
              services: Sequence[str] | None = None, feed: Feed | None = None, engine: EngineLike | None = None,
              recorder: Recorder | None = None, recording: Recording | None = None,
-             clock: Callable[[], float] = time.time, poll_interval: float | None = 1.0) -> CockpitApp:
+             clock: Callable[[], float] = time.time, poll_interval: float | None = 1.0,
+             screenshots: Path | None = None) -> CockpitApp:
     """Build the cockpit for `mode`.
 
     drive: `engine` (the plans engine) and `feed` (snapshots via the engine, the lock, the journal).
     watch: `feed` only; passing an engine is refused: watch is built without write actions.
     replay: `recording` only; env, protection and services come from its header.
+    `screenshots`: where the palette's Screenshot writes (None: Textual's own Screenshot command).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -417,4 +439,5 @@ def make_app(mode: Mode, *, plan: Plan | None = None, env_name: str | None = Non
             raise ValueError(f"{mode} needs env_name and services")
     return CockpitApp(CockpitConfig(
         mode=mode, env_name=env_name or "?", protected=bool(protected), plan=plan, services=tuple(services or ()),
-        feed=feed, engine=engine, recorder=recorder, recording=recording, clock=clock, poll_interval=poll_interval))
+        feed=feed, engine=engine, recorder=recorder, recording=recording, clock=clock, poll_interval=poll_interval,
+        screenshots=screenshots))

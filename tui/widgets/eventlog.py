@@ -14,11 +14,11 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
 from textual.widgets import RichLog
 
-from tui.view import LogLine, clock_text
-from tui.widgets.scrolling import SteadyScrollbars
+from session.loglines import LogLine
+from session.view import clock_text
+from tui.textual_internals import SteadyScrollbars, drop_last_rows, rich_log_size_known
 from tui.widgets.style import LEVEL_STYLE
 from tui.widgets.tables import screen_binds
 
@@ -78,7 +78,7 @@ class EventLog(SteadyScrollbars, RichLog):
     def _write(self, line: LogLine) -> None:
         before = len(self.lines)
         self.write(line_text(line))
-        self._heights.append(len(self.lines) - before if self._size_known else -1)
+        self._heights.append(len(self.lines) - before if rich_log_size_known(self) else -1)
         self.shown.append(line)
 
     def append(self, lines: Sequence[LogLine]) -> None:
@@ -105,21 +105,11 @@ class EventLog(SteadyScrollbars, RichLog):
                 self.clear()
                 self.shown, self._heights, p = [], [], 0
             else:
-                self._drop_rows(sum(tail))
+                drop_last_rows(self, sum(tail))
                 del self.shown[p:]
                 del self._heights[p:]
         for line in wanted[p:]:
             self._write(line)
-
-    def _drop_rows(self, rows: int) -> None:
-        """Remove the last `rows` rendered rows (RichLog has no call for it: its `lines`, its line cache and
-        its virtual size, as `RichLog.clear` sets them; textual is pinned exactly)."""
-        if rows <= 0:
-            return
-        del self.lines[-rows:]
-        self._line_cache.clear()
-        self.virtual_size = Size(self._widest_line_width, len(self.lines))
-        self.refresh()
 
     def reset(self, lines: Sequence[LogLine]) -> None:
         self.all = sorted(lines, key=_ts)[-MAX_LINES:]

@@ -13,6 +13,8 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from tui.textual_internals import footer_bindings_ready
+
 
 class CockpitFooter(Footer):
     """A `Footer` that skips recomposing when the shown keys are unchanged."""
@@ -34,7 +36,7 @@ class CockpitFooter(Footer):
         return (shown, palette, self.compact)
 
     def compose(self) -> ComposeResult:
-        self._shown = self._signature() if self._bindings_ready else None
+        self._shown = self._signature() if footer_bindings_ready(self) else None
         yield from super().compose()
 
     def bindings_changed(self, screen: Screen[object]) -> None:

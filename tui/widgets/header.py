@@ -12,7 +12,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.view import age_text, clock_text, said
+from session.loglines import said
+from session.view import age_text, clock_text
 
 STALE_AFTER = 10.0  # seconds: the data is getting old
 OLD_AFTER = 60.0  # seconds: gates no longer open on it

@@ -12,8 +12,8 @@ from textual.widget import PseudoClasses, Widget
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from tui.view import STATE_WORD, VERDICT_WORD, InstanceRow, LegRow, PlanRow
-from tui.widgets.scrolling import SteadyScrollbars
+from session.view import STATE_WORD, VERDICT_WORD, InstanceRow, LegRow, PlanRow
+from tui.textual_internals import SteadyScrollbars, clear_styles_cache
 from tui.widgets.style import (
     GATE_STYLE,
     STATE_STYLE,
@@ -87,7 +87,7 @@ class KeyedTable(SteadyScrollbars, DataTable[Cell]):
         except KeyError:  # component styles not set up yet (the first styling)
             look = None
         if look is not None and look == self._look:
-            self._styles_cache.clear()  # the border may have changed: repaint it, lines come from the cache
+            clear_styles_cache(self)  # the border may have changed: repaint it, lines come from the cache
             self.refresh()
             return
         self._look = look
