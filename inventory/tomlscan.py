@@ -92,7 +92,7 @@ class Lexer:
                 while extra < 2 and pos < n and t[pos] == tok[0]:
                     pos += 1
                     extra += 1
-            elif tok == '"' or tok == "'":
+            elif tok in {'"', "'"}:
                 end = (BASIC if tok == '"' else _LITERAL).match(t, pos)
                 pos = end.end() if end is not None else pos  # unterminated: on to the newline
             elif tok == "#":

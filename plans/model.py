@@ -191,7 +191,7 @@ class Plan:
             return []
         if step.scope == "database":
             return [self.database_service]
-        env = [s for s in dict.fromkeys(env_services_in_order) if s != self.database_service and s != OTHERS]
+        env = [s for s in dict.fromkeys(env_services_in_order) if s not in (self.database_service, OTHERS)]
         named = {s for s in step.order if s != OTHERS}
         out: list[str] = []
         for item in step.order:

@@ -9,6 +9,7 @@ missing. Schema 1 (where `null` meant could-not-measure) is still read, upgraded
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
@@ -299,7 +300,7 @@ def _str(d: Any, where: str) -> str:
 
 
 def _num(d: Any, where: str) -> float:
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or d != d:
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or math.isnan(d):
         raise _fail(where, f"expected a number, got {d!r}")
     return float(d)
 

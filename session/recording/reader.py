@@ -164,7 +164,6 @@ class Recording(LineIndex):
 
     def _late_damage(self, e: Entry, why: str) -> None:
         self.damaged.setdefault(e.line, why)
-        return None
 
     def records(self, kinds: Sequence[str] | None = None, start: float = float("-inf"),
                 end: float = float("inf")) -> Iterator[Record]:
