@@ -1,6 +1,6 @@
 """Time `lab up` for the default fleet and for 50 app instances (issue #2's goal: default ≤ 20 s).
 
-    .venv/bin/python bench/lab_up.py            # both sizes, each on a claimed net and directory (lab.netclaim)
+.venv/bin/python bench/lab_up.py            # both sizes, each on a claimed net and directory (lab.netclaim)
 """
 
 from __future__ import annotations

@@ -168,6 +168,7 @@ def main() -> None:
         "refused: 1 MiB of dotted keys (too deep)": "version = 1\n" + ".".join(["a"] * 500_000) + " = 1\n",
     }
     for name, text in hostile.items():
+
         def refuse(text: str = text) -> None:
             try:
                 parse_plan(text, "bench.toml")

@@ -53,9 +53,16 @@ async def measure(inv: Path) -> dict[str, float]:
         warm.append(time.monotonic() - t)
     conns = c.pool.connection_count()
     await c.aclose()
-    return {"cold_s": cold, "cold_all": colds, "warm_median_s": statistics.median(warm), "warm_max_s": max(warm),
-            "ssh_connections": conns, "hosts_plus_bastion": len(env.hosts) + 1,
-            "instances": len(s.instances), "verdict": s.verdict.value}  # type: ignore[dict-item]
+    return {
+        "cold_s": cold,
+        "cold_all": colds,
+        "warm_median_s": statistics.median(warm),
+        "warm_max_s": max(warm),
+        "ssh_connections": conns,
+        "hosts_plus_bastion": len(env.hosts) + 1,
+        "instances": len(s.instances),
+        "verdict": s.verdict.value,
+    }  # type: ignore[dict-item]
 
 
 async def live_watch_cpu(inv: Path, seconds: float = 30.0) -> dict[str, float]:
@@ -90,17 +97,29 @@ async def runbook_commands(inv: Path, spec: LabSpec) -> float:
     pool = SshPool(env)
     t = time.monotonic()
     sock = f"{db.root}/run/postgresql"
-    r = await pool.run(db.name, f"PGPASSWORD={shlex.quote(pw['POSTGRES_PASSWORD'])} psql -h {sock} -U voiceai "
-                                f"-d voiceai -c \"SELECT ssl, version FROM pg_stat_ssl WHERE pid=pg_backend_pid();\"")
-    r2 = await pool.run(db.name, f"redis-cli -h {db.address} -p {spec.redis_tls_port} --tls --cacert "
-                                 f"{db.root}{ca} --insecure -a {shlex.quote(pw['REDIS_PASSWORD'])} ping")
+    r = await pool.run(
+        db.name,
+        f"PGPASSWORD={shlex.quote(pw['POSTGRES_PASSWORD'])} psql -h {sock} -U voiceai "
+        f'-d voiceai -c "SELECT ssl, version FROM pg_stat_ssl WHERE pid=pg_backend_pid();"',
+    )
+    r2 = await pool.run(
+        db.name,
+        f"redis-cli -h {db.address} -p {spec.redis_tls_port} --tls --cacert "
+        f"{db.root}{ca} --insecure -a {shlex.quote(pw['REDIS_PASSWORD'])} ping",
+    )
     for h in spec.app_hosts():
         hca = f"{h.root}{ca}"
-        await pool.run(h.name, f"PGPASSWORD={shlex.quote(pw['POSTGRES_PASSWORD'])} psql "
-                               f"\"postgresql://voiceai@{dns}:{spec.pgbouncer_port}/voiceai?sslmode=verify-full"
-                               f"&sslrootcert={hca}&hostaddr={db.address}\" -c \"SELECT 1;\"")
-        await pool.run(h.name, f"redis-cli -h {db.address} --sni {dns} -p {spec.redis_tls_port} --tls "
-                               f"--cacert {hca} -a {shlex.quote(pw['REDIS_PASSWORD'])} ping")
+        await pool.run(
+            h.name,
+            f"PGPASSWORD={shlex.quote(pw['POSTGRES_PASSWORD'])} psql "
+            f'"postgresql://voiceai@{dns}:{spec.pgbouncer_port}/voiceai?sslmode=verify-full'
+            f'&sslrootcert={hca}&hostaddr={db.address}" -c "SELECT 1;"',
+        )
+        await pool.run(
+            h.name,
+            f"redis-cli -h {db.address} --sni {dns} -p {spec.redis_tls_port} --tls "
+            f"--cacert {hca} -a {shlex.quote(pw['REDIS_PASSWORD'])} ping",
+        )
     took = time.monotonic() - t
     await pool.aclose()
     assert r.exit_status == 0 and r2.exit_status == 0, (r.stderr, r2.stderr)
@@ -122,27 +141,48 @@ def main() -> None:
         import json
         import subprocess
 
-        out = subprocess.run([sys.executable, __file__, "--measure", str(inv)], capture_output=True, text=True,
-                             check=True, timeout=600).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", str(inv)], capture_output=True, text=True, check=True, timeout=600
+        ).stdout
         res = json.loads(out.strip().splitlines()[-1])
         peak = res["peak_mb"]
-        live = json.loads(subprocess.run([sys.executable, __file__, "--watch-cpu", str(inv)], capture_output=True,
-                                         text=True, check=True, timeout=600).stdout.strip().splitlines()[-1])
+        live = json.loads(
+            subprocess.run(
+                [sys.executable, __file__, "--watch-cpu", str(inv)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         manual = asyncio.run(runbook_commands(inv, spec))
         print(f"app instances:            {res['instances']}")
-        print(f"cold snapshot:            median {res['cold_s']:.2f} s of "
-              f"{', '.join(f'{x:.2f}' for x in res['cold_all'])}   (goal ≤ 3 s; SSH connects through the bastion)")
-        print(f"warm snapshot:            median {res['warm_median_s']:.2f} s, max {res['warm_max_s']:.2f} s"
-              "   (goal ≤ 1 s)")
+        print(
+            f"cold snapshot:            median {res['cold_s']:.2f} s of "
+            f"{', '.join(f'{x:.2f}' for x in res['cold_all'])}   (goal ≤ 3 s; SSH connects through the bastion)"
+        )
+        print(
+            f"warm snapshot:            median {res['warm_median_s']:.2f} s, max {res['warm_max_s']:.2f} s"
+            "   (goal ≤ 1 s)"
+        )
         print(f"peak memory (RSS):        {peak:.0f} MB   (goal ≤ 150 MB)")
-        print(f"SSH connections:          {res['ssh_connections']} for {res['hosts_plus_bastion']} hosts incl. "
-              "bastion (goal: exactly one each)")
-        print(f"cockpit watch, 1 poll/s:  {live['watch_cpu_pct']:.1f} % of one core (probes + UI + recording; "
-              f"{live['watch_polls_per_s']:.2f} polls/s over 30 s)   (goal ≤ 15 %)")
-        print(f"load average (1 min):     {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-              "(the lab's 50 apps included)")
-        print(f"runbook's manual checks:  {manual:.2f} s for the same fleet, one host at a time "
-              f"({manual / res['warm_median_s']:.0f}× a warm snapshot)")
+        print(
+            f"SSH connections:          {res['ssh_connections']} for {res['hosts_plus_bastion']} hosts incl. "
+            "bastion (goal: exactly one each)"
+        )
+        print(
+            f"cockpit watch, 1 poll/s:  {live['watch_cpu_pct']:.1f} % of one core (probes + UI + recording; "
+            f"{live['watch_polls_per_s']:.2f} polls/s over 30 s)   (goal ≤ 15 %)"
+        )
+        print(
+            f"load average (1 min):     {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the lab's 50 apps included)"
+        )
+        print(
+            f"runbook's manual checks:  {manual:.2f} s for the same fleet, one host at a time "
+            f"({manual / res['warm_median_s']:.0f}× a warm snapshot)"
+        )
     finally:
         if "--keep" in sys.argv:
             print(f"lab kept running: {d} on {claim.net}.0/24 (stop it with: python -m lab --dir {d} down)")

@@ -77,13 +77,17 @@ def run_on(spec: LabSpec) -> None:
         control.up(spec)
         scenarios.apply(spec, "fresh")
         rows = asyncio.run(run(d / "inventory.toml", d / "journal"))
-        print(f"{'step':<20} {'service':<9} {'inst':>4} {'confirm→verified s':>18} {'update.sh s':>11} "
-              f"{'cockpit s/inst':>14}")
+        print(
+            f"{'step':<20} {'service':<9} {'inst':>4} {'confirm→verified s':>18} {'update.sh s':>11} "
+            f"{'cockpit s/inst':>14}"
+        )
         for name, svc, n, total, upd, own in rows:
             print(f"{name:<20} {svc:<9} {n:>4} {total:>18.2f} {upd:>11.2f} {own:>14.2f}")
         owns = [r[5] for r in rows if r[2]]
-        print(f"cockpit's own share per instance: median {sorted(owns)[len(owns) // 2]:.2f} s, max {max(owns):.2f} s"
-              " (goal ≤ 1 s)")
+        print(
+            f"cockpit's own share per instance: median {sorted(owns)[len(owns) // 2]:.2f} s, max {max(owns):.2f} s"
+            " (goal ≤ 1 s)"
+        )
         ms = control.meters(spec)
         print("failed requests during the benchmark:", sum(m["requests_failed"] for m in ms.values()))
     finally:

@@ -53,13 +53,21 @@ class _Interrupts:
     def __call__(self) -> None:
         self.count += 1
         if self.count == 1:
-            print("\ninterrupted: the roll stops after the current instance; the lock is then released "
-                  "(press Ctrl-C again for how to abandon it now)", file=sys.stderr, flush=True)
+            print(
+                "\ninterrupted: the roll stops after the current instance; the lock is then released "
+                "(press Ctrl-C again for how to abandon it now)",
+                file=sys.stderr,
+                flush=True,
+            )
             self.control.stop()
         else:
-            print(f"\nthe current instance's restart is still running. To abandon it now: kill -9 {os.getpid()} "
-                  "— the fleet lock then stays held (break it with `cockpit lock --break --reason …`) and "
-                  "`cockpit plan` shows what was left half-done", file=sys.stderr, flush=True)
+            print(
+                f"\nthe current instance's restart is still running. To abandon it now: kill -9 {os.getpid()} "
+                "— the fleet lock then stays held (break it with `cockpit lock --break --reason …`) and "
+                "`cockpit plan` shows what was left half-done",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def install(self) -> Callable[[], None]:
         loop = asyncio.get_running_loop()
@@ -103,8 +111,11 @@ def _refused_arguments(args: argparse.Namespace) -> bool:
     """Arguments an acting command refuses, said on stderr: the gone --force, --yes or --override without a
     reason."""
     if args.force:
-        print("cockpit: --force is gone: open exactly the gate or blocker you mean with --override ID (the id is in "
-              "brackets in the preview, e.g. --override no_plaintext_leg1) and a --reason", file=sys.stderr)
+        print(
+            "cockpit: --force is gone: open exactly the gate or blocker you mean with --override ID (the id is in "
+            "brackets in the preview, e.g. --override no_plaintext_leg1) and a --reason",
+            file=sys.stderr,
+        )
         return True
     if (args.yes or args.override) and not args.reason.strip() and not args.dry_run:
         print("cockpit: --yes and --override need --reason (it goes in the journal)", file=sys.stderr)
@@ -112,8 +123,9 @@ def _refused_arguments(args: argparse.Namespace) -> bool:
     return False
 
 
-async def _act(args: argparse.Namespace, step_id: str | None,
-               make_preview: Callable[[Engine], Coroutine[Any, Any, Preview]]) -> int:
+async def _act(
+    args: argparse.Namespace, step_id: str | None, make_preview: Callable[[Engine], Coroutine[Any, Any, Preview]]
+) -> int:
     """Lock → preview → confirm → apply (interruptible) → release, for advance, rollback and restart."""
     from plans.engine import EngineError
     from plans.lock import LockError
@@ -144,8 +156,11 @@ async def _act(args: argparse.Namespace, step_id: str | None,
                 await engine.release_lock()
                 print("lock released")
             except Exception as exc:
-                print(f"cockpit: the fleet lock could not be released: {exc} — break it with `cockpit lock --break "
-                      "--reason …`", file=sys.stderr)
+                print(
+                    f"cockpit: the fleet lock could not be released: {exc} — break it with `cockpit lock --break "
+                    "--reason …`",
+                    file=sys.stderr,
+                )
         await engine.collector.aclose()
 
 
@@ -172,8 +187,7 @@ async def _apply(engine: Engine, preview: Preview, args: argparse.Namespace) -> 
     interrupts = _Interrupts(control)
     remove = interrupts.install()
     try:
-        outcome = await engine.apply(preview, reason=reason, overrides=args.override, on_event=_show,
-                                     control=control)
+        outcome = await engine.apply(preview, reason=reason, overrides=args.override, on_event=_show, control=control)
     finally:
         remove()
         term_as_interrupt()
@@ -189,10 +203,16 @@ def _report(engine: Engine, preview: Preview, outcome: Outcome) -> None:
         rb = outcome.rolled_back
         print(("automatic rollback OK: " if rb.ok else "automatic rollback FAILED: ") + rb.reason)
     if outcome.stage == "stopped":
-        print(f"stopped: restarted with the new values: {', '.join(outcome.changed) or 'none'}; the config store holds "
-              "the new values — `cockpit plan` shows each instance")
-    if not outcome.ok and outcome.stage in ("restart", "verify", "stopped") and preview.direction == "advance" and \
-            (outcome.rolled_back is None or not outcome.rolled_back.ok):
+        print(
+            f"stopped: restarted with the new values: {', '.join(outcome.changed) or 'none'}; the config store holds "
+            "the new values — `cockpit plan` shows each instance"
+        )
+    if (
+        not outcome.ok
+        and outcome.stage in ("restart", "verify", "stopped")
+        and preview.direction == "advance"
+        and (outcome.rolled_back is None or not outcome.rolled_back.ok)
+    ):
         svc = f" --service {preview.service}" if engine.plan.step(preview.step).per_service else ""
         print(f"to restore: cockpit rollback {preview.step}{svc}")
 
@@ -219,8 +239,13 @@ async def advance_cmd(args: argparse.Namespace, direction: str) -> int:
 
     async def make(engine: Engine) -> Preview:
         snap = await engine.snapshot()  # the preview is of the fleet as it is under the lock
-        return await engine.preview(chosen, service, direction="advance" if direction == "advance" else "rollback",
-                                    snapshot=snap, env_order_override=getattr(args, "override_env_order", None))
+        return await engine.preview(
+            chosen,
+            service,
+            direction="advance" if direction == "advance" else "rollback",
+            snapshot=snap,
+            env_order_override=getattr(args, "override_env_order", None),
+        )
 
     return await _act(args, step_id, make)
 
@@ -251,5 +276,3 @@ async def lock_cmd(args: argparse.Namespace) -> int:
         return 0
     finally:
         await engine.collector.aclose()
-
-

@@ -50,13 +50,17 @@ async def certs_cmd(args: argparse.Namespace) -> int:
         for c in res.checks:
             print(f"  [{c.verdict.value:>5}] {c.check}: {c.summary}")
         if not args.dry_run:
-            await engine.journal.write("certs-push", ok=res.ok, reason=reason, written=list(res.written),
-                                       unchanged=list(res.unchanged), result=res.reason)
+            await engine.journal.write(
+                "certs-push",
+                ok=res.ok,
+                reason=reason,
+                written=list(res.written),
+                unchanged=list(res.unchanged),
+                result=res.reason,
+            )
         print(("OK: " if res.ok else "REFUSED: ") + res.reason)
         return 0 if res.ok else 1
     finally:
         if locked:
             await engine.release_lock()
         await engine.collector.aclose()
-
-

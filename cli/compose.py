@@ -10,6 +10,7 @@ only the host commands the inventory marks read-only. The TUI is imported only w
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,9 +64,16 @@ class LiveSession:
     path: Path
 
 
-def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_path: Path | None = None,
-                   recordings: Path | None = None, poll_interval: float = 1.0,
-                   full_every: float | None = None) -> LiveSession:
+def build_live_app(
+    mode: str,
+    inventory: Path,
+    env_name: str | None,
+    *,
+    plan_path: Path | None = None,
+    recordings: Path | None = None,
+    poll_interval: float = 1.0,
+    full_every: float | None = None,
+) -> LiveSession:
     """The live session `cockpit drive|watch` runs (drive: with the engine; watch: nothing that can write)."""
     from plans.collecting import collector_for
     from plans.lock import FleetLock
@@ -81,32 +89,45 @@ def build_live_app(mode: str, inventory: Path, env_name: str | None, *, plan_pat
     collector = collector_for(env, plan, read_only=mode != "drive")
     services = [s for s in env.service_names if env.service(s).role == "app"]
     path = recording_path(directory, env.name, time.time())
-    recorder = Recorder(path, env=env.name, mode=mode, protected=env.protected, plan=plan.name,
-                        services=services, full_every=full_every or DEFAULT_FULL_EVERY)
+    recorder = Recorder(
+        path,
+        env=env.name,
+        mode=mode,
+        protected=env.protected,
+        plan=plan.name,
+        services=services,
+        full_every=full_every or DEFAULT_FULL_EVERY,
+    )
     lock = FleetLock(collector.aws, env.namespace)
+    app_for = functools.partial(
+        make_app,
+        plan=plan,
+        env_name=env.name,
+        protected=env.protected,
+        recorder=recorder,
+        poll_interval=poll_interval,
+        screenshots=screenshots_dir(),
+    )
     if mode == "drive":
         from plans.engine import Engine
         from plans.journal import Journal
 
         journal = Journal(env, collector.pool)
-        engine = Engine(env, plan, collector, journal=journal, lock=lock,
-                        previous_env=inv.env(env.after) if env.after else None)
-        services = list(engine.services_in_order())
+        previous = inv.env(env.after) if env.after else None
+        engine = Engine(env, plan, collector, journal=journal, lock=lock, previous_env=previous)
         feed = LiveFeed(engine, journal=journal, lock=ReadOnlyLock(lock))
-        app = make_app("drive", plan=plan, env_name=env.name, protected=env.protected, services=services,
-                       feed=feed, engine=engine, recorder=recorder, poll_interval=poll_interval,
-                       screenshots=screenshots_dir())
+        app = app_for("drive", services=list(engine.services_in_order()), feed=feed, engine=engine)
         app.closers.append(engine.release_lock)  # leaving the cockpit never leaves the fleet locked
     else:
         feed = LiveFeed(collector, journal=FleetJournalReader(env, collector.pool), lock=ReadOnlyLock(lock))
-        app = make_app("watch", plan=plan, env_name=env.name, protected=env.protected, services=services,
-                       feed=feed, recorder=recorder, poll_interval=poll_interval, screenshots=screenshots_dir())
+        app = app_for("watch", services=services, feed=feed)
     app.closers.append(collector.aclose)
     return LiveSession(app, recorder, path)
 
 
-def build_follow_app(path: Path, *, plan: Plan | None = None, poll_interval: float = FOLLOW_POLL,
-                     max_line: int = MAX_LINE) -> tuple[CockpitApp, FollowFeed]:
+def build_follow_app(
+    path: Path, *, plan: Plan | None = None, poll_interval: float = FOLLOW_POLL, max_line: int = MAX_LINE
+) -> tuple[CockpitApp, FollowFeed]:
     """The watch app following `path` (a recording, or a directory of them): read-only, nothing recorded.
 
     Raises RecordingError when `path` cannot be followed (not a recording, a special file)."""
@@ -115,9 +136,16 @@ def build_follow_app(path: Path, *, plan: Plan | None = None, poll_interval: flo
     tail = RecordingTail(path, max_line=max_line)
     h = tail.start()
     feed = FollowFeed(tail)
-    app = make_app("watch", plan=plan, env_name=printable(h.env), protected=h.protected,
-                   services=[printable(s) for s in h.services], feed=feed, poll_interval=poll_interval,
-                   screenshots=screenshots_dir())
+    app = make_app(
+        "watch",
+        plan=plan,
+        env_name=printable(h.env),
+        protected=h.protected,
+        services=[printable(s) for s in h.services],
+        feed=feed,
+        poll_interval=poll_interval,
+        screenshots=screenshots_dir(),
+    )
 
     def show(lines: Sequence[LogLine]) -> None:
         app.post_message(CockpitApp.LinesArrived(lines))
@@ -139,8 +167,14 @@ def build_replay_app(rec: Recording, plan: Plan, *, start: float | None = None) 
     from tui.app import make_app
     from tui.screens.replaying import ReplayScreen
 
-    app = make_app("replay", plan=plan, recording=rec, env_name=printable(rec.info.env, newlines=False),
-                   services=[printable(x, newlines=False) for x in rec.info.services], screenshots=screenshots_dir())
+    app = make_app(
+        "replay",
+        plan=plan,
+        recording=rec,
+        env_name=printable(rec.info.env, newlines=False),
+        services=[printable(x, newlines=False) for x in rec.info.services],
+        screenshots=screenshots_dir(),
+    )
     if start is not None:
         at_ts = start
 

@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cockpit: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
-        hint = " — pass --inventory FILE or start the lab (cockpit lab up)" if "inventory" in str(exc) or \
-            str(exc).endswith(".toml") else ""
+        hint = (
+            " — pass --inventory FILE or start the lab (cockpit lab up)"
+            if "inventory" in str(exc) or str(exc).endswith(".toml")
+            else ""
+        )
         print(f"cockpit: {exc}{hint}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -154,8 +154,11 @@ def _replay_ui(rec: Recording, plan: Plan, at: str | None) -> int:
             _say("replay", f"--at {at}: {exc}")
             return 2
         if not rec.start <= start <= rec.end:
-            _say("replay", f"--at {at}: the recording runs {clock_text(rec.start)}–{clock_text(rec.end)} UTC; "
-                           "pass a time inside it")
+            _say(
+                "replay",
+                f"--at {at}: the recording runs {clock_text(rec.start)}–{clock_text(rec.end)} UTC; "
+                "pass a time inside it",
+            )
             return 2
     app = build_replay_app(rec, plan, start=start)
     app.run()
@@ -198,12 +201,24 @@ def _live(args: argparse.Namespace) -> int:
 
     directory = args.recordings_dir or recordings_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    prune(directory, max_files=args.keep_recordings if args.keep_recordings is not None else
-          _env_int("COCKPIT_RECORDINGS_MAX_FILES", 200),
-          max_age_days=args.keep_days if args.keep_days is not None else
-          _env_float("COCKPIT_RECORDINGS_MAX_AGE_DAYS", 90.0))
-    live = build_live_app(args.cmd, args.inventory or default_inventory(), args.env, plan_path=args.plan,
-                          recordings=directory, poll_interval=args.poll_interval, full_every=args.full_frame_every)
+    prune(
+        directory,
+        max_files=args.keep_recordings
+        if args.keep_recordings is not None
+        else _env_int("COCKPIT_RECORDINGS_MAX_FILES", 200),
+        max_age_days=args.keep_days
+        if args.keep_days is not None
+        else _env_float("COCKPIT_RECORDINGS_MAX_AGE_DAYS", 90.0),
+    )
+    live = build_live_app(
+        args.cmd,
+        args.inventory or default_inventory(),
+        args.env,
+        plan_path=args.plan,
+        recordings=directory,
+        poll_interval=args.poll_interval,
+        full_every=args.full_frame_every,
+    )
     try:
         live.app.run()
     finally:

@@ -114,17 +114,13 @@ def _build_inventory(ctx: LoadContext) -> Inventory:
     envs = _build_environments(ctx, top)
     _check_after(ctx, envs)
     default_env = _default_env(top, envs)
-    return Inventory(
-        version=version, default_env=default_env, environments=MappingProxyType(envs), source=ctx.source
-    )
+    return Inventory(version=version, default_env=default_env, environments=MappingProxyType(envs), source=ctx.source)
 
 
 def _build_environments(ctx: LoadContext, top: InventoryTable) -> dict[str, Environment]:
     env_tables = top.raw_table("environments")
     if not env_tables:
-        raise top.error(
-            "environments", "no environment is defined; add at least one [environments.<name>] table"
-        )
+        raise top.error("environments", "no environment is defined; add at least one [environments.<name>] table")
     envs: dict[str, Environment] = {}
     for name, data in env_tables.items():
         path: KeyPath = ("environments", name)
@@ -175,8 +171,7 @@ def _default_env(top: InventoryTable, envs: Mapping[str, Environment]) -> str:
             hint = f"did you mean {json.dumps(near)}? " if near else ""
             raise top.error(
                 "default_env",
-                f"names no environment ({json.dumps(default_env)}); {hint}known environments: "
-                f"{_quoted_list(names)}",
+                f"names no environment ({json.dumps(default_env)}); {hint}known environments: {_quoted_list(names)}",
             )
     elif len(envs) == 1:
         default_env = names[0]
@@ -184,13 +179,9 @@ def _default_env(top: InventoryTable, envs: Mapping[str, Environment]) -> str:
 
 
 def _namespace(t: InventoryTable) -> str:
-    namespace = t.text(
-        "namespace", nonempty=True, hint=' (the platform\'s NAMESPACE, like "voiceai/staging")'
-    )
+    namespace = t.text("namespace", nonempty=True, hint=' (the platform\'s NAMESPACE, like "voiceai/staging")')
     if namespace.startswith("/") or namespace.endswith("/"):
-        raise t.error(
-            "namespace", f'write the namespace without a leading or trailing "/", got {_show(namespace)}'
-        )
+        raise t.error("namespace", f'write the namespace without a leading or trailing "/", got {_show(namespace)}')
     if problem := namespace_problem(namespace):
         raise t.error("namespace", problem)
     return namespace

@@ -442,7 +442,5 @@ class Inventory:
                 self.source,
                 None,
                 "environments",
-                f"no environment named {json.dumps(name)}; known environments: "
-                f"{_quoted_list(self.env_names)}",
+                f"no environment named {json.dumps(name)}; known environments: {_quoted_list(self.env_names)}",
             ) from None
-

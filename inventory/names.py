@@ -69,7 +69,6 @@ def secret_name_problem(name: str, *, what: str = "a Secrets Manager secret name
     return ""
 
 
-
 def service_name_problem(name: str) -> str:
     """Why `name` cannot name a service ("" when it can): it becomes part of SSM and Secrets Manager
     names, /<namespace>/<service>/<VAR>."""
@@ -79,4 +78,3 @@ def service_name_problem(name: str) -> str:
         f"bad service name {_show(name)}; use letters, digits, '_', '-' or '.' "
         "(it becomes part of SSM and Secrets Manager names)"
     )
-

@@ -96,9 +96,7 @@ def template_problem(value: str, fields: Sequence[str]) -> str:
     try:
         parsed = list(string.Formatter().parse(value))
     except ValueError as e:
-        return (
-            f"bad placeholder syntax ({e}); placeholders are {known}, write {{{{ and }}}} for literal braces"
-        )
+        return f"bad placeholder syntax ({e}); placeholders are {known}, write {{{{ and }}}} for literal braces"
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
@@ -107,8 +105,7 @@ def template_problem(value: str, fields: Sequence[str]) -> str:
             near = toml.did_you_mean(name, fields)
             hint = f" (did you mean {{{near}}}?)" if near else ""
             return (
-                f"unknown placeholder {shown}{hint}; placeholders are {known}, "
-                "write {{ and }} for literal braces"
+                f"unknown placeholder {shown}{hint}; placeholders are {known}, write {{{{ and }}}} for literal braces"
             )
     return ""
 

@@ -54,7 +54,6 @@ class TomlError(Exception):
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
 
-
 def show(value: object) -> str:
     """A TOML-ish rendering of a parsed value for "got ..." phrases; long strings are cut."""
     if isinstance(value, bool):
@@ -107,7 +106,6 @@ class Versions:
         return isinstance(value, int) and not isinstance(value, bool) and value in self.supported
 
 
-
 def read_file(path: Path, *, max_bytes: int = MAX_BYTES) -> bytes:
     """At most `max_bytes + 1` bytes of `path` (one more than allowed tells that it is too large).
     Raises OSError."""
@@ -115,9 +113,7 @@ def read_file(path: Path, *, max_bytes: int = MAX_BYTES) -> bytes:
         return f.read(max_bytes + 1)
 
 
-def parse_bytes(
-    data: bytes, source: str, *, what: str, versions: Versions, max_bytes: int = MAX_BYTES
-) -> Document:
+def parse_bytes(data: bytes, source: str, *, what: str, versions: Versions, max_bytes: int = MAX_BYTES) -> Document:
     """Decode (UTF-8) and parse a file's bytes; see `parse_text`."""
     if len(data) > max_bytes:
         _check_version(data[:max_bytes].decode("utf-8", "replace"), source, versions)
@@ -156,7 +152,7 @@ def parse_text(text: str, source: str, *, what: str, versions: Versions, max_byt
     doc = Document(text, source, data)
     too_deep = deep_path(data)
     if too_deep is not None:
-        raise _too_deep(source, what, doc.line_of(too_deep), format_key_path(too_deep[:MAX_DEPTH + 1]))
+        raise _too_deep(source, what, doc.line_of(too_deep), format_key_path(too_deep[: MAX_DEPTH + 1]))
     return doc
 
 
@@ -197,7 +193,6 @@ def _check_version(text: str, source: str, versions: Versions) -> None:
         raise TomlError(source, found.line, "version", versions.problem(found.value))
 
 
-
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*\Z")
 _AT_END = re.compile(r"\s*\(at end of document\)\s*\Z")
 
@@ -217,7 +212,6 @@ def _syntax_error(text: str, source: str, e: tomllib.TOMLDecodeError) -> TomlErr
     where = f" (column {colno})" if colno is not None else ""
     key = guess_key_at(text, line)
     return TomlError(source, line, key, f"TOML syntax error: {msg}{where}; fix the TOML syntax there")
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,9 +360,7 @@ class Table:
             if not isinstance(item, str) or item not in choices:
                 near = did_you_mean(item, choices)
                 hint = f"; did you mean {json.dumps(near)}?" if near else ""
-                raise self.error_at(
-                    (key, i), self.wording.wrong(f"{key}[{i}]", one_of(choices), show(item)) + hint
-                )
+                raise self.error_at((key, i), self.wording.wrong(f"{key}[{i}]", one_of(choices), show(item)) + hint)
             if item in seen:
                 raise self.error_at((key, i), f"{json.dumps(item)} is listed twice; keep one")
             seen.add(item)
@@ -418,4 +410,3 @@ class Table:
                 raise self.error_at((key, i), self.wording.wrong(f"{key}[{i}]", "a table", show(item)))
             out.append(type(self)(item, (*self.path, key, i), fail=self.fail, wording=self.wording, allowed=allowed))
         return out
-

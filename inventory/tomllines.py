@@ -33,7 +33,6 @@ def format_key_path(path: KeyPath) -> str:
     return out
 
 
-
 class ScanError(Exception):
     pass
 

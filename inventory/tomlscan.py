@@ -25,7 +25,6 @@ class VersionLine:
     line: int
 
 
-
 _VERSION_STATEMENT = re.compile(r"[ \t]*(?:version|\"version\"|'version')[ \t]*=[ \t]*([^\r\n]*)")
 _UNREAD: Final = object()
 
@@ -179,7 +178,6 @@ def deep_path(data: Mapping[str, Any]) -> KeyPath | None:
     return None
 
 
-
 _HEADER_LINE = re.compile(r"\s*(\[\[?)(.*?)\]\]?\s*(#.*)?\Z")
 _KEY_LINE = re.compile(r"\s*([^=#\[\s][^=#]*?)\s*=")
 _GUESS_MAX: Final = 1000  # characters of a line searched for a key (the guess is best effort)
@@ -229,4 +227,3 @@ def _split_key(text: str) -> tuple[str, ...] | None:
         return keys if loc.skip_spaces(pos) == len(text) else None
     except (ScanError, IndexError, ValueError, RecursionError):
         return None
-

@@ -151,7 +151,6 @@ def build_tls_secrets(tt: InventoryTable) -> TlsSecrets:
     return TlsSecrets(layout=layout, secret_suffix=suffix)
 
 
-
 def check_aws_names(ctx: LoadContext, t: InventoryTable, env: Environment, origins: Mapping[str, KeyPath]) -> None:
     """Every SSM parameter and secret name the cockpit derives for `env` fits the AWS limits."""
     for service, origin in origins.items():
@@ -180,12 +179,8 @@ def check_aws_names(ctx: LoadContext, t: InventoryTable, env: Environment, origi
 
 def build_ssh(ctx: LoadContext, st: InventoryTable | None) -> SshSettings:
     if st is None:
-        return SshSettings(
-            known_hosts=ctx.local_path("~/.ssh/known_hosts"), config=ctx.local_path("~/.ssh/config")
-        )
-    known_hosts = st.text(
-        "known_hosts", "~/.ssh/known_hosts", nonempty=True, hint="; host keys are always verified"
-    )
+        return SshSettings(known_hosts=ctx.local_path("~/.ssh/known_hosts"), config=ctx.local_path("~/.ssh/config"))
+    known_hosts = st.text("known_hosts", "~/.ssh/known_hosts", nonempty=True, hint="; host keys are always verified")
     config = st.text("config", "~/.ssh/config")
     identity_files = st.str_list("identity_files", (), nonempty_items=True)
     no_nul(st, ("known_hosts",), known_hosts)
@@ -203,18 +198,13 @@ def build_ssh(ctx: LoadContext, st: InventoryTable | None) -> SshSettings:
     )
 
 
-
 def build_database(dt: InventoryTable | None, managed: bool) -> DatabaseSettings:
     if dt is None:  # only when managed_database = true
         return DatabaseSettings(host="", dns_name="")
     required: object = "" if managed else REQUIRED
     return DatabaseSettings(
-        host=dt.text(
-            "host", required, nonempty=not managed, hint=" (the name of the database [[hosts]] entry)"
-        ),
-        dns_name=dt.text(
-            "dns_name", required, nonempty=not managed, hint=" (the DNS name the certificate must cover)"
-        ),
+        host=dt.text("host", required, nonempty=not managed, hint=" (the name of the database [[hosts]] entry)"),
+        dns_name=dt.text("dns_name", required, nonempty=not managed, hint=" (the DNS name the certificate must cover)"),
         access=dt.enum("access", ACCESS_MODES, "tunnel"),
         postgres_port=dt.port("postgres_port", 5432),
         pgbouncer_port=dt.port("pgbouncer_port", 6432),
@@ -274,9 +264,7 @@ def build_credentials(ct: InventoryTable | None, namespace: str) -> Credentials:
         postgres_user_key=ct.text("postgres_user_key", d.postgres_user_key, nonempty=True),
         postgres_password_key=ct.text("postgres_password_key", d.postgres_password_key, nonempty=True),
         pgbouncer_admin_user=ct.text("pgbouncer_admin_user", ""),
-        pgbouncer_admin_user_key=ct.text(
-            "pgbouncer_admin_user_key", d.pgbouncer_admin_user_key, nonempty=True
-        ),
+        pgbouncer_admin_user_key=ct.text("pgbouncer_admin_user_key", d.pgbouncer_admin_user_key, nonempty=True),
         pgbouncer_admin_password_key=ct.text(
             "pgbouncer_admin_password_key", d.pgbouncer_admin_password_key, nonempty=True
         ),
@@ -312,12 +300,9 @@ def default_service(service: str) -> ServiceSettings:
     )
 
 
-
 def check_service_name(ctx: LoadContext, path: KeyPath, name: str) -> None:
     if name == OTHERS:
-        raise ctx.error(
-            path, f'"{OTHERS}" is reserved (it means "every remaining service"); rename the service'
-        )
+        raise ctx.error(path, f'"{OTHERS}" is reserved (it means "every remaining service"); rename the service')
     if problem := service_name_problem(name):
         raise ctx.error(path, problem)
 

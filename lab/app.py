@@ -283,9 +283,15 @@ class Service:
                     ok = self.redis_ok
                     body = b'{"status":"ok"}' if ok else b'{"status":"redis unreachable"}'
                     head = b"HTTP/1.1 200 OK" if ok else b"HTTP/1.1 503 Service Unavailable"
-                    writer.write(head + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                                 + str(len(body)).encode() + b"\r\nConnection: "
-                                 + (b"close" if close else b"keep-alive") + b"\r\n\r\n" + body)
+                    writer.write(
+                        head
+                        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                        + str(len(body)).encode()
+                        + b"\r\nConnection: "
+                        + (b"close" if close else b"keep-alive")
+                        + b"\r\n\r\n"
+                        + body
+                    )
                     await writer.drain()
                     if close:
                         break
@@ -300,6 +306,7 @@ async def amain(args: argparse.Namespace) -> int:
     svc = Service(env, meter, otel=args.otel)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
     def shutdown() -> None:
         svc.stopping = True
         stop.set()

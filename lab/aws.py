@@ -15,8 +15,13 @@ from lab.manifests import TLS_VARS
 from lab.topology import APP_SERVICES, PROBE_CONSOLE_USER, PROBE_ROLE, LabError, LabSpec
 
 CONSUMERS = ("database", *APP_SERVICES)
-PASSWORDS = ("POSTGRES_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD", "REDIS_PASSWORD",
-             "PROBE_POSTGRES_PASSWORD", "PROBE_PGBOUNCER_PASSWORD")
+PASSWORDS = (
+    "POSTGRES_PASSWORD",
+    "PGBOUNCER_ADMIN_PASSWORD",
+    "REDIS_PASSWORD",
+    "PROBE_POSTGRES_PASSWORD",
+    "PROBE_PGBOUNCER_PASSWORD",
+)
 
 
 def client(spec: LabSpec, service: str) -> Any:
@@ -42,16 +47,22 @@ def start(spec: LabSpec) -> bool:
     if procs.running(pidfile(spec)) and procs.port_open(spec.aws_address, spec.aws_port):
         return False
     if not procs.port_free(spec.aws_address, spec.aws_port):
-        raise LabError(f"AWS stand-in: {spec.aws_address}:{spec.aws_port} is already in use; "
-                           "stop what holds it or choose another --net")
+        raise LabError(
+            f"AWS stand-in: {spec.aws_address}:{spec.aws_port} is already in use; "
+            "stop what holds it or choose another --net"
+        )
     try:
         import moto.server  # noqa: F401
     except ImportError:
         raise LabError("moto[server] is not installed: pip install 'moto[server]'") from None
     env = dict(os.environ)
     env.pop("AWS_ENDPOINT_URL", None)
-    pid = procs.start_daemon([sys.executable, "-m", "moto.server", "-H", spec.aws_address, "-p", str(spec.aws_port)],
-                             pidfile=pidfile(spec), logfile=spec.path / "aws" / "moto.log", env=env)
+    pid = procs.start_daemon(
+        [sys.executable, "-m", "moto.server", "-H", spec.aws_address, "-p", str(spec.aws_port)],
+        pidfile=pidfile(spec),
+        logfile=spec.path / "aws" / "moto.log",
+        env=env,
+    )
     if not procs.wait_port(spec.aws_address, spec.aws_port, 30, pid=pid):
         raise LabError("AWS stand-in (moto) did not start: see " + str(spec.path / "aws" / "moto.log"))
     return True
@@ -113,8 +124,10 @@ def tls_keys(spec: LabSpec, service: str) -> tuple[str, ...]:
 
 def tls_material_names(spec: LabSpec, service: str) -> list[str]:
     """The same as the inventory's `tls_material` words ("ca", "cert", "key")."""
-    return [{"INTERNAL_CA_CRT_B64": "ca", "INTERNAL_TLS_CERT_B64": "cert", "INTERNAL_TLS_KEY_B64": "key"}[k]
-            for k in tls_keys(spec, service)]
+    return [
+        {"INTERNAL_CA_CRT_B64": "ca", "INTERNAL_TLS_CERT_B64": "cert", "INTERNAL_TLS_KEY_B64": "key"}[k]
+        for k in tls_keys(spec, service)
+    ]
 
 
 def apply_tls(spec: LabSpec, service: str, secret: dict[str, str], tls: dict[str, str]) -> dict[str, str]:
@@ -131,12 +144,20 @@ def probe_credentials(spec: LabSpec) -> dict[str, str]:
     its own role and PgBouncer stats user. Values are secrets: never print them."""
     pw = lab_secrets(spec)
     if spec.has("probe-not-superuser"):
-        return {"POSTGRES_USER": PROBE_ROLE, "POSTGRES_PASSWORD": pw["PROBE_POSTGRES_PASSWORD"],
-                "PGBOUNCER_ADMIN_USER": PROBE_CONSOLE_USER, "PGBOUNCER_ADMIN_PASSWORD": pw["PROBE_PGBOUNCER_PASSWORD"],
-                "REDIS_PASSWORD": pw["REDIS_PASSWORD"]}
-    return {"POSTGRES_USER": "voiceai", "POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
-            "PGBOUNCER_ADMIN_USER": "pgbouncer_admin", "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
-            "REDIS_PASSWORD": pw["REDIS_PASSWORD"]}
+        return {
+            "POSTGRES_USER": PROBE_ROLE,
+            "POSTGRES_PASSWORD": pw["PROBE_POSTGRES_PASSWORD"],
+            "PGBOUNCER_ADMIN_USER": PROBE_CONSOLE_USER,
+            "PGBOUNCER_ADMIN_PASSWORD": pw["PROBE_PGBOUNCER_PASSWORD"],
+            "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
+        }
+    return {
+        "POSTGRES_USER": "voiceai",
+        "POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
+        "PGBOUNCER_ADMIN_USER": "pgbouncer_admin",
+        "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
+        "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
+    }
 
 
 def put_secret(sm: Any, name: str, value: dict[str, str]) -> None:
@@ -155,11 +176,15 @@ def seed(spec: LabSpec) -> None:
     pw = lab_secrets(spec)
     tls = tls_values(material(spec))
     ns = spec.namespace
-    ssm.put_parameter(Name=f"/{ns}/database/DATABASE_PRIVATE_DNS", Value=spec.db_dns_name, Type="String",
-                      Overwrite=True)
+    ssm.put_parameter(
+        Name=f"/{ns}/database/DATABASE_PRIVATE_DNS", Value=spec.db_dns_name, Type="String", Overwrite=True
+    )
     for svc in APP_SERVICES:
-        for k, v in {"DATABASE_HOST": spec.db_dns_name, "REDIS_HOST": spec.db_dns_name,
-                     "DATABASE_PORT": str(spec.pgbouncer_port)}.items():
+        for k, v in {
+            "DATABASE_HOST": spec.db_dns_name,
+            "REDIS_HOST": spec.db_dns_name,
+            "DATABASE_PORT": str(spec.pgbouncer_port),
+        }.items():
             ssm.put_parameter(Name=f"/{ns}/{svc}/{k}", Value=v, Type="String", Overwrite=True)
     database = {
         "POSTGRES_USER": "voiceai",
@@ -169,24 +194,38 @@ def seed(spec: LabSpec) -> None:
         "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
     }
     if spec.has("probe-not-superuser"):
-        database.update({
-            "PROBE_POSTGRES_USER": PROBE_ROLE,
-            "PROBE_POSTGRES_PASSWORD": pw["PROBE_POSTGRES_PASSWORD"],
-            "PGBOUNCER_STATS_USER": PROBE_CONSOLE_USER,
-            "PGBOUNCER_STATS_PASSWORD": pw["PROBE_PGBOUNCER_PASSWORD"],
-        })
+        database.update(
+            {
+                "PROBE_POSTGRES_USER": PROBE_ROLE,
+                "PROBE_POSTGRES_PASSWORD": pw["PROBE_POSTGRES_PASSWORD"],
+                "PGBOUNCER_STATS_USER": PROBE_CONSOLE_USER,
+                "PGBOUNCER_STATS_PASSWORD": pw["PROBE_PGBOUNCER_PASSWORD"],
+            }
+        )
     put_secret(sm, secret_name(spec, "database"), apply_tls(spec, "database", database, tls))
     for svc in APP_SERVICES:
-        put_secret(sm, secret_name(spec, svc), apply_tls(spec, svc, {
-            "DATABASE_PASSWORD": pw["POSTGRES_PASSWORD"],
-            "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
-        }, tls))
+        put_secret(
+            sm,
+            secret_name(spec, svc),
+            apply_tls(
+                spec,
+                svc,
+                {
+                    "DATABASE_PASSWORD": pw["POSTGRES_PASSWORD"],
+                    "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
+                },
+                tls,
+            ),
+        )
     if spec.has("envfile"):
         put_secret(sm, spec.shared_tls_secret_name, dict(tls))
     if spec.has("probe-not-superuser") and not spec.has("envfile"):
         creds = probe_credentials(spec)
-        put_secret(sm, spec.probe_secret_name, {k: creds[k] for k in
-                                                ("POSTGRES_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD", "REDIS_PASSWORD")})
+        put_secret(
+            sm,
+            spec.probe_secret_name,
+            {k: creds[k] for k in ("POSTGRES_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD", "REDIS_PASSWORD")},
+        )
 
 
 def wait_ready(spec: LabSpec, timeout: float = 20.0) -> None:

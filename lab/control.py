@@ -64,8 +64,10 @@ def ensure_db_user(uid: int = DB_UID) -> None:
     try:
         pwd.getpwuid(uid)
     except KeyError:
-        subprocess.run(["useradd", "-u", str(uid), "-g", str(uid), "-M", "-d", "/nonexistent",
-                        "-s", "/usr/sbin/nologin", name], check=True)
+        subprocess.run(
+            ["useradd", "-u", str(uid), "-g", str(uid), "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name],
+            check=True,
+        )
 
 
 def _traversable(path: Path) -> None:
@@ -100,14 +102,37 @@ def _initdb(spec: LabSpec) -> None:
             os.chown(p, uid, uid)
     kw: dict[str, Any] = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
     try:
-        r = subprocess.run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "voiceai", f"--pwfile={pwfile}",
-                            "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                           capture_output=True, text=True, check=False, cwd="/", **kw)
+        r = subprocess.run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "voiceai",
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+            **kw,
+        )
         if r.returncode != 0:
             raise LabError(f"initdb failed: {r.stderr.strip()[-400:]}")
-        r = subprocess.run([str(PG_BIN / "postgres"), "--single", "-D", str(data), "-c", "fsync=off", "postgres"],
-                           input="CREATE DATABASE voiceai;\n", capture_output=True, text=True, check=False,
-                           cwd="/", **kw)
+        r = subprocess.run(
+            [str(PG_BIN / "postgres"), "--single", "-D", str(data), "-c", "fsync=off", "postgres"],
+            input="CREATE DATABASE voiceai;\n",
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+            **kw,
+        )
         if r.returncode != 0:
             raise LabError(f"creating database voiceai failed: {r.stderr.strip()[-400:]}")
     finally:
@@ -118,8 +143,15 @@ def run_update(spec: LabSpec, host: LabHost, *, timeout: float = 60.0) -> subpro
     """Run `update.sh --restart-only --yes` on a lab host directly (not over SSH: faster for set-up)."""
     script = Path(host.root) / "opt" / "services" / host.service / "update.sh"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    return subprocess.run([str(script), "--restart-only", "--yes"], capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(script), "--restart-only", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _restart(spec: LabSpec, hosts: list[LabHost], parallel: int = 4) -> None:
@@ -141,9 +173,11 @@ def _restart(spec: LabSpec, hosts: list[LabHost], parallel: int = 4) -> None:
 def _running_check(spec: LabSpec, service: str) -> str:
     """Exit 0 when every process of the service on the host runs (its pid file names a live, non-zombie
     process), 1 when not: read-only and cheap (no Python, no AWS, no `exit` in the command)."""
-    alive = ("p=$(cat {root}/run/$n.pid 2>/dev/null); "
-             "s=$(sed -n 's/^State:[[:space:]]*\\([A-Z]\\).*/\\1/p' /proc/$p/status 2>/dev/null); "
-             '[ -n "$p" ] && [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]')
+    alive = (
+        "p=$(cat {root}/run/$n.pid 2>/dev/null); "
+        "s=$(sed -n 's/^State:[[:space:]]*\\([A-Z]\\).*/\\1/p' /proc/$p/status 2>/dev/null); "
+        '[ -n "$p" ] && [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]'
+    )
     names = "postgres pgbouncer redis otel-collector" if service == "database" else "{service}"
     return f"r=0; for n in {names}; do {alive} || r=1; done; [ $r = 0 ]"
 
@@ -203,9 +237,12 @@ def _inventory_database(spec: LabSpec, env: str) -> list[str]:
         creds = [f'secret = "{spec.namespace}/database/secrets"']
     if spec.has("probe-not-superuser"):
         creds += [f'postgres_user = "{PROBE_ROLE}"', f'pgbouncer_admin_user = "{PROBE_CONSOLE_USER}"']
-    tls_secrets = (['layout = "shared"', f'name = "{spec.shared_tls_secret_name}"'] if spec.has("envfile")
-                   else ['layout = "json"', 'secret_suffix = "secrets"'])
-    store = (['kind = "envfile"', f'path = "{ROLLOUT_ENV}"'] if spec.has("envfile") else ['kind = "ssm"'])
+    tls_secrets = (
+        ['layout = "shared"', f'name = "{spec.shared_tls_secret_name}"']
+        if spec.has("envfile")
+        else ['layout = "json"', 'secret_suffix = "secrets"']
+    )
+    store = ['kind = "envfile"', f'path = "{ROLLOUT_ENV}"'] if spec.has("envfile") else ['kind = "ssm"']
     return [
         f"[{env}.database]",
         f'host = "{spec.database.name}"',
@@ -290,11 +327,16 @@ def up(spec: LabSpec) -> dict[str, float]:
     check_binaries()
     if spec.path.joinpath("lab.json").exists():
         old = LabSpec.load(spec.path)
-        if (old.net, old.instances, old.environment, old.variants) != \
-                (spec.net, spec.instances, spec.environment, spec.variants) and \
-                any(procs.running(sshd.pidfile(old, h)) for h in old.hosts()):
-            raise LabError(f"a different lab is running in {spec.path} (net {old.net}, {old.instances}, "
-                           f"variants: {','.join(old.variants) or 'none'}); run `lab down` first")
+        if (old.net, old.instances, old.environment, old.variants) != (
+            spec.net,
+            spec.instances,
+            spec.environment,
+            spec.variants,
+        ) and any(procs.running(sshd.pidfile(old, h)) for h in old.hosts()):
+            raise LabError(
+                f"a different lab is running in {spec.path} (net {old.net}, {old.instances}, "
+                f"variants: {','.join(old.variants) or 'none'}); run `lab down` first"
+            )
         if old.variants != spec.variants:
             _reset_variant_state(spec)
     preflight(spec)
@@ -347,8 +389,9 @@ def preflight(spec: LabSpec) -> None:
             if not procs.port_free(db.address, port):
                 busy.append(f"{db.name} {db.address}:{port}")
     if busy:
-        raise LabError(f"{', '.join(busy)} already in use (nothing was started); stop what holds it "
-                       "or choose another --net")
+        raise LabError(
+            f"{', '.join(busy)} already in use (nothing was started); stop what holds it or choose another --net"
+        )
 
 
 def _host_running(spec: LabSpec, h: LabHost) -> bool:
@@ -417,8 +460,11 @@ def start_service(spec: LabSpec, host: LabHost | str, *, timeout: float = 10.0) 
 
 
 def _meter_files(spec: LabSpec) -> list[tuple[LabHost, Path]]:
-    return [(h, f) for h in [spec.database, *spec.app_hosts()]
-            for f in sorted((Path(h.root) / "var" / "lib" / "lab").glob("*.meter.json"))]
+    return [
+        (h, f)
+        for h in [spec.database, *spec.app_hosts()]
+        for f in sorted((Path(h.root) / "var" / "lib" / "lab").glob("*.meter.json"))
+    ]
 
 
 def reset_meters(spec: LabSpec, timeout: float = 5.0) -> None:
@@ -466,10 +512,17 @@ def status(spec: LabSpec) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for h in spec.hosts():
         run = Path(h.root) / "run"
-        row: dict[str, Any] = {"host": h.name, "address": h.address, "service": h.service,
-                               "sshd": bool(procs.running(sshd.pidfile(spec, h))), "processes": {}, "listening": []}
+        row: dict[str, Any] = {
+            "host": h.name,
+            "address": h.address,
+            "service": h.service,
+            "sshd": bool(procs.running(sshd.pidfile(spec, h))),
+            "processes": {},
+            "listening": [],
+        }
         names = {"database": ["postgres", "pgbouncer", "redis", "otel-collector"], "bastion": []}.get(
-            h.role, [h.service])
+            h.role, [h.service]
+        )
         for n in names:
             row["processes"][n] = procs.running(run / f"{n}.pid")
         ports = [spec.ssh_port]

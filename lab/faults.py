@@ -104,11 +104,15 @@ def replaced_host_key(spec: LabSpec, host: LabHost | str) -> Iterator[str]:
     pub = key.with_suffix(".pub")
     old_key, old_pub = key.read_bytes(), pub.read_bytes()
     new = ed25519.Ed25519PrivateKey.generate()
-    new_pub = new.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                            serialization.PublicFormat.OpenSSH).decode()
+    new_pub = new.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     try:
-        _write(key, new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                      serialization.NoEncryption()), 0o600)
+        _write(
+            key,
+            new.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            ),
+            0o600,
+        )
         _write(pub, f"{new_pub} {h.name}\n".encode(), 0o644)
         _restart_listener(spec, h)
         yield new_pub
@@ -130,8 +134,10 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def _mount(*args: str) -> None:
     r = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
     if r.returncode != 0:
-        raise LabError(f"mount {' '.join(args)} failed ({r.stderr.strip()}); this fault needs root with "
-                       "CAP_SYS_ADMIN (sessions run as root, whom file modes do not stop)")
+        raise LabError(
+            f"mount {' '.join(args)} failed ({r.stderr.strip()}); this fault needs root with "
+            "CAP_SYS_ADMIN (sessions run as root, whom file modes do not stop)"
+        )
 
 
 @contextlib.contextmanager
@@ -161,16 +167,19 @@ def release_mounts(lab_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def unsupported_envfile_line(spec: LabSpec, host: LabHost | str, line: str = "X=$(date)", *,
-                             path: str = ROLLOUT_ENV) -> Iterator[Path]:
+def unsupported_envfile_line(
+    spec: LabSpec, host: LabHost | str, line: str = "X=$(date)", *, path: str = ROLLOUT_ENV
+) -> Iterator[Path]:
     """Append a line the cockpit's env-file parser does not support (bash runs it) to the host's
     env-file store file; afterwards that line is removed and everything else left as it is then
     (a cockpit write in between survives). Yields the file."""
     h = _host(spec, host)
     f = Path(h.root) / path.lstrip("/")
     if not f.exists():
-        raise LabError(f"{h.name}: no env-file store file {path} (the envfile variant writes "
-                       f"{ROLLOUT_ENV}; pass path= for another file)")
+        raise LabError(
+            f"{h.name}: no env-file store file {path} (the envfile variant writes "
+            f"{ROLLOUT_ENV}; pass path= for another file)"
+        )
     text = f.read_text()
     f.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line + "\n")
     try:

@@ -107,16 +107,16 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def write_host(spec: LabSpec, host: LabHost, *, python: str | None = None) -> None:
-    root = Path(host.root)
-    for d in ("opt/deployment", "opt/services/common", "etc/ssl/internal", "run", "var/log", "var/lib/lab"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    os.chmod(root / "etc" / "ssl" / "internal", 0o755)
-    role = host.service
-    _write(root / "opt/deployment/.env", "".join(f"{k}={v}\n" for k, v in {
+def _env_text(values: dict[str, str]) -> str:
+    return "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+def _deployment_env(spec: LabSpec, host: LabHost) -> dict[str, str]:
+    """/opt/deployment/.env as the platform writes it."""
+    return {
         "ENVIRONMENT": spec.environment,
         "HOSTNAME": host.name,
-        "SERVER_ROLE": role,
+        "SERVER_ROLE": host.service,
         "NAMESPACE": spec.namespace,
         "AWS_REGION": spec.region,
         "AWS_ENDPOINT_URL": spec.aws_endpoint,
@@ -124,8 +124,12 @@ def write_host(spec: LabSpec, host: LabHost, *, python: str | None = None) -> No
         "CONFIG_REF": "main",
         "ECR_REGISTRY": "lab.invalid",
         "ECR_TAG": "v0.9.11",
-    }.items()))
-    _write(root / "opt/deployment/lab.env", "".join(f"{k}={v}\n" for k, v in {
+    }
+
+
+def _lab_env(spec: LabSpec, host: LabHost, python: str | None) -> dict[str, str]:
+    """/opt/deployment/lab.env: what the lab's stand-ins need to find each other."""
+    return {
         "LAB_DIR": spec.dir,
         "LAB_PYTHON": python or sys.executable,
         "LAB_REPO": str(REPO),
@@ -143,15 +147,27 @@ def write_host(spec: LabSpec, host: LabHost, *, python: str | None = None) -> No
         # the envfile platform's fetch-env.sh: its host file and its shared secrets
         "LAB_ENV_FILE": ROLLOUT_ENV if spec.has("envfile") else "",
         "LAB_SHARED_SECRETS": spec.shared_tls_secret_name if spec.has("envfile") else "",
-    }.items()))
+    }
+
+
+def write_host(spec: LabSpec, host: LabHost, *, python: str | None = None) -> None:
+    root = Path(host.root)
+    for d in ("opt/deployment", "opt/services/common", "etc/ssl/internal", "run", "var/log", "var/lib/lab"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "etc" / "ssl" / "internal", 0o755)
+    role = host.service
+    _write(root / "opt/deployment/.env", _env_text(_deployment_env(spec, host)))
+    _write(root / "opt/deployment/lab.env", _env_text(_lab_env(spec, host, python)))
     if host.role == "bastion":
         return
     common = root / "opt/services/common"
     fetch = FETCH_ENV_SH
     if spec.has("envfile"):
-        fetch = fetch.replace("-> SSM /${NAMESPACE}/<service>/<VAR> -> Secrets Manager ${NAMESPACE}/<service>/*",
-                              f"-> SSM -> {ROLLOUT_ENV} (sourced by bash)\n#   -> Secrets Manager "
-                              "${NAMESPACE}/shared/tls -> ${NAMESPACE}/<service>/*")
+        fetch = fetch.replace(
+            "-> SSM /${NAMESPACE}/<service>/<VAR> -> Secrets Manager ${NAMESPACE}/<service>/*",
+            f"-> SSM -> {ROLLOUT_ENV} (sourced by bash)\n#   -> Secrets Manager "
+            "${NAMESPACE}/shared/tls -> ${NAMESPACE}/<service>/*",
+        )
     _write(common / "fetch-env.sh", fetch, 0o755)
     _write(common / "update.sh", UPDATE_SH, 0o755)
     sdir = root / "opt/services" / role

@@ -112,8 +112,10 @@ def decode_material(ctx: HostCtx, env: dict[str, str], *, needed: bool, with_key
     missing = [n for n in names if not env.get(n)]
     if missing:
         if needed:
-            raise InitError(f"TLS is enabled but {', '.join(missing)} is not set; push the cert material first; "
-                            "nothing was restarted")
+            raise InitError(
+                f"TLS is enabled but {', '.join(missing)} is not set; push the cert material first; "
+                "nothing was restarted"
+            )
         return False
     ca = _decode(env, "INTERNAL_CA_CRT_B64")
     try:
@@ -127,8 +129,10 @@ def decode_material(ctx: HostCtx, env: dict[str, str], *, needed: bool, with_key
             c = x509.load_pem_x509_certificate(cert)
             k = serialization.load_pem_private_key(key, password=None)
         except (ValueError, TypeError):
-            raise InitError("INTERNAL_TLS_CERT_B64 / INTERNAL_TLS_KEY_B64 do not decode to a PEM cert and key; "
-                            "nothing was restarted") from None
+            raise InitError(
+                "INTERNAL_TLS_CERT_B64 / INTERNAL_TLS_KEY_B64 do not decode to a PEM cert and key; "
+                "nothing was restarted"
+            ) from None
         pub = serialization.PublicFormat.SubjectPublicKeyInfo
         enc = serialization.Encoding.DER
         if c.public_key().public_bytes(enc, pub) != k.public_key().public_bytes(enc, pub):
@@ -168,22 +172,43 @@ def restart_postgres(ctx: HostCtx, env: dict[str, str], tls: bool) -> None:
     write_atomic(data / "pg_hba.conf", pg_hba(env.get("POSTGRES_FORCE_SSL") == "on").encode(), 0o600, ctx.db_uid)
     ssl_dir = ctx.p("etc", "ssl", "internal")
     argv = [
-        str(PG_BIN / "postgres"), "-D", str(data),
-        "-c", f"listen_addresses={ctx.address}",
-        "-c", f"port={ctx.port('LAB_POSTGRES_PORT', 5432)}",
-        "-c", f"unix_socket_directories={sock}",
-        "-c", "max_connections=400",
-        "-c", "fsync=off",
-        "-c", "log_min_messages=warning",
+        str(PG_BIN / "postgres"),
+        "-D",
+        str(data),
+        "-c",
+        f"listen_addresses={ctx.address}",
+        "-c",
+        f"port={ctx.port('LAB_POSTGRES_PORT', 5432)}",
+        "-c",
+        f"unix_socket_directories={sock}",
+        "-c",
+        "max_connections=400",
+        "-c",
+        "fsync=off",
+        "-c",
+        "log_min_messages=warning",
     ]
     if tls:
-        argv += ["-c", "ssl=on", "-c", f"ssl_cert_file={ssl_dir / 'server.crt'}",
-                 "-c", f"ssl_key_file={ssl_dir / 'server.key'}", "-c", f"ssl_ca_file={ssl_dir / 'ca.crt'}"]
+        argv += [
+            "-c",
+            "ssl=on",
+            "-c",
+            f"ssl_cert_file={ssl_dir / 'server.crt'}",
+            "-c",
+            f"ssl_key_file={ssl_dir / 'server.key'}",
+            "-c",
+            f"ssl_ca_file={ssl_dir / 'ca.crt'}",
+        ]
     pidfile = run_dir(ctx) / "postgres.pid"
     if not procs.stop_pidfile(pidfile, sig=signal.SIGINT, timeout=15):
         raise InitError("postgres did not stop", restarted=True)
-    pid = procs.start_daemon(argv, pidfile=pidfile, logfile=ctx.p("var", "log", "postgres.log"),
-                             uid=ctx.db_uid, env={"PATH": "/usr/bin:/bin", "LANG": "C"})
+    pid = procs.start_daemon(
+        argv,
+        pidfile=pidfile,
+        logfile=ctx.p("var", "log", "postgres.log"),
+        uid=ctx.db_uid,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C"},
+    )
     if not _pg_ready(ctx, pid):
         raise InitError("postgres did not come up: " + _tail(ctx.p("var", "log", "postgres.log")), restarted=True)
 
@@ -195,15 +220,35 @@ def ensure_probe_role(ctx: HostCtx, env: dict[str, str]) -> None:
     if not role or not pw:
         return
     quoted = pw.replace("'", "''")
-    sql = (f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
-           f"CREATE ROLE {role}; END IF; END$$;\n"
-           f"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '{quoted}';\n"
-           f"GRANT pg_monitor TO {role};\n")
-    r = subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                        "-h", str(ctx.p("run", "postgresql")), "-p", str(ctx.port("LAB_POSTGRES_PORT", 5432)),
-                        "-U", env.get("POSTGRES_USER", "voiceai"), "-d", env.get("POSTGRES_DB", "voiceai")],
-                       input=sql, capture_output=True, text=True, check=False, timeout=30,
-                       env={"PATH": "/usr/bin:/bin", "LANG": "C"})
+    sql = (
+        f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+        f"CREATE ROLE {role}; END IF; END$$;\n"
+        f"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD '{quoted}';\n"
+        f"GRANT pg_monitor TO {role};\n"
+    )
+    r = subprocess.run(
+        [
+            str(PG_BIN / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(ctx.p("run", "postgresql")),
+            "-p",
+            str(ctx.port("LAB_POSTGRES_PORT", 5432)),
+            "-U",
+            env.get("POSTGRES_USER", "voiceai"),
+            "-d",
+            env.get("POSTGRES_DB", "voiceai"),
+        ],
+        input=sql,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C"},
+    )
     if r.returncode != 0:
         raise InitError(f"could not provision the probe role {role}: {r.stderr.strip()[-300:]}", restarted=True)
 
@@ -214,12 +259,24 @@ def _pg_ready(ctx: HostCtx, pid: int, timeout: float = 15.0) -> bool:
     while time.monotonic() < deadline:
         if not procs.pid_alive(pid):
             return False
-        r = subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", ctx.address, "-p", port, "-t", "1"],
-                           check=False)
+        r = subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", ctx.address, "-p", port, "-t", "1"], check=False)
         if r.returncode == 0:
             return True
         time.sleep(0.05)
     return False
+
+
+def _pgbouncer_users(env: dict[str, str], admin: str, stats: str) -> list[tuple[str, str]]:
+    """(user, password) for PgBouncer's auth file: the app's, the admin's, the stats user's and the probe's."""
+    users = [
+        (env.get("POSTGRES_USER", "voiceai"), env.get("POSTGRES_PASSWORD", "")),
+        (admin, env.get("PGBOUNCER_ADMIN_PASSWORD", "")),
+    ]
+    if stats:
+        users.append((stats, env["PGBOUNCER_STATS_PASSWORD"]))
+    if env.get("PROBE_POSTGRES_USER") and env.get("PROBE_POSTGRES_PASSWORD"):
+        users.append((env["PROBE_POSTGRES_USER"], env["PROBE_POSTGRES_PASSWORD"]))
+    return users
 
 
 def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
@@ -228,16 +285,10 @@ def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
     if ctx.db_uid is not None:
         os.chown(d, ctx.db_uid, ctx.db_uid)
     ssl_dir = ctx.p("etc", "ssl", "internal")
-    user = env.get("POSTGRES_USER", "voiceai")
     admin = env.get("PGBOUNCER_ADMIN_USER", "pgbouncer_admin")
-    # The userlist lives in the runtime dir (0600), as a container's tmpfs would hold it.
-    users = [(user, env.get("POSTGRES_PASSWORD", "")), (admin, env.get("PGBOUNCER_ADMIN_PASSWORD", ""))]
     stats = env.get("PGBOUNCER_STATS_USER", "") if env.get("PGBOUNCER_STATS_PASSWORD") else ""
-    if stats:
-        users.append((stats, env["PGBOUNCER_STATS_PASSWORD"]))
-    if env.get("PROBE_POSTGRES_USER") and env.get("PROBE_POSTGRES_PASSWORD"):
-        users.append((env["PROBE_POSTGRES_USER"], env["PROBE_POSTGRES_PASSWORD"]))
-    userlist = "".join(f'"{u}" "{pw}"\n' for u, pw in users)
+    # The userlist lives in the runtime dir (0600), as a container's tmpfs would hold it.
+    userlist = "".join(f'"{u}" "{pw}"\n' for u, pw in _pgbouncer_users(env, admin, stats))
     write_atomic(d / "userlist.txt", userlist.encode(), 0o600, ctx.db_uid)
     server_mode = env.get("PGBOUNCER_SERVER_TLS_SSLMODE", "disable")
     client_mode = env.get("PGBOUNCER_CLIENT_TLS_SSLMODE", "disable")
@@ -265,17 +316,23 @@ def restart_pgbouncer(ctx: HostCtx, env: dict[str, str]) -> None:
     if server_mode != "disable":
         lines.append(f"server_tls_ca_file = {ssl_dir / 'ca.crt'}")
     if client_mode != "disable":
-        lines += [f"client_tls_key_file = {ssl_dir / 'server.key'}",
-                  f"client_tls_cert_file = {ssl_dir / 'server.crt'}",
-                  f"client_tls_ca_file = {ssl_dir / 'ca.crt'}"]
+        lines += [
+            f"client_tls_key_file = {ssl_dir / 'server.key'}",
+            f"client_tls_cert_file = {ssl_dir / 'server.crt'}",
+            f"client_tls_ca_file = {ssl_dir / 'ca.crt'}",
+        ]
     write_atomic(d / "pgbouncer.ini", ("\n".join(lines) + "\n").encode(), 0o600, ctx.db_uid)
     pidfile = run_dir(ctx) / "pgbouncer.pid"
     # SIGTERM is PgBouncer's immediate shutdown; SIGINT would PAUSE and wait for every session client
     if not procs.stop_pidfile(pidfile, sig=signal.SIGTERM):
         raise InitError("pgbouncer did not stop", restarted=True)
-    pid = procs.start_daemon(["/usr/sbin/pgbouncer", str(d / "pgbouncer.ini")], pidfile=pidfile,
-                             logfile=ctx.p("var", "log", "pgbouncer.log"), uid=ctx.db_uid,
-                             env={"PATH": "/usr/bin:/bin"})
+    pid = procs.start_daemon(
+        ["/usr/sbin/pgbouncer", str(d / "pgbouncer.ini")],
+        pidfile=pidfile,
+        logfile=ctx.p("var", "log", "pgbouncer.log"),
+        uid=ctx.db_uid,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     if not procs.wait_port(ctx.address, ctx.port("LAB_PGBOUNCER_PORT", 6432), 10, pid=pid):
         raise InitError("pgbouncer did not come up: " + _tail(ctx.p("var", "log", "pgbouncer.log")), restarted=True)
 
@@ -288,25 +345,44 @@ def restart_redis(ctx: HostCtx, env: dict[str, str], tls: bool, force: bool) -> 
     ssl_dir = ctx.p("etc", "ssl", "internal")
     port = 0 if force else ctx.port("LAB_REDIS_PORT", 6379)
     tls_port = int(env.get("REDIS_TLS_PORT", "6380"))
-    conf = [f"bind {ctx.address}", f"port {port}", "daemonize no", f"dir {data}", 'save ""',
-            "appendonly no", "protected-mode no", f"requirepass \"{env.get('REDIS_PASSWORD', '')}\""]
+    conf = [
+        f"bind {ctx.address}",
+        f"port {port}",
+        "daemonize no",
+        f"dir {data}",
+        'save ""',
+        "appendonly no",
+        "protected-mode no",
+        f'requirepass "{env.get("REDIS_PASSWORD", "")}"',
+    ]
     if tls:
-        conf += [f"tls-port {tls_port}", f"tls-cert-file {ssl_dir / 'server.crt'}",
-                 f"tls-key-file {ssl_dir / 'server.key'}", f"tls-ca-cert-file {ssl_dir / 'ca.crt'}",
-                 "tls-auth-clients no"]
+        conf += [
+            f"tls-port {tls_port}",
+            f"tls-cert-file {ssl_dir / 'server.crt'}",
+            f"tls-key-file {ssl_dir / 'server.key'}",
+            f"tls-ca-cert-file {ssl_dir / 'ca.crt'}",
+            "tls-auth-clients no",
+        ]
     cfg = run_dir(ctx) / "redis.conf"
     write_atomic(cfg, ("\n".join(conf) + "\n").encode(), 0o600, ctx.db_uid)
     pidfile = run_dir(ctx) / "redis.pid"
     if not procs.stop_pidfile(pidfile):
         raise InitError("redis did not stop", restarted=True)
-    pid = procs.start_daemon(["/usr/bin/redis-server", str(cfg)], pidfile=pidfile,
-                             logfile=ctx.p("var", "log", "redis.log"), uid=ctx.db_uid, env={"PATH": "/usr/bin:/bin"})
+    pid = procs.start_daemon(
+        ["/usr/bin/redis-server", str(cfg)],
+        pidfile=pidfile,
+        logfile=ctx.p("var", "log", "redis.log"),
+        uid=ctx.db_uid,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     check = tls_port if force else ctx.port("LAB_REDIS_PORT", 6379)
     if not procs.wait_port(ctx.address, check, 10, pid=pid):
         raise InitError("redis did not come up: " + _tail(ctx.p("var", "log", "redis.log")), restarted=True)
     if tls and not procs.wait_port(ctx.address, tls_port, 5, pid=pid):
-        raise InitError(f"redis TLS listener :{tls_port} did not come up: " + _tail(ctx.p("var", "log", "redis.log")),
-                        restarted=True)
+        raise InitError(
+            f"redis TLS listener :{tls_port} did not come up: " + _tail(ctx.p("var", "log", "redis.log")),
+            restarted=True,
+        )
 
 
 def app_env(ctx: HostCtx, env: dict[str, str], service: str) -> dict[str, str]:
@@ -315,17 +391,19 @@ def app_env(ctx: HostCtx, env: dict[str, str], service: str) -> dict[str, str]:
     for k in ("DATABASE_SSL_CA_FILE", "REDIS_TLS_CA_FILE"):
         if out.get(k, "").startswith("/"):
             out[k] = str(ctx.root) + out[k]  # the container's bind mount of /etc/ssl/internal
-    out.update({
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": ctx.lab.get("LAB_REPO", ""),
-        "LAB_SERVICE": service,
-        "LAB_INSTANCE": env.get("HOSTNAME", ctx.lab.get("LAB_HOSTNAME", "")),
-        "LAB_HOST_ADDRESS": ctx.address,
-        "LAB_RESOLVE": ctx.lab.get("LAB_RESOLVE", ""),
-        # the container user's home, which holds no ~/.postgresql/root.crt: a client left without a CA
-        # file falls back to its library's default trust and fails, as it would in the container
-        "HOME": str(ctx.p("home", service)),
-    })
+    out.update(
+        {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": ctx.lab.get("LAB_REPO", ""),
+            "LAB_SERVICE": service,
+            "LAB_INSTANCE": env.get("HOSTNAME", ctx.lab.get("LAB_HOSTNAME", "")),
+            "LAB_HOST_ADDRESS": ctx.address,
+            "LAB_RESOLVE": ctx.lab.get("LAB_RESOLVE", ""),
+            # the container user's home, which holds no ~/.postgresql/root.crt: a client left without a CA
+            # file falls back to its library's default trust and fails, as it would in the container
+            "HOME": str(ctx.p("home", service)),
+        }
+    )
     return out
 
 
@@ -333,8 +411,13 @@ def restart_otel(ctx: HostCtx, env: dict[str, str], tls: bool) -> None:
     dns = env.get("DATABASE_PRIVATE_DNS", "")
     port = env.get("REDIS_TLS_PORT", "6380") if tls else str(ctx.port("LAB_REDIS_PORT", 6379))
     penv = app_env(ctx, env, "otel-collector")
-    penv.update({"REDIS_ENDPOINT": f"{dns}:{port}", "OTEL_REDIS_TLS": "true" if tls else "false",
-                 "REDIS_TLS_CA_FILE": str(ctx.p("etc", "ssl", "internal", "ca.crt"))})
+    penv.update(
+        {
+            "REDIS_ENDPOINT": f"{dns}:{port}",
+            "OTEL_REDIS_TLS": "true" if tls else "false",
+            "REDIS_TLS_CA_FILE": str(ctx.p("etc", "ssl", "internal", "ca.crt")),
+        }
+    )
     pid = _restart_app_process(ctx, penv, "otel-collector", ["--otel"])
     healthy, why = wait_app_healthy(ctx, "otel-collector", pid, need_db=False, timeout=5.0)
     if not healthy:
@@ -343,8 +426,9 @@ def restart_otel(ctx: HostCtx, env: dict[str, str], tls: bool) -> None:
         # the collector container stays up when it cannot scrape Redis: a warning, not a failed restart
         print(f"init.sh: warning: otel-collector cannot reach Redis at {dns}:{port}: {why}", file=sys.stderr)
     # the collector's endpoint, for whoever checks it (no secret in it)
-    write_atomic(ctx.p("opt", "services", "database", "otel-endpoint"), f"REDIS_ENDPOINT={dns}:{port}\n".encode(),
-                 0o644)
+    write_atomic(
+        ctx.p("opt", "services", "database", "otel-endpoint"), f"REDIS_ENDPOINT={dns}:{port}\n".encode(), 0o644
+    )
 
 
 def _restart_app_process(ctx: HostCtx, penv: dict[str, str], name: str, extra: list[str]) -> int:
@@ -357,8 +441,11 @@ def _restart_app_process(ctx: HostCtx, penv: dict[str, str], name: str, extra: l
     logfile = ctx.p("var", "log", f"{name}.log")
     # the container as created: `lab.control.start_service` starts it again exactly so (`docker start`);
     # 0600, like the container config Docker keeps (the environment holds the service's passwords)
-    write_atomic(run_dir(ctx) / f"{name}.container.json",
-                 json.dumps({"argv": argv, "env": penv, "logfile": str(logfile)}).encode(), 0o600)
+    write_atomic(
+        run_dir(ctx) / f"{name}.container.json",
+        json.dumps({"argv": argv, "env": penv, "logfile": str(logfile)}).encode(),
+        0o600,
+    )
     return procs.start_daemon(argv, pidfile=pidfile, logfile=logfile, env=penv)
 
 
@@ -367,8 +454,9 @@ def init_database(ctx: HostCtx, env: dict[str, str]) -> list[str]:
     redis_tls = env.get("REDIS_TLS_ENABLED") == "true"
     redis_force = env.get("REDIS_FORCE_TLS") == "true"
     if redis_force and not redis_tls:
-        raise InitError("REDIS_FORCE_TLS=true needs REDIS_TLS_ENABLED=true (Redis would have no listener); "
-                        "nothing was restarted")
+        raise InitError(
+            "REDIS_FORCE_TLS=true needs REDIS_TLS_ENABLED=true (Redis would have no listener); nothing was restarted"
+        )
     bouncer_tls = env.get("PGBOUNCER_CLIENT_TLS_SSLMODE", "disable") != "disable"
     bouncer_server_ca = env.get("PGBOUNCER_SERVER_TLS_SSLMODE", "disable") in ("verify-ca", "verify-full")
     needed = pg_tls or redis_tls or bouncer_tls or bouncer_server_ca
@@ -396,8 +484,9 @@ def init_app(ctx: HostCtx, env: dict[str, str]) -> list[str]:
     return [f"voiceai-{ctx.service}"]
 
 
-def wait_app_healthy(ctx: HostCtx, name: str, pid: int, timeout: float = 8.0, *,
-                     need_db: bool = True) -> tuple[bool, str]:
+def wait_app_healthy(
+    ctx: HostCtx, name: str, pid: int, timeout: float = 8.0, *, need_db: bool = True
+) -> tuple[bool, str]:
     """Healthy = the new process completed a query and a ping since it started."""
 
     meter = ctx.p("var", "lib", "lab", f"{name}.meter.json")

@@ -56,12 +56,16 @@ def database_manifest(*, key_owner: str = "70:70", probe_users: bool = False) ->
     pg = ["voiceai-postgres"]
     bouncer = ["voiceai-pgbouncer"]
     redis = ["voiceai-redis"]
-    probe = [
-        _var("PROBE_POSTGRES_USER", default="cockpit_probe", containers=pg + bouncer),
-        _var("PROBE_POSTGRES_PASSWORD", sensitive=True, containers=pg + bouncer),
-        _var("PGBOUNCER_STATS_USER", default="cockpit_stats", containers=bouncer),
-        _var("PGBOUNCER_STATS_PASSWORD", sensitive=True, containers=bouncer),
-    ] if probe_users else []
+    probe = (
+        [
+            _var("PROBE_POSTGRES_USER", default="cockpit_probe", containers=pg + bouncer),
+            _var("PROBE_POSTGRES_PASSWORD", sensitive=True, containers=pg + bouncer),
+            _var("PGBOUNCER_STATS_USER", default="cockpit_stats", containers=bouncer),
+            _var("PGBOUNCER_STATS_PASSWORD", sensitive=True, containers=bouncer),
+        ]
+        if probe_users
+        else []
+    )
     return {
         "service": "database",
         "variables": [
@@ -84,8 +88,12 @@ def database_manifest(*, key_owner: str = "70:70", probe_users: bool = False) ->
             _var("TLS_KEY_OWNER", default=key_owner, containers=pg + bouncer + redis),
             *probe,
             *[
-                _var(v, sensitive=True, required_when="POSTGRES_TLS_ENABLED=on or REDIS_TLS_ENABLED=true",
-                     containers=pg + bouncer + redis)
+                _var(
+                    v,
+                    sensitive=True,
+                    required_when="POSTGRES_TLS_ENABLED=on or REDIS_TLS_ENABLED=true",
+                    containers=pg + bouncer + redis,
+                )
                 for v in TLS_VARS
             ],
         ],

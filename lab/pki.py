@@ -102,9 +102,7 @@ def _sig_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
 
 
 def _spki_der(key: CertificateIssuerPrivateKeyTypes) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _cert_ips(cert: x509.Certificate) -> list[str]:
@@ -289,9 +287,7 @@ def variant(kind: str, base: Material, dns_name: str) -> Material:
         cns = base_ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         cn = str(cns[0].value) if cns else "Lab Internal CA"
         other_ca, other_ca_key = make_ca(cn)
-        return Material(
-            ca_pem=other_ca, cert_pem=base.cert_pem, key_pem=base.key_pem, ca_key_pem=other_ca_key
-        )
+        return Material(ca_pem=other_ca, cert_pem=base.cert_pem, key_pem=base.key_pem, ca_key_pem=other_ca_key)
     # "key-mismatch"
     return Material(
         ca_pem=base.ca_pem,

@@ -177,7 +177,7 @@ def children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid ...
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) ": state ppid ...
         if len(fields) > 1 and fields[1] == str(pid) and fields[0] not in ("Z", "X"):
             out.append(int(entry.name))
     return out

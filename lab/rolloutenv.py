@@ -22,13 +22,15 @@ HEADER = (
     "# Managed by ops; read the internal-encryption runbook before changing anything here.\n"
 )
 INITIAL: dict[str, str] = {
-    "database": HEADER + (
+    "database": HEADER
+    + (
         "POSTGRES_TLS_ENABLED=off  # pinned by ops\n"
         "PGBOUNCER_CLIENT_TLS_SSLMODE=disable  # pinned by ops\n"
         "\n"
         "REDIS_TLS_ENABLED=false  # plaintext until the Redis rollout\n"
     ),
-    "app": HEADER + (
+    "app": HEADER
+    + (
         "DATABASE_SSL_MODE=disable  # pinned by ops\n"
         "REDIS_TLS_ENABLED=false  # plaintext until the Redis rollout\n"
         'REDIS_TLS_CA_FILE=""\n'
@@ -36,13 +38,13 @@ INITIAL: dict[str, str] = {
 }
 
 # bash reads the file: `set -a; . FILE`, then prints each asked-for name that is set (NUL-separated)
-_SOURCE = r'''
+_SOURCE = r"""
 for n in "${@:2}"; do unset "$n"; done
 set -a
 . "$1" >/dev/null || exit 3
 set +a
 for n in "${@:2}"; do if [ -n "${!n+x}" ]; then printf '%s=%s\0' "$n" "${!n}"; fi; done
-'''
+"""
 
 
 def initial_text(service: str) -> str:
@@ -97,9 +99,14 @@ def set_line(host: LabHost, var: str, value: str | None, *, comment: str = "") -
 def source(file: Path, names: Iterable[str]) -> dict[str, str]:
     """What bash makes of `file`: the values of `names` it sets (a clean environment, no login files)."""
     names = list(names)
-    r = subprocess.run(["bash", "--noprofile", "--norc", "-c", _SOURCE, "fetch-env", str(file), *names],
-                       capture_output=True, check=False, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                       stdin=subprocess.DEVNULL, timeout=30)
+    r = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", _SOURCE, "fetch-env", str(file), *names],
+        capture_output=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+    )
     if r.returncode != 0:
         why = r.stderr.decode(errors="replace").strip().splitlines()
         raise ValueError(f"{file}: bash could not read it ({why[-1] if why else f'exit {r.returncode}'}); fix the file")

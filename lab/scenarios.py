@@ -19,6 +19,7 @@ from lab.topology import APP_SERVICES, LabError, LabSpec
 
 Settings = dict[str, dict[str, str]]  # service -> {VAR: value}; absent = unset (manifest default)
 
+
 def _apps(s: Settings, **values: str) -> None:
     for a in APP_SERVICES:
         s[a].update(values)
@@ -107,31 +108,54 @@ def _tls_on() -> Settings:
 SCENARIOS: dict[str, Scenario] = {
     "fresh": Scenario("fresh", "plaintext everywhere; cert material provisioned (runbook step 1 done)", pg(1)),
     **{f"pg-{n}": Scenario(f"pg-{n}", f"after Postgres step {n}", pg(n)) for n in range(1, 8)},
-    **{f"redis-{n}": Scenario(f"redis-{n}", f"after every Postgres step and Redis step {n}", redis(n))
-       for n in range(1, 4)},
+    **{
+        f"redis-{n}": Scenario(f"redis-{n}", f"after every Postgres step and Redis step {n}", redis(n))
+        for n in range(1, 4)
+    },
     "done": Scenario("done", "the whole runbook applied: TLS on every leg, plaintext refused", redis(3)),
-    "straggler": Scenario("straggler", "every service flipped (Postgres step 5, Redis step 2) but voice",
-                          _straggler()),
-    "bad-san": Scenario("bad-san", "Postgres and Redis TLS on, serving a cert whose SAN lacks the DB's DNS name",
-                        _tls_on(), material="bad-san"),
-    "expired": Scenario("expired", "Postgres and Redis TLS on, serving an expired cert", _tls_on(),
-                        material="expired"),
-    "wrong-ca": Scenario("wrong-ca", "Postgres and Redis TLS on; INTERNAL_CA_CRT_B64 is an unrelated CA",
-                         _tls_on(), material="wrong-ca"),
-    "key-mismatch": Scenario("key-mismatch", "INTERNAL_TLS_KEY_B64 does not match the cert (stored, not applied)",
-                             pg(1), material="key-mismatch", no_restart=("database", *APP_SERVICES)),
-    "secret-missing": Scenario("secret-missing", "voice's secret lacks the INTERNAL_* values", pg(1),
-                               drop_secret_keys={"voice": ("INTERNAL_CA_CRT_B64", "INTERNAL_TLS_CERT_B64",
-                                                           "INTERNAL_TLS_KEY_B64")}),
+    "straggler": Scenario("straggler", "every service flipped (Postgres step 5, Redis step 2) but voice", _straggler()),
+    "bad-san": Scenario(
+        "bad-san",
+        "Postgres and Redis TLS on, serving a cert whose SAN lacks the DB's DNS name",
+        _tls_on(),
+        material="bad-san",
+    ),
+    "expired": Scenario("expired", "Postgres and Redis TLS on, serving an expired cert", _tls_on(), material="expired"),
+    "wrong-ca": Scenario(
+        "wrong-ca", "Postgres and Redis TLS on; INTERNAL_CA_CRT_B64 is an unrelated CA", _tls_on(), material="wrong-ca"
+    ),
+    "key-mismatch": Scenario(
+        "key-mismatch",
+        "INTERNAL_TLS_KEY_B64 does not match the cert (stored, not applied)",
+        pg(1),
+        material="key-mismatch",
+        no_restart=("database", *APP_SERVICES),
+    ),
+    "secret-missing": Scenario(
+        "secret-missing",
+        "voice's secret lacks the INTERNAL_* values",
+        pg(1),
+        drop_secret_keys={"voice": ("INTERNAL_CA_CRT_B64", "INTERNAL_TLS_CERT_B64", "INTERNAL_TLS_KEY_B64")},
+    ),
     "straggler-stopped-pg": Scenario(
-        "straggler-stopped-pg", "Postgres step 5 on every app but ops, whose config is still plaintext and whose "
-        "process is stopped", _straggler_stopped_pg(), stopped=("ops",)),
+        "straggler-stopped-pg",
+        "Postgres step 5 on every app but ops, whose config is still plaintext and whose process is stopped",
+        _straggler_stopped_pg(),
+        stopped=("ops",),
+    ),
     "straggler-stopped-redis": Scenario(
-        "straggler-stopped-redis", "Postgres done, Redis step 2 on every app but telpro, whose Redis config is "
-        "still plaintext and whose process is stopped", _straggler_stopped_redis(), stopped=("telpro",)),
-    "telpro-no-ssl": Scenario("telpro-no-ssl",
-                              "TelPro runs the image without hiredis_ssl; every other service is on TLS",
-                              _telpro_no_ssl(), telpro_ssl=False),
+        "straggler-stopped-redis",
+        "Postgres done, Redis step 2 on every app but telpro, whose Redis config is "
+        "still plaintext and whose process is stopped",
+        _straggler_stopped_redis(),
+        stopped=("telpro",),
+    ),
+    "telpro-no-ssl": Scenario(
+        "telpro-no-ssl",
+        "TelPro runs the image without hiredis_ssl; every other service is on TLS",
+        _telpro_no_ssl(),
+        telpro_ssl=False,
+    ),
 }
 
 
@@ -143,8 +167,10 @@ def write_config(spec: LabSpec, sc: Scenario) -> None:
     """Put the scenario's rollout variables, secrets and TelPro build in place (no restart)."""
     if spec.has("envfile"):
         if sc.drop_secret_keys:
-            raise LabError(f"scenario {sc.name}: the envfile variant keeps the TLS material in one shared secret "
-                           f"({spec.shared_tls_secret_name}); one service's secret cannot lack it there")
+            raise LabError(
+                f"scenario {sc.name}: the envfile variant keeps the TLS material in one shared secret "
+                f"({spec.shared_tls_secret_name}); one service's secret cannot lack it there"
+            )
         _write_envfiles(spec, sc)
     else:
         _write_ssm(spec, sc)
@@ -183,8 +209,9 @@ def _write_envfiles(spec: LabSpec, sc: Scenario) -> None:
     """Every host's rollout.env: the file as ops left it, with the scenario's values set."""
     for h in [spec.database, *spec.app_hosts()]:
         values = sc.settings.get(h.service, {})
-        rolloutenv.write(h, rolloutenv.render(h.service, {k: v for k, v in values.items()
-                                                          if k in rollout_vars(h.service)}))
+        rolloutenv.write(
+            h, rolloutenv.render(h.service, {k: v for k, v in values.items() if k in rollout_vars(h.service)})
+        )
 
 
 def apply(spec: LabSpec, name: str) -> list[str]:

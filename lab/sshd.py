@@ -25,8 +25,11 @@ def _keypair(private_path: Path, comment: str) -> str:
         private_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                       serialization.NoEncryption()))
+            fh.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+                )
+            )
         pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         pub_path.write_text(pub.decode() + f" {comment}\n")
     return pub_path.read_text().strip()
@@ -90,29 +93,33 @@ def sshd_config(spec: LabSpec, host: LabHost) -> Path:
     home_dir(spec).mkdir(parents=True, exist_ok=True)
     path = d / "sshd" / f"{host.name}.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join([
-        f"ListenAddress {host.address}:{spec.ssh_port}",
-        f"HostKey {d / 'hostkeys' / host.name}",
-        f"PidFile {d / 'sshd' / (host.name + '.pid')}",
-        f"AuthorizedKeysFile {d / 'authorized_keys'}",
-        "StrictModes no",  # the lab's key files live in the lab dir, not ~/.ssh
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "PermitRootLogin prohibit-password",
-        "UsePAM no",
-        "AllowTcpForwarding yes",
-        "X11Forwarding no",
-        "PrintMotd no",
-        "PrintLastLog no",
-        "Subsystem sftp internal-sftp",
-        # Sessions get a home of the lab's own: Debian's bash sources ~/.bashrc for every command
-        # run over SSH, and the machine's root .bashrc (pyenv init here: ~0.2 s of CPU) is not
-        # what a platform host runs. The working directory stays root's home.
-        f"SetEnv HOME={home_dir(spec)}",
-        "LogLevel ERROR",
-        "",
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                f"ListenAddress {host.address}:{spec.ssh_port}",
+                f"HostKey {d / 'hostkeys' / host.name}",
+                f"PidFile {d / 'sshd' / (host.name + '.pid')}",
+                f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                "StrictModes no",  # the lab's key files live in the lab dir, not ~/.ssh
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "UsePAM no",
+                "AllowTcpForwarding yes",
+                "X11Forwarding no",
+                "PrintMotd no",
+                "PrintLastLog no",
+                "Subsystem sftp internal-sftp",
+                # Sessions get a home of the lab's own: Debian's bash sources ~/.bashrc for every command
+                # run over SSH, and the machine's root .bashrc (pyenv init here: ~0.2 s of CPU) is not
+                # what a platform host runs. The working directory stays root's home.
+                f"SetEnv HOME={home_dir(spec)}",
+                "LogLevel ERROR",
+                "",
+            ]
+        )
+    )
     return path
 
 
@@ -126,8 +133,9 @@ def start(spec: LabSpec, host: LabHost) -> None:
         return
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
     if not procs.port_free(host.address, spec.ssh_port):
-        raise LabError(f"{host.name}: {host.address}:{spec.ssh_port} is already in use; "
-                           "stop what holds it or choose another --net")
+        raise LabError(
+            f"{host.name}: {host.address}:{spec.ssh_port} is already in use; stop what holds it or choose another --net"
+        )
     cfg = sshd_config(spec, host)
     log = spec.path / "hosts" / host.name / "var" / "log" / "sshd.log"
     log.parent.mkdir(parents=True, exist_ok=True)

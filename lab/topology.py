@@ -21,14 +21,14 @@ KEY_OWNER_UID = 999  # the `key-owner` variant's DB uid/gid (a Redis-style conta
 Variant = Literal["no-default-ca", "key-owner", "ca-only-secrets", "probe-not-superuser", "envfile"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
 VARIANT_HELP: dict[str, str] = {
-    "no-default-ca": "apps have no default CA path (DATABASE_SSL_CA_FILE defaults to \"\")",
+    "no-default-ca": 'apps have no default CA path (DATABASE_SSL_CA_FILE defaults to "")',
     "key-owner": f"the DB servers run as uid/gid {KEY_OWNER_UID}; TLS_KEY_OWNER defaults to "
-                 f"\"{KEY_OWNER_UID}:{KEY_OWNER_UID}\"",
+    f'"{KEY_OWNER_UID}:{KEY_OWNER_UID}"',
     "ca-only-secrets": "app services' secrets hold INTERNAL_CA_CRT_B64 only",
     "probe-not-superuser": "the probe is role cockpit_probe (pg_monitor, not superuser); its passwords are "
-                           "in the secret <namespace>/cockpit/probe",
+    "in the secret <namespace>/cockpit/probe",
     "envfile": "rollout variables in /opt/deployment/rollout.env on each host, TLS material in one shared "
-               "secret <namespace>/shared/tls, probe credentials in /opt/deployment/probe.env",
+    "secret <namespace>/shared/tls, probe credentials in /opt/deployment/probe.env",
     "hostile": "no-default-ca, key-owner, ca-only-secrets and probe-not-superuser at once",
 }
 HOSTILE: tuple[Variant, ...] = ("no-default-ca", "key-owner", "ca-only-secrets", "probe-not-superuser")
@@ -208,6 +208,8 @@ def parse_variants(text: str) -> tuple[Variant, ...]:
         elif part in VARIANTS:
             chosen.add(part)
         else:
-            raise ValueError(f"--variant: unknown variant {part!r}; expected a comma-separated list of "
-                             f"{', '.join([*VARIANTS, 'hostile'])}")
+            raise ValueError(
+                f"--variant: unknown variant {part!r}; expected a comma-separated list of "
+                f"{', '.join([*VARIANTS, 'hostile'])}"
+            )
     return tuple(v for v in VARIANTS if v in chosen)

@@ -73,8 +73,9 @@ class ApplyRecord:
 
     async def finished(self, ok: bool, stage: Stage, why: str, **fields: Any) -> None:
         """The "apply-done" entry of this apply."""
-        await self.note("apply-done", step=self.preview.step, service=self.preview.service, ok=ok, stage=stage,
-                        reason=why, **fields)
+        await self.note(
+            "apply-done", step=self.preview.step, service=self.preview.service, ok=ok, stage=stage, reason=why, **fields
+        )
 
     async def refuse(self, stage: Stage, why: str) -> Outcome:
         """A refusal is an outcome, said where everyone reads (the journals), not only here."""
@@ -90,8 +91,16 @@ class ApplyRecord:
         if not p.changes:
             return None
         token = os.urandom(8).hex()
-        intent = Intent(token, p.step, p.service or "", p.direction,
-                        tuple(IntentChange(c.var, c.old, c.new) for c in p.changes), "", "", time.time())
+        intent = Intent(
+            token,
+            p.step,
+            p.service or "",
+            p.direction,
+            tuple(IntentChange(c.var, c.old, c.new) for c in p.changes),
+            "",
+            "",
+            time.time(),
+        )
         await self.note("intent", **intent.to_json())
         try:
             receipts = await store.write_all(p.changes)

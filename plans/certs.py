@@ -39,8 +39,9 @@ def consumers(env: Environment) -> list[str]:
 
 def validate(ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *, dns_name: str) -> list[CheckResult]:
     vals = [base64.b64encode(p).decode() for p in (ca_pem, cert_pem, key_pem)]
-    return certs.check_material(vals[0], vals[1], vals[2], dns_name=dns_name, target="local files",
-                                now=datetime.now(UTC))
+    return certs.check_material(
+        vals[0], vals[1], vals[2], dns_name=dns_name, target="local files", now=datetime.now(UTC)
+    )
 
 
 def _wanted(env: Environment, values: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -78,8 +79,9 @@ def _new_text(name: str, current: str | None, wanted: dict[str, str], *, raw: bo
     return json.dumps({**data, **wanted})
 
 
-async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *,
-               dry_run: bool = False) -> PushResult:
+async def push(
+    env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *, dry_run: bool = False
+) -> PushResult:
     checks = tuple(validate(ca_pem, cert_pem, key_pem, dns_name=env.database.dns_name))
     bad = [c for c in checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)]
     if bad:
@@ -101,10 +103,14 @@ async def push(env: Environment, aws: Aws, ca_pem: bytes, cert_pem: bytes, key_p
     except _Refused as exc:
         return PushResult(False, checks, tuple(written), str(exc))
     except AwsError as exc:
-        return PushResult(False, checks, tuple(written),
-                          f"writing the cert material: {exc.reason}" + (f" (already written: {', '.join(written)})"
-                                                                        if written else "; nothing written"),
-                          tuple(unchanged))
+        return PushResult(
+            False,
+            checks,
+            tuple(written),
+            f"writing the cert material: {exc.reason}"
+            + (f" (already written: {', '.join(written)})" if written else "; nothing written"),
+            tuple(unchanged),
+        )
     verb = "would write" if dry_run else "written to"
     text = f"{verb} {len(written)} secret(s)" + (f": {', '.join(written)}" if written else "")
     if unchanged:

@@ -182,8 +182,9 @@ def _client_step(ctx: GateContext, live: str) -> Step | None:
 _Evidence = Literal["plain", "unconfigured", "unsure", "tls"]
 
 
-def _evidence(s: FleetSnapshot, ctx: GateContext, step: Step | None, i: InstanceState,
-              u: LegUse | Unknown) -> tuple[_Evidence, str]:
+def _evidence(
+    s: FleetSnapshot, ctx: GateContext, step: Step | None, i: InstanceState, u: LegUse | Unknown
+) -> tuple[_Evidence, str]:
     """What one client instance shows: plaintext seen, still configured for plaintext, no evidence either
     way (and why), or TLS (seen on TLS; or down, configured for TLS: it will come back on TLS)."""
     if isinstance(u, LegUse) and u.plain:
@@ -294,8 +295,10 @@ def no_plaintext_redis(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:
             "plaintext port)"
         )
     elif isinstance(port, Unknown):
-        unknown.append(f"cannot tell whether the OTel collector ({ep}) uses the plaintext port: Redis's port could "
-                       f"not be read ({unknown_text(port)})")
+        unknown.append(
+            f"cannot tell whether the OTel collector ({ep}) uses the plaintext port: Redis's port could "
+            f"not be read ({unknown_text(port)})"
+        )
     elif port and ep.rpartition(":")[2] == str(port):
         closed.append(
             f"the OTel collector's REDIS_ENDPOINT is still the plaintext port ({ep}) — restart the database "
@@ -306,7 +309,6 @@ def no_plaintext_redis(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:
         unknown,
         f"every client of Redis is configured for TLS and connects over TLS ({plural(tls, 'TLS connection')} seen)",
     )
-
 
 
 def telpro_ssl_build(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:

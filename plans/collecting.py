@@ -35,8 +35,9 @@ def ca_variables(plan: Plan) -> tuple[str, ...]:
 def ca_paths(plan: Plan) -> tuple[str, ...]:
     """Every CA path a step of the plan sets (read on app hosts before the step, for its gate)."""
     names = set(ca_variables(plan))
-    return tuple(dict.fromkeys(c.value for s in plan.steps for c in s.changes
-                               if c.var in names and c.value.startswith("/")))
+    return tuple(
+        dict.fromkeys(c.value for s in plan.steps for c in s.changes if c.var in names and c.value.startswith("/"))
+    )
 
 
 class PlanCollector(Collector):
@@ -44,8 +45,14 @@ class PlanCollector(Collector):
 
     def __init__(self, env: Environment, plan: Plan, *, read_only: bool = False, pool: SshPool | None = None) -> None:
         self.pool = pool or SshPool(env)  # the writing pool stays here, in plans; the probes get a read-only view
-        super().__init__(env, hosts=ReadOnlyPool(self.pool), variables=plan_variables(plan),
-                         ca_variables=ca_variables(plan), ca_paths=ca_paths(plan), read_only=read_only)
+        super().__init__(
+            env,
+            hosts=ReadOnlyPool(self.pool),
+            variables=plan_variables(plan),
+            ca_variables=ca_variables(plan),
+            ca_paths=ca_paths(plan),
+            read_only=read_only,
+        )
 
     async def snapshot(self) -> FleetSnapshot:
         return judge_snapshot(await super().snapshot(), self.env)

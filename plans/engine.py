@@ -239,9 +239,16 @@ class Engine:
         admitted = await self._admit(record, reason, overrides, automatic)
         if isinstance(admitted, Outcome):
             return admitted
-        await record.note("apply-start", step=admitted.step, service=admitted.service,
-                          direction=admitted.direction, reason=reason, preview=admitted.to_json(),
-                          overrides=list(overrides), automatic=automatic)
+        await record.note(
+            "apply-start",
+            step=admitted.step,
+            service=admitted.service,
+            direction=admitted.direction,
+            reason=reason,
+            preview=admitted.to_json(),
+            overrides=list(overrides),
+            automatic=automatic,
+        )
         record.preview = admitted
         failed = await record.write_changes(self.env, self.store, self.observed.invalidate)
         if failed is not None:
@@ -272,9 +279,15 @@ class Engine:
             if isinstance(checked, str):
                 return await record.refuse("refused", checked)
             if overrides:
-                await record.note("override", step=preview.step, service=preview.service, reason=reason,
-                                  overridden=[f"{i}: {r}" for i, r in preview.closed if i in overrides],
-                                  ids=list(overrides), automatic=automatic)
+                await record.note(
+                    "override",
+                    step=preview.step,
+                    service=preview.service,
+                    reason=reason,
+                    overridden=[f"{i}: {r}" for i, r in preview.closed if i in overrides],
+                    ids=list(overrides),
+                    automatic=automatic,
+                )
             preview = record.preview = checked
         why_not = await self._preflight(preview, record)
         if why_not is not None:
@@ -317,8 +330,13 @@ class Engine:
             problems.append(str(exc))
         if problems:
             return "preflight failed, nothing was written: " + "; ".join(problems)
-        record.emit("preflight", None, f"preflight ok: {len(hosts)} host(s) reachable with verified host keys"
-                    + (", config store writable" if preview.changes else "") + ", journals writable")
+        record.emit(
+            "preflight",
+            None,
+            f"preflight ok: {len(hosts)} host(s) reachable with verified host keys"
+            + (", config store writable" if preview.changes else "")
+            + ", journals writable",
+        )
         return None
 
     async def _roll(self, record: ApplyRecord, control: RollControl, automatic: bool) -> Outcome:
@@ -348,8 +366,9 @@ class Engine:
                 return await self._after_failure(step, preview, failed, record.on_event, automatic)
         if step is None:
             await record.finished(True, "done", "restarted", direction="restart")
-            return record.done(True, "done", f"restarted {len(results)} instance(s) of {preview.service}", results,
-                               changed)
+            return record.done(
+                True, "done", f"restarted {len(results)} instance(s) of {preview.service}", results, changed
+            )
         ok, why = await self.roll.verify(step, preview, record.emit)
         await record.finished(ok, "done" if ok else "verify", why, direction=preview.direction)
         outcome = record.done(ok, "done" if ok else "verify", why, results, changed)
@@ -359,8 +378,15 @@ class Engine:
         """Journal a refusal decided before apply (closed gates and no override), so watchers and the
         change-window report see it."""
         try:
-            await self.journal.write("apply-done", step=preview.step, service=preview.service,
-                                     direction=preview.direction, ok=False, stage="refused", reason=reason)
+            await self.journal.write(
+                "apply-done",
+                step=preview.step,
+                service=preview.service,
+                direction=preview.direction,
+                ok=False,
+                stage="refused",
+                reason=reason,
+            )
         except JournalError:
             pass  # the caller says the refusal itself; a journal that cannot be written is said by the next apply
 

@@ -124,12 +124,15 @@ def unset_written(data: bytes, key: str, written: str) -> bytes:
     if not lines:
         return data
     if lines[-1].value != written:
-        raise EnvFileError(f"line {lines[-1].line}: {key} no longer holds the value the step wrote; "
-                           "not removing it", lines[-1].line)
+        raise EnvFileError(
+            f"line {lines[-1].line}: {key} no longer holds the value the step wrote; not removing it", lines[-1].line
+        )
     others = [a for a in lines if a.value != written]
     if others:
         raise EnvFileError(
             f"line {others[-1].line}: {key} is also assigned here with another value, which the step did not "
             f"write — removing it would lose it and keeping it would leave it in effect; pass the value to "
-            f"restore, or edit the file by hand", others[-1].line)
+            f"restore, or edit the file by hand",
+            others[-1].line,
+        )
     return _without_lines(data, [(a.start, a.end) for a in lines])

@@ -101,4 +101,3 @@ def clients_text(conns: Iterable[Connection]) -> str:
         who = c.service if c.service and c.service != "?" else UNIDENTIFIED
         groups.setdefault(who, []).append(c.instance or c.addr)
     return join(f"{svc} ({', '.join(sorted_hosts(where))})" for svc, where in sorted(groups.items()))
-

@@ -180,8 +180,6 @@ GATES: Final[Mapping[str, GateSpec]] = MappingProxyType(
 )
 
 
-
-
 def _default_step(plan: Plan, gate: str) -> Step | None:
     return next(
         (st for st in plan.steps if gate in st.gates or st.verify == gate or any(gate in gs for _, gs in st.gates_for)),

@@ -35,8 +35,12 @@ def judge_snapshot(snapshot: FleetSnapshot, env: Environment) -> FleetSnapshot:
         return v.value if v is not None and not isinstance(v, Unknown) else None
 
     d = env.database
-    labels = {d.postgres_port: "postgres", d.pgbouncer_port: "pgbouncer", d.redis_port: "redis",
-              d.redis_tls_port: "redis TLS"}
+    labels = {
+        d.postgres_port: "postgres",
+        d.pgbouncer_port: "pgbouncer",
+        d.redis_port: "redis",
+        d.redis_tls_port: "redis TLS",
+    }
     ports = {f"{db.name}:{port}": label for port, label in labels.items()}
     prefix = f"{db.name}:"
 

@@ -65,8 +65,16 @@ class LockInfo:
         return f"{text} — stale: {self.stale}" if self.stale else text
 
     def to_value(self) -> str:
-        return json.dumps({"who": self.who, "where": self.where, "pid": self.pid, "step": self.step,
-                           "since": self.since, "token": self.token})
+        return json.dumps(
+            {
+                "who": self.who,
+                "where": self.where,
+                "pid": self.pid,
+                "step": self.step,
+                "since": self.since,
+                "token": self.token,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,22 @@ class LockMarker:
 
     def describe(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
-        return f"{self.kind} by {self.who} on {self.where} (pid {self.pid}) at " \
-               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.at))}{why}"
+        return (
+            f"{self.kind} by {self.who} on {self.where} (pid {self.pid}) at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.at))}{why}"
+        )
 
     def to_value(self) -> str:
-        return json.dumps({"kind": self.kind, "who": self.who, "where": self.where, "pid": self.pid,
-                           "at": self.at, "reason": self.reason})
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "who": self.who,
+                "where": self.where,
+                "pid": self.pid,
+                "at": self.at,
+                "reason": self.reason,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -118,8 +136,14 @@ def operator() -> str:
 
 
 def me(step: str) -> LockInfo:
-    return LockInfo(who=operator(), where=socket.gethostname(), pid=os.getpid(), step=step, since=time.time(),
-                    token=os.urandom(8).hex())
+    return LockInfo(
+        who=operator(),
+        where=socket.gethostname(),
+        pid=os.getpid(),
+        step=step,
+        since=time.time(),
+        token=os.urandom(8).hex(),
+    )
 
 
 def _marker(kind: MarkerKind, reason: str = "") -> LockMarker:
@@ -179,7 +203,7 @@ class FleetLock:
         holders: dict[int, LockInfo] = {}
         markers: dict[int, LockMarker] = {}
         for name, p in found.items():
-            m = _GEN_RE.fullmatch(name[len(prefix):]) if name.startswith(prefix) else None
+            m = _GEN_RE.fullmatch(name[len(prefix) :]) if name.startswith(prefix) else None
             if m is None:
                 continue
             gen = int(m.group(1))
@@ -226,16 +250,18 @@ class FleetLock:
             raise LockError(f"taking the lock {self._gen_name(gen)}: {exc.reason}") from None
         if not created:
             now = await self.current()
-            raise LockError(_held_message(now) if now else "the fleet lock was taken and released meanwhile; "
-                            "try again")
+            raise LockError(_held_message(now) if now else "the fleet lock was taken and released meanwhile; try again")
         after = await self._list("checking the lock just taken")
         if after.top != gen:  # a newer generation exists: ours was re-created from a stale view
             with contextlib.suppress(Exception):
-                await self._create(self._marker_name(gen), _marker("superseded", "a newer generation exists")
-                                   .to_value())
+                await self._create(
+                    self._marker_name(gen), _marker("superseded", "a newer generation exists").to_value()
+                )
             now = await self.current()
-            raise LockError((_held_message(now) if now else "the fleet lock changed hands meanwhile") +
-                            " (lost a race for it; try again)")
+            raise LockError(
+                (_held_message(now) if now else "the fleet lock changed hands meanwhile")
+                + " (lost a race for it; try again)"
+            )
         self.held = info
         await self._cleanup(after)
         return info
@@ -256,8 +282,9 @@ class FleetLock:
                 return None
             existing = await self._get(self._marker_name(held.generation))
         except AwsError as exc:
-            raise LockError(f"{what}: {exc.reason} — it stays held; break it with `cockpit lock --break --reason …` "
-                            "once fixed") from None
+            raise LockError(
+                f"{what}: {exc.reason} — it stays held; break it with `cockpit lock --break --reason …` once fixed"
+            ) from None
         marker = _parse_marker(existing) if existing is not None else None
         return marker if marker is not None and marker.kind == "broken" else None
 
@@ -278,8 +305,9 @@ class FleetLock:
     async def _cleanup(self, listing: _Listing) -> None:
         """Delete generations below the newest KEEP (best effort; they are released or superseded)."""
         floor = listing.top - KEEP
-        names = [self._gen_name(g) for g in listing.holders if g <= floor] + \
-                [self._marker_name(g) for g in listing.markers if g <= floor]
+        names = [self._gen_name(g) for g in listing.holders if g <= floor] + [
+            self._marker_name(g) for g in listing.markers if g <= floor
+        ]
         for i in range(0, len(names), 10):
             with contextlib.suppress(AwsError):
                 await self.aws.delete_parameters(names[i : i + 10])
@@ -287,16 +315,20 @@ class FleetLock:
 
 def _held_message(holder: LockInfo | None) -> str:
     who = holder.describe() if holder else "someone"
-    hint = "break it with `cockpit lock --break --reason …`" if holder and holder.stale else \
-        "wait, or break it explicitly if it is stale"
+    hint = (
+        "break it with `cockpit lock --break --reason …`"
+        if holder and holder.stale
+        else "wait, or break it explicitly if it is stale"
+    )
     return f"the fleet lock is held by {who}; {hint}"
 
 
 def _parse_holder(value: str, gen: int) -> LockInfo:
     try:
         d = json.loads(value)
-        return LockInfo(str(d["who"]), str(d["where"]), int(d["pid"]), str(d["step"]), float(d["since"]),
-                        str(d["token"]), gen)
+        return LockInfo(
+            str(d["who"]), str(d["where"]), int(d["pid"]), str(d["step"]), float(d["since"]), str(d["token"]), gen
+        )
     except (ValueError, TypeError, KeyError):
         return LockInfo("?", "?", 0, "?", 0.0, "unparseable", gen)
 
@@ -305,8 +337,14 @@ def _parse_marker(value: str) -> LockMarker:
     try:
         d = json.loads(value)
         kind = d.get("kind")
-        return LockMarker(kind if kind in ("released", "broken", "superseded") else "released", str(d["who"]),
-                          str(d["where"]), int(d["pid"]), float(d["at"]), str(d.get("reason", "")))
+        return LockMarker(
+            kind if kind in ("released", "broken", "superseded") else "released",
+            str(d["who"]),
+            str(d["where"]),
+            int(d["pid"]),
+            float(d["at"]),
+            str(d.get("reason", "")),
+        )
     except (ValueError, TypeError, KeyError, AttributeError):
         return LockMarker("released", "?", "?", 0, 0.0, "unparseable marker")
 

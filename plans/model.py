@@ -229,4 +229,3 @@ def _ancestry(steps: Sequence[Step], index: Mapping[str, int]) -> tuple[int, ...
                     mask |= max(masks[j], 0) | (1 << j)
                 masks[i] = mask
     return tuple(masks)
-

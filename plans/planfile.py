@@ -163,15 +163,10 @@ class _Builder:
         for scope, t in scopes.items():
             path: KeyPath = ("scopes", scope)
             if scope not in VARIABLE_SCOPES:
-                hint = (
-                    ' ("fleet" steps set no variable)'
-                    if scope == "fleet"
-                    else suggest(scope, VARIABLE_SCOPES)
-                )
+                hint = ' ("fleet" steps set no variable)' if scope == "fleet" else suggest(scope, VARIABLE_SCOPES)
                 raise self.error(
                     path,
-                    f"unknown scope {json.dumps(scope)}{hint}; scopes that hold variables: "
-                    f"{quoted(VARIABLE_SCOPES)}",
+                    f"unknown scope {json.dumps(scope)}{hint}; scopes that hold variables: {quoted(VARIABLE_SCOPES)}",
                 )
             if not isinstance(t, dict):
                 raise self.error(path, f"[scopes.{scope}] must be a table, got {show(t)}")
@@ -179,9 +174,7 @@ class _Builder:
             names = st.str_list("variables")
             for i, v in enumerate(names):
                 if not _VAR.match(v):
-                    raise self.error(
-                        (*path, "variables", i), f"{json.dumps(v)} is not a variable name (A-Z, 0-9, _)"
-                    )
+                    raise self.error((*path, "variables", i), f"{json.dumps(v)} is not a variable name (A-Z, 0-9, _)")
             variables[scope] = frozenset(names)
             if scope == "database":
                 database_service = st.text("service", "database")
@@ -205,7 +198,7 @@ class _Builder:
                 listed = f"known: {', '.join(sorted(known))}" if known else "[scopes.service] variables lists none"
                 raise self.error(
                     ("ca_file_variables", i),
-                    f"{json.dumps(v)} is not a variable of scope \"service\"{suggest(v, sorted(known))} "
+                    f'{json.dumps(v)} is not a variable of scope "service"{suggest(v, sorted(known))} '
                     f"({listed}); add it to [scopes.service] variables, or remove it",
                 )
             if v in names[:i]:
@@ -257,8 +250,7 @@ class _Builder:
             if sid in ids:
                 raise self.error(
                     (*path, "id"),
-                    f"duplicate step id {json.dumps(sid)} (also step #{ids[sid] + 1}); "
-                    "give each step its own id",
+                    f"duplicate step id {json.dumps(sid)} (also step #{ids[sid] + 1}); give each step its own id",
                     sid,
                 )
             ids[sid] = i
@@ -282,8 +274,7 @@ class _Builder:
                 if a not in index:
                     raise self.error(
                         ("steps", i, "after"),
-                        f"after names unknown step {json.dumps(a)}{suggest(a, list(index))}; steps: "
-                        f"{', '.join(index)}",
+                        f"after names unknown step {json.dumps(a)}{suggest(a, list(index))}; steps: {', '.join(index)}",
                         s.id,
                     )
         if cycle := self._first_cycle(steps, index):
@@ -366,6 +357,8 @@ def _warnings(steps: Sequence[Step]) -> tuple[str, ...]:
     for step in steps:
         for ch in step.changes:
             if not has_rule(step.scope, ch.var):
-                out.append(f"step {step.id}: {ch.var} ({step.scope}) has no rollback-safety rule: the cockpit "
-                           "cannot tell when rolling it back is safe — add one to plans/hazards.py HAZARDS")
+                out.append(
+                    f"step {step.id}: {ch.var} ({step.scope}) has no rollback-safety rule: the cockpit "
+                    "cannot tell when rolling it back is safe — add one to plans/hazards.py HAZARDS"
+                )
     return tuple(dict.fromkeys(out))

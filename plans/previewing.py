@@ -123,15 +123,34 @@ class Previews:
             blockers = rollback_blockers(self.plan, step, per, snap)
         if restart:
             self._db_gates(snap, svc, gates, now)
-        return self._preview(step.id, step.title, svc, direction, snap, restart, gates, target.state,
-                             changes=changes, blockers=blockers, notes=notes)
+        return self._preview(
+            step.id,
+            step.title,
+            svc,
+            direction,
+            snap,
+            restart,
+            gates,
+            target.state,
+            changes=changes,
+            blockers=blockers,
+            notes=notes,
+        )
 
     def build_restart(self, service: str, hosts: Sequence[Host], snap: FleetSnapshot) -> Preview:
         """A restart of `hosts` of `service`, one at a time, with no config change."""
         gates: list[GateResult] = []
         self._db_gates(snap, service, gates, time.time())
-        return self._preview(RESTART, f"restart {service} (no configuration change)", service, "restart", snap,
-                             list(hosts), gates, "restart")
+        return self._preview(
+            RESTART,
+            f"restart {service} (no configuration change)",
+            service,
+            "restart",
+            snap,
+            list(hosts),
+            gates,
+            "restart",
+        )
 
     def _preview(
         self,

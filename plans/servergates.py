@@ -181,7 +181,6 @@ def pgbouncer_tls_verifies(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:
     )
 
 
-
 def no_plaintext_postgres(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:
     db = database_of(s)
     if not isinstance(db, DatabaseState):
@@ -227,8 +226,6 @@ def postgres_hostssl_only(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:
     status, reason = no_plaintext_postgres(s, ctx)
     (closed if status == "closed" else unknown if status == "unknown" else []).append(reason)
     return combine(closed, unknown, "pg_hba.conf is hostssl-only and no connection to Postgres is plaintext")
-
-
 
 
 def redis_plaintext_dropped(s: FleetSnapshot, ctx: GateContext) -> GateVerdict:

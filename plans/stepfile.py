@@ -123,9 +123,7 @@ class StepReader:
         if kind == "certs" and scope != "fleet":
             raise t.error("scope", 'a "certs" step is one action for the environment: scope = "fleet"')
         if kind == "config" and scope == "fleet":
-            raise t.error(
-                "scope", 'scope "fleet" is only for kind "certs"; a config step is "database" or "service"'
-            )
+            raise t.error("scope", 'scope "fleet" is only for kind "certs"; a config step is "database" or "service"')
         return track, kind, scope
 
     def checks(self, t: Table, sid: str, kind: StepKind, scope: Scope) -> tuple[str, str]:
@@ -231,8 +229,7 @@ class StepReader:
         if spec.per_service and scope != "service":
             raise self.problems.error(
                 path,
-                f"gate {json.dumps(name)} checks one service; "
-                'it can only be used by a step with scope "service"',
+                f'gate {json.dumps(name)} checks one service; it can only be used by a step with scope "service"',
                 sid,
             )
         return name

@@ -47,8 +47,10 @@ class StoreDisagreement(StoreError):
         self.var = var
         self.values = dict(values)
         shown = ", ".join(f"{h}={_show(v)}" for h, v in self.values.items())
-        super().__init__(f"{service}: {var} differs between the hosts' {path}: {shown} — the cockpit does not "
-                         f"guess which one is right; make them agree, then preview again")
+        super().__init__(
+            f"{service}: {var} differs between the hosts' {path}: {shown} — the cockpit does not "
+            f"guess which one is right; make them agree, then preview again"
+        )
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,11 @@ class Change:
     new: str | None  # None = unset (back to the manifest default)
 
     def describe(self, env: Environment) -> str:
-        where = env.ssm_path(self.service, self.var) if env.config_store.kind == "ssm" else \
-            f"{env.config_store.path} [{self.service}] {self.var}"
+        where = (
+            env.ssm_path(self.service, self.var)
+            if env.config_store.kind == "ssm"
+            else f"{env.config_store.path} [{self.service}] {self.var}"
+        )
         return f"{where}: ({_show(self.old)} → {_show(self.new)})"
 
     def reverse(self) -> Change:
@@ -148,8 +153,9 @@ class SsmStore:
         try:
             await self.aws.create_parameter(name, value)
         except AwsError as exc:
-            raise StoreError(f"preflight: writing {name}: {exc.reason} — the cockpit cannot write to SSM; "
-                             "nothing was changed") from None
+            raise StoreError(
+                f"preflight: writing {name}: {exc.reason} — the cockpit cannot write to SSM; nothing was changed"
+            ) from None
         try:
             back = await self._get(name)
             problem = None if back == value else f"preflight: {name} read back as {_show(back)}, not as written"
@@ -158,9 +164,11 @@ class SsmStore:
         try:
             await self.aws.delete_parameter(name)
         except AwsError as exc:
-            problem = problem or (f"preflight: deleting {name}: {exc.reason} — a rollback that unsets a "
-                                  "variable deletes its parameter and would fail the same way; the probe "
-                                  "parameter is left (nothing reads it): delete it once the policy allows")
+            problem = problem or (
+                f"preflight: deleting {name}: {exc.reason} — a rollback that unsets a "
+                "variable deletes its parameter and would fail the same way; the probe "
+                "parameter is left (nothing reads it): delete it once the policy allows"
+            )
         if problem:
             raise StoreError(problem)
 
@@ -171,8 +179,10 @@ class SsmStore:
         if c.new == "":
             raise StoreError(f"{name}: SSM cannot hold an empty value (unset it instead); nothing was written")
         if len(c.new.encode()) > SSM_MAX_VALUE:
-            raise StoreError(f"{name}: the value is {len(c.new.encode())} bytes, more than SSM's {SSM_MAX_VALUE}; "
-                             "nothing was written")
+            raise StoreError(
+                f"{name}: the value is {len(c.new.encode())} bytes, more than SSM's {SSM_MAX_VALUE}; "
+                "nothing was written"
+            )
 
     async def _apply(self, name: str, current: str | None, new: str | None) -> str:
         """Make `name` hold `new` (None: deleted); `current` is what it holds now. Returns a receipt;
@@ -194,8 +204,10 @@ class SsmStore:
         currents = await asyncio.gather(*(self._get(n) for n in names))
         for c, name, current in zip(changes, names, currents, strict=True):
             if current != c.old:
-                raise StoreError(f"{name} refused: it holds {_show(current)}, the preview showed {_show(c.old)} — "
-                                 "someone changed it since the preview; preview again (nothing was written)")
+                raise StoreError(
+                    f"{name} refused: it holds {_show(current)}, the preview showed {_show(c.old)} — "
+                    "someone changed it since the preview; preview again (nothing was written)"
+                )
         receipts: list[str] = []
         done: list[tuple[str, Change]] = []
         for c, name in zip(changes, names, strict=True):
@@ -221,12 +233,17 @@ class SsmStore:
                 await self._apply(done_name, c.new, c.old)
                 reverted.append(f"{done_name} back to {_show(c.old)}")
             except AwsError as exc:
-                stuck.append(f"{done_name} now holds {_show(c.new)} (should be {_show(c.old)}; "
-                             f"its revert failed: {exc.reason})")
+                stuck.append(
+                    f"{done_name} now holds {_show(c.new)} (should be {_show(c.old)}; its revert failed: {exc.reason})"
+                )
         parts = [failed, state]
         if stuck:
-            parts.append("REVERT FAILED — " + "; ".join(stuck) + (
-                "; reverted: " + ", ".join(reverted) if reverted else "") + " — set those by hand")
+            parts.append(
+                "REVERT FAILED — "
+                + "; ".join(stuck)
+                + ("; reverted: " + ", ".join(reverted) if reverted else "")
+                + " — set those by hand"
+            )
         elif reverted:
             parts.append("reverted: " + ", ".join(reverted))
         else:
@@ -279,8 +296,10 @@ class EnvFileStore:
             return data
         if data.kind == SshErrorKind.NO_SUCH_FILE:
             if must_exist:
-                raise StoreError(f"{host.name}: {path} does not exist — the env-file store edits an existing file "
-                                 "(check config_store.path); nothing was written")
+                raise StoreError(
+                    f"{host.name}: {path} does not exist — the env-file store edits an existing file "
+                    "(check config_store.path); nothing was written"
+                )
             return None
         raise StoreError(f"{host.name}: cannot read {path}: {data}")
 
@@ -341,8 +360,10 @@ class EnvFileStore:
         finally:
             r = await self.pool.run(host.name, f"rm -f -- {shlex.quote(tmp)}")
             if not r.ok:
-                raise StoreError(f"{host.name}: could not remove the test file {tmp}: "
-                                 f"{r.error or r.stderr.strip() or f'exit {r.exit_status}'}")
+                raise StoreError(
+                    f"{host.name}: could not remove the test file {tmp}: "
+                    f"{r.error or r.stderr.strip() or f'exit {r.exit_status}'}"
+                )
 
     def _plan(self, host: Host, data: bytes, changes: Sequence[Change]) -> bytes:
         path = self._path(host)
@@ -354,8 +375,10 @@ class EnvFileStore:
         for c in changes:
             current = values.get(c.var)
             if current != c.old:
-                raise StoreError(f"{host.name}: {path}: {c.var} is {_show(current)}, the preview showed "
-                                 f"{_show(c.old)} — changed since the preview; preview again (nothing was written)")
+                raise StoreError(
+                    f"{host.name}: {path}: {c.var} is {_show(current)}, the preview showed "
+                    f"{_show(c.old)} — changed since the preview; preview again (nothing was written)"
+                )
             try:
                 if c.new is not None:
                     new = envfile.set_value(new, c.var, c.new)
@@ -381,8 +404,9 @@ class EnvFileStore:
         files: list[_HostFile] = []
         for h, d in zip(hosts, datas, strict=True):
             data = d or b""
-            files.append(_HostFile(h, self._path(h), data, self._plan(h, data, [c for c in changes
-                                                                                 if c.service == h.service])))
+            files.append(
+                _HostFile(h, self._path(h), data, self._plan(h, data, [c for c in changes if c.service == h.service]))
+            )
         written: list[tuple[_HostFile, str]] = []
         receipts: list[str] = []
         try:
@@ -432,8 +456,9 @@ class EnvFileStore:
             if isinstance(st, SshError):
                 if st.kind == SshErrorKind.NO_SUCH_FILE:
                     return candidate
-                raise StoreError(f"{f.host.name}: cannot check the backup name {candidate}: {st}; "
-                                 f"{f.path} was left as it is")
+                raise StoreError(
+                    f"{f.host.name}: cannot check the backup name {candidate}: {st}; {f.path} was left as it is"
+                )
         raise StoreError(f"{f.host.name}: no free backup name next to {f.path}; it was left as it is")
 
     async def _restore(self, written: list[tuple[_HostFile, str]], progress: Progress | None) -> str:
@@ -449,8 +474,10 @@ class EnvFileStore:
                 if progress:
                     progress(StoreEvent("restored", f.host.name, f.path, backup))
             else:
-                stuck.append(f"{f.host.name}: {f.path} still holds the step's change ({err}) — copy its backup "
-                             f"back by hand: cp -p {shlex.quote(backup)} {shlex.quote(f.path)}")
+                stuck.append(
+                    f"{f.host.name}: {f.path} still holds the step's change ({err}) — copy its backup "
+                    f"back by hand: cp -p {shlex.quote(backup)} {shlex.quote(f.path)}"
+                )
         text = f"; restored {', '.join(restored)} from before the step" if restored else ""
         if stuck:
             text += "; RESTORE FAILED — " + "; ".join(stuck)
@@ -473,5 +500,15 @@ def make_store(env: Environment, aws: Aws, pool: SshPool) -> ConfigStore:
     return SsmStore(env, aws)
 
 
-__all__ = ["AwsError", "Change", "ConfigStore", "EnvFileStore", "Progress", "SsmStore", "StoreDisagreement",
-           "StoreError", "StoreEvent", "make_store"]
+__all__ = [
+    "AwsError",
+    "Change",
+    "ConfigStore",
+    "EnvFileStore",
+    "Progress",
+    "SsmStore",
+    "StoreDisagreement",
+    "StoreError",
+    "StoreEvent",
+    "make_store",
+]

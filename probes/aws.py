@@ -35,8 +35,13 @@ if TYPE_CHECKING:  # the stubs are a dev dependency: types only; boto3 itself is
 T = TypeVar("T")
 
 DENIED_CODES: Final = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-     "ExpiredTokenException"}
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+    }
 )
 NOT_FOUND_CODES: Final = frozenset({"ResourceNotFoundException", "ParameterNotFound"})
 EXISTS_CODES: Final = frozenset({"ParameterAlreadyExists", "ResourceExistsException"})
@@ -120,7 +125,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def explain(exc: BaseException, what: str) -> str:
-    """"<what>: <reason>" for a failed AWS call."""
+    """ "<what>: <reason>" for a failed AWS call."""
     return f"{what}: {_reason(exc)}"
 
 
@@ -309,13 +314,16 @@ class Aws:
         except json.JSONDecodeError:
             if raw_ok:
                 return {name.rsplit("/", 1)[-1]: raw}
-            raise AwsError(f"secret {name} is not JSON; the platform expects a JSON object of KEY: value pairs "
-                           "— fix the secret", Why.NOT_CHECKED) from None
+            raise AwsError(
+                f"secret {name} is not JSON; the platform expects a JSON object of KEY: value pairs — fix the secret",
+                Why.NOT_CHECKED,
+            ) from None
         if not isinstance(data, Mapping):
             if raw_ok:
                 return {name.rsplit("/", 1)[-1]: raw}
-            raise AwsError(f"secret {name}: JSON but not an object; the platform expects KEY: value pairs",
-                           Why.NOT_CHECKED)
+            raise AwsError(
+                f"secret {name}: JSON but not an object; the platform expects KEY: value pairs", Why.NOT_CHECKED
+            )
         return {str(k): str(v) for k, v in data.items()}
 
     async def secrets_under(self, prefix: str) -> dict[str, str]:

@@ -27,7 +27,8 @@ def _value_digest(value: str) -> str:
 
 
 def _agreement(
-    per_service: Mapping[str, tuple[str | None, str | None, str | None]], target: str,
+    per_service: Mapping[str, tuple[str | None, str | None, str | None]],
+    target: str,
     needs: Mapping[str, Sequence[str]] | None = None,
 ) -> CheckResult:
     if not per_service:
@@ -56,15 +57,14 @@ def _agreement(
     ev: dict[str, Any] = {"services": services, "values": ev_vars}
     if not lacking and not differ:
         if len(services) == 1:
-            return result(
-                "certs.agreement", target, Verdict.OK, f"only {services[0]} holds cert material", ev
-            )
+            return result("certs.agreement", target, Verdict.OK, f"only {services[0]} holds cert material", ev)
         return result(
             "certs.agreement",
             target,
             Verdict.OK,
-            f"all {len(services)} services hold the same CA, cert and key" if needs is None else
-            f"all {len(services)} services hold the same material (each what it needs)",
+            f"all {len(services)} services hold the same CA, cert and key"
+            if needs is None
+            else f"all {len(services)} services hold the same material (each what it needs)",
             ev,
         )
     parts: list[str] = []
@@ -87,7 +87,9 @@ def _agreement(
 
 
 def check_agreement(
-    per_service: Mapping[str, tuple[str | None, str | None, str | None]], *, target: str,
+    per_service: Mapping[str, tuple[str | None, str | None, str | None]],
+    *,
+    target: str,
     needs: Mapping[str, Sequence[str]] | None = None,
 ) -> CheckResult:
     """Do all services hold the same (CA, cert, key) values? Compared by SHA-256, never shown.
@@ -114,9 +116,7 @@ def _served(served: bytes, expected_cert_pem: bytes, target: str) -> CheckResult
     try:
         want = info_of(load_certs(expected_cert_pem)[0])
     except ValueError as e:
-        return result(
-            check, target, Verdict.ERROR, f"could not read the expected certificate ({CERT_VAR}): {e}"
-        )
+        return result(check, target, Verdict.ERROR, f"could not read the expected certificate ({CERT_VAR}): {e}")
     ev: dict[str, Any] = {"served": got.to_evidence(), "expected": want.to_evidence()}
     if got.fingerprint_sha256 == want.fingerprint_sha256:
         return result(
@@ -137,15 +137,11 @@ def _served(served: bytes, expected_cert_pem: bytes, target: str) -> CheckResult
     )
 
 
-def check_served_matches(
-    served_cert_der_or_pem: bytes, expected_cert_pem: bytes, *, target: str
-) -> CheckResult:
+def check_served_matches(served_cert_der_or_pem: bytes, expected_cert_pem: bytes, *, target: str) -> CheckResult:
     """Is the certificate the server serves the one in Secrets Manager? By SHA-256 fingerprint.
 
     `served_cert_der_or_pem` is what the TLS handshake gave (DER from
     ``SSLObject.getpeercert(binary_form=True)``, or PEM); `expected_cert_pem` the decoded
     INTERNAL_TLS_CERT_B64. Check id "certs.served". ERROR when either cannot be read.
     """
-    return guarded(
-        "certs.served", target, lambda: _served(served_cert_der_or_pem, expected_cert_pem, target)
-    )
+    return guarded("certs.served", target, lambda: _served(served_cert_der_or_pem, expected_cert_pem, target))

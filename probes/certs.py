@@ -79,14 +79,12 @@ def _present(values: Mapping[str, str | None], target: str, needs: Sequence[str]
             "certs.present",
             target,
             Verdict.FAIL,
-            f"missing: {', '.join(missing)} — push {'it' if len(missing) == 1 else 'them'} "
-            "to Secrets Manager",
+            f"missing: {', '.join(missing)} — push {'it' if len(missing) == 1 else 'them'} to Secrets Manager",
             ev,
         )
     if tuple(needs) == VARS:
         return result("certs.present", target, Verdict.OK, "all three cert values are present", ev)
-    return result("certs.present", target, Verdict.OK, f"{', '.join(needs)} present (what this service needs)",
-                   ev)
+    return result("certs.present", target, Verdict.OK, f"{', '.join(needs)} present (what this service needs)", ev)
 
 
 def _decode(values: Mapping[str, str | None], target: str, out: _Decoded) -> CheckResult:
@@ -401,18 +399,20 @@ def check_material(
                 guarded("certs.expiry", target, lambda: _expiry(d, target, at, warn_days)),
             ]
         if KEY_VAR not in needs and not _blank(key_b64):
-            results.append(result(
-                "certs.key_scope", target, Verdict.WARN,
-                f"{target}'s secret holds {KEY_VAR} although {target} does not serve TLS — remove it: only the "
-                "services that serve TLS (the database) need the private key", {"holds_key": True}))
-        fragments = secret_fragments(
-            [ca_b64, cert_b64, key_b64], [d.key_pem] if d.key_pem is not None else []
-        )
+            results.append(
+                result(
+                    "certs.key_scope",
+                    target,
+                    Verdict.WARN,
+                    f"{target}'s secret holds {KEY_VAR} although {target} does not serve TLS — remove it: only the "
+                    "services that serve TLS (the database) need the private key",
+                    {"holds_key": True},
+                )
+            )
+        fragments = secret_fragments([ca_b64, cert_b64, key_b64], [d.key_pem] if d.key_pem is not None else [])
         return [scrubbed(r, fragments) for r in results]
     except Exception as e:
         return [bug(check, target, e) for check in CHECK_IDS]
 
 
 # --- agreement across services and what the server serves ------------------------------------------
-
-

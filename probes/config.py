@@ -20,8 +20,10 @@ from probes.model import Unknown
 from probes.snapshot import ConfigSource, Configured, ConfiguredValue
 
 # platform variables the cockpit reads whatever the plan declares: the key owner, the Redis TLS port
-PLATFORM_VARS: Mapping[str, tuple[str, ...]] = {"database": ("TLS_KEY_OWNER", "REDIS_TLS_PORT"),
-                                                "app": ("REDIS_TLS_PORT",)}
+PLATFORM_VARS: Mapping[str, tuple[str, ...]] = {
+    "database": ("TLS_KEY_OWNER", "REDIS_TLS_PORT"),
+    "app": ("REDIS_TLS_PORT",),
+}
 
 
 def rollout_vars(role: str, declared: Mapping[str, Iterable[str]] | None = None) -> tuple[str, ...]:
@@ -83,16 +85,24 @@ def resolve(
         if var in secrets:
             cv = ConfiguredValue(secrets[var], ConfigSource.SECRETS)
         if cv.source is ConfigSource.UNSET and "default" in manifest.get(var, {}):
-            cv = ConfiguredValue(str(manifest[var]["default"]), ConfigSource.DEFAULT,
-                                 ssm[var][1] if var in ssm else None)
+            cv = ConfiguredValue(
+                str(manifest[var]["default"]), ConfigSource.DEFAULT, ssm[var][1] if var in ssm else None
+            )
         out[var] = cv
     return out
 
 
 async def read_service_config(
-    aws: Aws, env: Environment, service: str, role: str, *, manifest: Mapping[str, Mapping[str, Any]] | Unknown,
-    bootstrap: Mapping[str, str] | Unknown | None = None, envfile: Mapping[str, str] | Unknown | None = None,
-    secrets: Awaitable[dict[str, str]] | None = None, params: Awaitable[dict[str, Any]] | None = None,
+    aws: Aws,
+    env: Environment,
+    service: str,
+    role: str,
+    *,
+    manifest: Mapping[str, Mapping[str, Any]] | Unknown,
+    bootstrap: Mapping[str, str] | Unknown | None = None,
+    envfile: Mapping[str, str] | Unknown | None = None,
+    secrets: Awaitable[dict[str, str]] | None = None,
+    params: Awaitable[dict[str, Any]] | None = None,
     variables: Iterable[str] | None = None,
 ) -> dict[str, Configured]:
     """Resolve one service's rollout variables as the host would. A source that could not be read
@@ -116,5 +126,4 @@ async def read_service_config(
     if env.config_store.kind != "ssm":
         ssm = {}
     found = {k: v for k, v in secret_keys.items() if k in names}  # drop every other (secret) key at once
-    return dict(resolve(names, bootstrap=bootstrap or {}, ssm=ssm, secrets=found, manifest=manifest,
-                        envfile=envfile))
+    return dict(resolve(names, bootstrap=bootstrap or {}, ssm=ssm, secrets=found, manifest=manifest, envfile=envfile))

@@ -43,8 +43,7 @@ class KeptHttp:
                 length = int(headers.get("content-length", "-1"))
                 if 0 <= length <= MAX_BODY:
                     await reader.readexactly(length)
-                if status.startswith(b"HTTP/1.1") and 0 <= length <= MAX_BODY \
-                        and headers.get("connection") != "close":
+                if status.startswith(b"HTTP/1.1") and 0 <= length <= MAX_BODY and headers.get("connection") != "close":
                     self._kept[key] = (reader, writer)
                 else:
                     writer.close()

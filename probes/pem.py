@@ -54,9 +54,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def spki_sha256(public_key: Any) -> str:
-    der: bytes = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der: bytes = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return sha256_hex(der)
 
 

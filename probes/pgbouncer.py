@@ -156,9 +156,7 @@ def _server(row: Mapping[str, Any]) -> Server:
     )
 
 
-def _classify_connect_error(
-    exc: BaseException, target: str, timeout: float, user: str
-) -> tuple[Verdict, str]:
+def _classify_connect_error(exc: BaseException, target: str, timeout: float, user: str) -> tuple[Verdict, str]:
     if isinstance(exc, TimeoutError):
         return Verdict.ERROR, f"no answer from the admin console on {target} within {timeout:g}s"
     text = str(exc)
@@ -380,9 +378,7 @@ class PgBouncerSession(KeptSession[psycopg.AsyncConnection[Any], _Shown, PgBounc
         )
 
 
-def _leg_result(
-    check: str, target: str, what: str, rows: list[Client] | list[Server], t0: float
-) -> CheckResult:
+def _leg_result(check: str, target: str, what: str, rows: list[Client] | list[Server], t0: float) -> CheckResult:
     plain = [r for r in rows if not r.tls]
     evidence = [{"addr": r.addr, "port": r.port, "application_name": r.application_name} for r in plain]
     names = [r.application_name or r.addr for r in plain]

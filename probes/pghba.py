@@ -28,8 +28,11 @@ _ALL_ADDRESSES = frozenset({"all", "0.0.0.0/0", "::/0", "0.0.0.0", "::0/0"})
 def _covers_everything(r: HbaRule) -> bool:
     addr = (r.address or "all") + (f"/{r.netmask}" if r.netmask else "")
     everyone = ("all" in r.database or not r.database) and ("all" in r.user_name or not r.user_name)
-    return everyone and (addr in _ALL_ADDRESSES or r.address in ("all", None) or
-                         (r.address in ("0.0.0.0", "::") and r.netmask in ("0.0.0.0", "::")))
+    return everyone and (
+        addr in _ALL_ADDRESSES
+        or r.address in ("all", None)
+        or (r.address in ("0.0.0.0", "::") and r.netmask in ("0.0.0.0", "::"))
+    )
 
 
 def plaintext_rules(rules: Sequence[HbaRule]) -> list[HbaRule]:
@@ -49,6 +52,48 @@ def plaintext_rules(rules: Sequence[HbaRule]) -> list[HbaRule]:
     return out
 
 
+_HOST_TYPES = frozenset({"host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"})
+
+
+def _hba_line(n: int, f: list[str]) -> HbaRule:
+    """One non-empty line's fields as a rule (with its error when it cannot be one)."""
+    kind = f[0].lower()
+    if kind == "local":
+        return HbaRule(
+            n,
+            "local",
+            tuple(f[1].split(",")) if len(f) > 1 else (),
+            tuple(f[2].split(",")) if len(f) > 2 else (),
+            None,
+            None,
+            f[3] if len(f) > 3 else None,
+            None if len(f) > 3 else "incomplete line",
+        )
+    if kind not in _HOST_TYPES:
+        error = None if kind.startswith("include") else f"unknown rule type {f[0]!r}"
+        return HbaRule(n, kind, (), (), None, None, None, error)
+    if len(f) < 5:
+        return HbaRule(n, kind, (), (), None, None, None, "incomplete line")
+    address, netmask, rest = f[3], None, f[4:]
+    if (
+        "/" not in address
+        and address not in ("all", "samehost", "samenet")
+        and rest
+        and rest[0].replace(".", "").replace(":", "").isdigit()
+    ):
+        netmask, rest = rest[0], rest[1:]
+    return HbaRule(
+        n,
+        kind,
+        tuple(f[1].split(",")),
+        tuple(f[2].split(",")),
+        address,
+        netmask,
+        rest[0] if rest else None,
+        None if rest else "no auth method",
+    )
+
+
 def parse_hba(text: str) -> tuple[HbaRule, ...]:
     """pg_hba.conf's text as rules (the file on disk, read when the probe user may not query
     pg_hba_file_rules). Quoting and include directives are not needed for the decision: quoted
@@ -57,28 +102,8 @@ def parse_hba(text: str) -> tuple[HbaRule, ...]:
     rules: list[HbaRule] = []
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        f = line.split()
-        kind = f[0].lower()
-        if kind == "local":
-            rules.append(HbaRule(n, "local", tuple(f[1].split(",")) if len(f) > 1 else (),
-                                 tuple(f[2].split(",")) if len(f) > 2 else (), None, None,
-                                 f[3] if len(f) > 3 else None, None if len(f) > 3 else "incomplete line"))
-            continue
-        if kind not in ("host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"):
-            rules.append(HbaRule(n, kind, (), (), None, None, None,
-                                 None if kind.startswith("include") else f"unknown rule type {f[0]!r}"))
-            continue
-        if len(f) < 5:
-            rules.append(HbaRule(n, kind, (), (), None, None, None, "incomplete line"))
-            continue
-        address, netmask, rest = f[3], None, f[4:]
-        if "/" not in address and address not in ("all", "samehost", "samenet") and rest and \
-                rest[0].replace(".", "").replace(":", "").isdigit():
-            netmask, rest = rest[0], rest[1:]
-        rules.append(HbaRule(n, kind, tuple(f[1].split(",")), tuple(f[2].split(",")), address, netmask,
-                             rest[0] if rest else None, None if rest else "no auth method"))
+        if line:
+            rules.append(_hba_line(n, line.split()))
     return tuple(rules)
 
 

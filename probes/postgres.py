@@ -63,7 +63,6 @@ class Backend:
     version: str | None  # e.g. "TLSv1.3"; None when not TLS
 
 
-
 @dataclass(frozen=True, slots=True)
 class PostgresFacts:
     """What one probe round saw. ``None`` means "could not be read"; see `results` for why."""
@@ -344,13 +343,22 @@ def _backends_result(target: str, user: str, backends: tuple[Backend, ...], dura
     extra = {"hidden": len(hidden)} if hidden else None
     if hidden and not plain:
         evidence: dict[str, Any] = {"total": len(backends), "tls": len(backends), "plaintext": [], **(extra or {})}
-        summary = (f"cannot see whether {len(hidden)} of {len(backends)} backend(s) use TLS: the probe user "
-                   f"{user} lacks pg_read_all_stats (grant pg_monitor) — permission")
+        summary = (
+            f"cannot see whether {len(hidden)} of {len(backends)} backend(s) use TLS: the probe user "
+            f"{user} lacks pg_read_all_stats (grant pg_monitor) — permission"
+        )
         return CheckResult("postgres.backends", target, Verdict.ERROR, summary, evidence, duration_ms)
     names = [b.application_name or b.usename or "?" for b in plain]
     return plaintext_verdict(
-        "postgres.backends", target, "backend", len(backends), rows, names,
-        none="no other client backends", duration_ms=duration_ms, extra=extra,
+        "postgres.backends",
+        target,
+        "backend",
+        len(backends),
+        rows,
+        names,
+        none="no other client backends",
+        duration_ms=duration_ms,
+        extra=extra,
     )
 
 

@@ -55,9 +55,7 @@ class PrebuiltSSLConnection(Connection):
     server_hostname="db.internal", host=..., port=...)``.
     """
 
-    def __init__(
-        self, *, ssl_context: ssl.SSLContext, server_hostname: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext, server_hostname: str | None = None, **kwargs: Any) -> None:
         self._prebuilt_ssl = ssl_context
         self._server_hostname = server_hostname
         super().__init__(**kwargs)
@@ -320,17 +318,23 @@ class RedisSession(KeptSession[Redis, _Replies, RedisFacts]):
         tls_auth = _config_value(raw.tls_auth, "tls-auth-clients")
         listed = raw.client_list
         entries = parse_client_list(_text(listed)) if not isinstance(listed, list) else [dict(e) for e in listed]
-        clients = tuple(
-            _client(e, tls_port) for e in entries if raw.own_id is None or _int(e.get("id")) != raw.own_id
-        )
+        clients = tuple(_client(e, tls_port) for e in entries if raw.own_id is None or _int(e.get("id")) != raw.own_id)
         results = [_listeners_result(self.target, port, tls_port, tls_auth, raw.config_error, _ms(t0))]
         if raw.config_error is None:
             rows = [{"name": c.name, "addr": c.addr, "laddr": c.laddr} for c in clients if not c.tls]
             names = [c.name or c.addr for c in clients if not c.tls]
-            results.append(plaintext_verdict(
-                "redis.clients", self.target, "client", len(clients), rows, names,
-                none="no other clients", duration_ms=_ms(t0),
-            ))
+            results.append(
+                plaintext_verdict(
+                    "redis.clients",
+                    self.target,
+                    "client",
+                    len(clients),
+                    rows,
+                    names,
+                    none="no other clients",
+                    duration_ms=_ms(t0),
+                )
+            )
         return self._facts(
             t0, results, connected=True, port=port, tls_port=tls_port, tls_auth_clients=tls_auth, clients=clients
         )

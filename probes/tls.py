@@ -52,8 +52,7 @@ async def _pg_ssl_request(d: Dialer) -> None:
     if not answer:
         raise Outcome(
             Verdict.FAIL,
-            f"{d.where} closed the connection without answering the SSLRequest "
-            "(not a Postgres/PgBouncer server?)",
+            f"{d.where} closed the connection without answering the SSLRequest (not a Postgres/PgBouncer server?)",
             answer="",
         )
     if answer[:1] == b"E":

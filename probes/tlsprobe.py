@@ -110,9 +110,7 @@ class Dialer:
                 stage="connect",
             ) from exc
         except OSError as exc:
-            raise Outcome(
-                Verdict.ERROR, f"cannot reach {self.where}: {exc.strerror or exc}", stage="connect"
-            ) from exc
+            raise Outcome(Verdict.ERROR, f"cannot reach {self.where}: {exc.strerror or exc}", stage="connect") from exc
         _nodelay(self.writer)
         return self.reader, self.writer
 

@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/pytest -q -p no:cacheprovider "$@"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache
 .venv/bin/mypy --strict inventory probes plans session tui cli lab

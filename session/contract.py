@@ -121,6 +121,13 @@ class EngineLike(Protocol):
     async def release_lock(self) -> None: ...
     async def preview(self, step_id: str, service: str | None = None, *, direction: Any = "advance") -> Any: ...
     async def preview_restart(self, service: str, hosts: Sequence[str] = ()) -> Any: ...
-    async def apply(self, preview: Any, *, reason: str, overrides: Any = (), dry_run: bool = False,
-                    on_event: Callable[[Any], None] | None = None, control: Any = None) -> Any: ...
-
+    async def apply(
+        self,
+        preview: Any,
+        *,
+        reason: str,
+        overrides: Any = (),
+        dry_run: bool = False,
+        on_event: Callable[[Any], None] | None = None,
+        control: Any = None,
+    ) -> Any: ...

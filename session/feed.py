@@ -58,9 +58,13 @@ def lock_holder(info: Any) -> dict[str, Any] | None:
         return dict(info)
     if dataclasses.is_dataclass(info) and not isinstance(info, type):
         return dataclasses.asdict(info)
-    return {"who": str(getattr(info, "who", "?")), "where": str(getattr(info, "where", "?")),
-            "step": str(getattr(info, "step", "?")), "since": getattr(info, "since", 0.0),
-            "token": str(getattr(info, "token", ""))}
+    return {
+        "who": str(getattr(info, "who", "?")),
+        "where": str(getattr(info, "where", "?")),
+        "step": str(getattr(info, "step", "?")),
+        "since": getattr(info, "since", 0.0),
+        "token": str(getattr(info, "token", "")),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +86,15 @@ class Feed(Protocol):
 class LiveFeed:
     """Snapshots from `snapshots`, plus the lock and the fleet journal (every `journal_every` seconds)."""
 
-    def __init__(self, snapshots: SnapshotSource, *, journal: JournalSource | None = None,
-                 lock: LockSource | None = None, journal_every: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        snapshots: SnapshotSource,
+        *,
+        journal: JournalSource | None = None,
+        lock: LockSource | None = None,
+        journal_every: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._snapshots = snapshots
         self._journal = journal
         self._lock = lock
@@ -117,7 +127,8 @@ class LiveFeed:
                 return None, f"{type(exc).__name__}: {exc}"
 
         (s, err), (holder, known, lock_err), journal = await asyncio.gather(
-            snap(), self._lock_read(), self._journal_read())
+            snap(), self._lock_read(), self._journal_read()
+        )
         return Observation(s, err, holder, known, lock_err, journal)
 
 

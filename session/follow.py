@@ -153,7 +153,7 @@ class RecordingTail:
         rec = self.rec
         assert rec is not None
         rec.refresh()
-        new = rec.entries[self._done:]
+        new = rec.entries[self._done :]
         self._done = len(rec.entries)
         records: list[Record] = []
         for e in new:
@@ -200,9 +200,17 @@ class FollowFeed:
         if batch.opened is not None:
             h = batch.opened
             again = "now following a new recording" if self.tail.switches else "following"
-            lines.append(LogLine(h.ts, "note", printable(
-                f"{again} {batch.path} — {h.mode} session of {h.who} on {h.where} (pid {h.pid}), env {h.env}; "
-                "read-only: no SSH, no AWS"), "info"))
+            lines.append(
+                LogLine(
+                    h.ts,
+                    "note",
+                    printable(
+                        f"{again} {batch.path} — {h.mode} session of {h.who} on {h.where} (pid {h.pid}), env {h.env}; "
+                        "read-only: no SSH, no AWS"
+                    ),
+                    "info",
+                )
+            )
             self._journal = []
         holder: dict[str, Any] | None = None
         lock_known = False
@@ -225,5 +233,11 @@ class FollowFeed:
         if len(self._journal) > JOURNAL_KEEP:
             self._journal = self._journal[-JOURNAL_KEEP:]
         snap = printable_snapshot(batch.snapshot) if batch.snapshot is not None else None
-        return Observation(snap, None, holder, lock_known, lock_error,
-                           tuple(self._journal) if journal_new or batch.opened is not None else None)
+        return Observation(
+            snap,
+            None,
+            holder,
+            lock_known,
+            lock_error,
+            tuple(self._journal) if journal_new or batch.opened is not None else None,
+        )

@@ -45,7 +45,7 @@ def said(v: object, missing: str = "?") -> str:
 
 
 def _what(rec: Mapping[str, Any]) -> str:
-    """"pg-5 api", "restart api (staging-api-01)", "pg-2"."""
+    """ "pg-5 api", "restart api (staging-api-01)", "pg-2"."""
     step = said(rec.get("step"), "")
     service = said(rec.get("service"), "")
     hosts = rec.get("hosts") or ()
@@ -55,7 +55,6 @@ def _what(rec: Mapping[str, Any]) -> str:
 
 
 ACTION_LEVEL: Final[Mapping[str, Level]] = {"lock-refused": "error", "error": "error", "refused": "error"}
-
 
 
 def _verdict_lines(rec: Mapping[str, Any], ts: float) -> list[LogLine]:
@@ -94,8 +93,14 @@ def _lock_lines(rec: Mapping[str, Any], ts: float) -> list[LogLine]:
         if rec.get("error"):
             return [LogLine(ts, "lock", f"the fleet lock could not be read: {rec['error']}", "warn")]
         return [LogLine(ts, "lock", "the fleet lock is free")]
-    return [LogLine(ts, "lock", f"lock held by {said(h.get('who'))} on {said(h.get('where'))} "
-                                f"(step {said(h.get('step'))})", "warn")]
+    return [
+        LogLine(
+            ts,
+            "lock",
+            f"lock held by {said(h.get('who'))} on {said(h.get('where'))} (step {said(h.get('step'))})",
+            "warn",
+        )
+    ]
 
 
 def _action_lines(rec: Mapping[str, Any], ts: float) -> list[LogLine]:
@@ -121,8 +126,15 @@ def _event_lines(rec: Mapping[str, Any], ts: float) -> list[LogLine]:
     kind = said(rec.get("kind"), "")
     host = rec.get("host")
     text = f"{host}: {said(rec.get('text'), '')}" if host else said(rec.get("text"), "")
-    lv: Level = "error" if kind == "error" else ("ok" if kind in ("instance-done", "done") else (
-        "warn" if kind in ("paused", "stopping", "journal", "rollback", "diagnostics") else "info"))
+    lv: Level = (
+        "error"
+        if kind == "error"
+        else (
+            "ok"
+            if kind in ("instance-done", "done")
+            else ("warn" if kind in ("paused", "stopping", "journal", "rollback", "diagnostics") else "info")
+        )
+    )
     return [LogLine(ts, kind or "event", text, lv)]
 
 
@@ -146,8 +158,13 @@ def _note_lines(rec: Mapping[str, Any], ts: float) -> list[LogLine]:
 
 
 _LINES: Final[Mapping[str, Callable[[Mapping[str, Any], float], list[LogLine]]]] = {
-    "verdict": _verdict_lines, "journal": _journal_lines, "lock": _lock_lines, "action": _action_lines,
-    "event": _event_lines, "outcome": _outcome_lines, "note": _note_lines,
+    "verdict": _verdict_lines,
+    "journal": _journal_lines,
+    "lock": _lock_lines,
+    "action": _action_lines,
+    "event": _event_lines,
+    "outcome": _outcome_lines,
+    "note": _note_lines,
 }
 
 

@@ -16,8 +16,7 @@ from typing import Any, Final
 # C0 controls but tab and newline, DEL, C1 controls, and the invisible format characters that
 # reorder or hide text (zero-width, bidi embeddings/overrides/isolates, BOM).
 _UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-_NAMES: Final = {"\x1b": "\\e", "\r": "\\r", "\x00": "\\0", "\x07": "\\a", "\x08": "\\b", "\x0c": "\\f",
-                 "\x0b": "\\v"}
+_NAMES: Final = {"\x1b": "\\e", "\r": "\\r", "\x00": "\\0", "\x07": "\\a", "\x08": "\\b", "\x0c": "\\f", "\x0b": "\\v"}
 
 
 def _shown(m: re.Match[str]) -> str:

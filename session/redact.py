@@ -25,9 +25,7 @@ _SECRET_KEY = re.compile(
 # ... unless the name says it only names or locates the secret.
 _NAMES_ONLY = re.compile(r"_(?:NAME|PATH|FILE|SUFFIX|ID|ARN|KEY|VAR|LAYOUT)$")
 
-_PEM_PRIVATE = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
-)
+_PEM_PRIVATE = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----.*?(?:-----END \1-----|\Z)", re.DOTALL)
 # NAME=value, NAME: value, "NAME": "value" where NAME is secret-like
 _ASSIGN = re.compile(
     r"""(?P<name>[A-Za-z0-9_.-]*(?:PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|PRIVATE_KEY|KEY_B64|REQUIREPASS|"""
@@ -49,8 +47,9 @@ _VALUE_FIELDS = frozenset({"value", "values", "secret", "plain", "pem", "b64", "
 def secret_key(name: str) -> bool:
     """True when a field called `name` holds a secret (its value must not be written)."""
     n = name.upper().replace("-", "_").replace(".", "_")
-    if _NAMES_ONLY.search(n) and not n.endswith(("PRIVATE_KEY", "SECRET_KEY", "ACCESS_KEY", "API_KEY",
-                                                  "TLS_KEY", "SSH_KEY")):
+    if _NAMES_ONLY.search(n) and not n.endswith(
+        ("PRIVATE_KEY", "SECRET_KEY", "ACCESS_KEY", "API_KEY", "TLS_KEY", "SSH_KEY")
+    ):
         return False
     return _SECRET_KEY.search(n) is not None
 
@@ -97,8 +96,14 @@ class Redactor:
         if "PRIVATE KEY" in out:
             out = _PEM_PRIVATE.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}-----END {m.group(1)}-----", out)
         if len(out) >= 6:
-            out = _ASSIGN.sub(lambda m: f"{m.group('name')}{m.group('sep')}{m.group('q')}{REDACTED}"
-                              if m.group("value") != REDACTED else m.group(0), out)
+            out = _ASSIGN.sub(
+                lambda m: (
+                    f"{m.group('name')}{m.group('sep')}{m.group('q')}{REDACTED}"
+                    if m.group("value") != REDACTED
+                    else m.group(0)
+                ),
+                out,
+            )
             out = _FLAG.sub(lambda m: f"{m.group('pre')}{m.group('q')}{REDACTED}", out)
             if "://" in out:
                 out = _URL.sub(lambda m: f"{m.group('pre')}{REDACTED}", out)
@@ -129,9 +134,10 @@ class Redactor:
         if isinstance(obj, str):
             return REDACTED if obj else obj
         if isinstance(obj, Mapping):  # where it came from, why it is unknown: not the secret
-            return {k: self._blank(v) if str(k) in _VALUE_FIELDS or secret_key(str(k)) else self.value(v, str(k))
-                    for k, v in obj.items()}
+            return {
+                k: self._blank(v) if str(k) in _VALUE_FIELDS or secret_key(str(k)) else self.value(v, str(k))
+                for k, v in obj.items()
+            }
         if isinstance(obj, list | tuple):
             return [v if isinstance(v, str) and v in self._public else self._blank(v) for v in obj]
         return obj
-

@@ -26,10 +26,21 @@ from session.recording.records import Lock
 from session.view import FleetView, build_view
 
 SPEEDS: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
-MARK_KINDS: Final = frozenset({RecordType.ACTION, RecordType.OUTCOME, RecordType.VERDICT, RecordType.JOURNAL,
-                               RecordType.LOCK, DAMAGED})
-LOG_KINDS: Final = frozenset({RecordType.ACTION, RecordType.OUTCOME, RecordType.VERDICT, RecordType.JOURNAL,
-                              RecordType.LOCK, RecordType.EVENT, RecordType.NOTE, DAMAGED})
+MARK_KINDS: Final = frozenset(
+    {RecordType.ACTION, RecordType.OUTCOME, RecordType.VERDICT, RecordType.JOURNAL, RecordType.LOCK, DAMAGED}
+)
+LOG_KINDS: Final = frozenset(
+    {
+        RecordType.ACTION,
+        RecordType.OUTCOME,
+        RecordType.VERDICT,
+        RecordType.JOURNAL,
+        RecordType.LOCK,
+        RecordType.EVENT,
+        RecordType.NOTE,
+        DAMAGED,
+    }
+)
 IDLE_GAP: Final = 15.0  # seconds of timeline without a log record count as idle
 IDLE_LEAD: Final = 2.0  # skipping idle lands this long before the next activity
 
@@ -39,12 +50,13 @@ def damage_text(line: int, why: str) -> str:
 
 
 def damage_summary(rec: Recording, *, limit: int = 12) -> str:
-    """"3 damaged lines skipped (lines 12, 40, 41)", or "" when there are none."""
+    """ "3 damaged lines skipped (lines 12, 40, 41)", or "" when there are none."""
     if not rec.damaged:
         return ""
     lines = sorted(rec.damaged)
-    shown = ", ".join(str(n) for n in lines[:limit]) + (f", … ({len(lines) - limit} more)" if len(lines) > limit
-                                                          else "")
+    shown = ", ".join(str(n) for n in lines[:limit]) + (
+        f", … ({len(lines) - limit} more)" if len(lines) > limit else ""
+    )
     n = len(lines)
     return f"{n} damaged line{'s' if n != 1 else ''} skipped (line{'s' if n != 1 else ''} {shown})"
 
@@ -70,8 +82,11 @@ class Timeline:
         self.skip_idle = False
         self.log_entries: list[Entry] = [e for e in rec.entries if e.kind in LOG_KINDS]
         self.log_times = [e.ts for e in self.log_entries]
-        self.marks = [e.ts for e in rec.entries if e.kind in MARK_KINDS or
-                      (e.kind == RecordType.EVENT and e.sub == EventKind.ERROR)]
+        self.marks = [
+            e.ts
+            for e in rec.entries
+            if e.kind in MARK_KINDS or (e.kind == RecordType.EVENT and e.sub == EventKind.ERROR)
+        ]
         self.lock_entries = [e for e in rec.entries if e.kind == RecordType.LOCK]
         self.lock_times = [e.ts for e in self.lock_entries]
         self.skipped = 0.0  # idle time skipped by the last tick
@@ -159,8 +174,9 @@ class Timeline:
         try:
             return build_view(plan, printable_snapshot(snap), services, now=self.snapshot_time(index))
         except Exception as exc:  # a snapshot whose values are not of their types: damage, not a crash
-            self.rec.damaged.setdefault(self.rec.snaps[index].line,
-                                        f"a snapshot the screens cannot show ({type(exc).__name__}: {exc})"[:300])
+            self.rec.damaged.setdefault(
+                self.rec.snaps[index].line, f"a snapshot the screens cannot show ({type(exc).__name__}: {exc})"[:300]
+            )
             return None
 
     def view_at(self, plan: Plan, services: Sequence[str], *, limit: int = 200) -> tuple[int, FleetView | None]:
@@ -203,7 +219,7 @@ class Timeline:
 
     def records_tail(self, upto: float, n: int = 300) -> list[dict[str, Any]]:
         j = bisect.bisect_right(self.log_times, upto)
-        return self._shown(self.log_entries[max(0, j - n): j])
+        return self._shown(self.log_entries[max(0, j - n) : j])
 
     def lock_at(self, ts: float) -> tuple[dict[str, Any] | None, bool]:
         """(holder, known) as last readably recorded at or before `ts` (display form)."""
@@ -250,8 +266,11 @@ def parse_time(text: str, *, start: float, pos: float) -> float:
         return pos + n if m.group(1) == "+" else pos - n
     m = _TIME.match(s)
     if m:
-        h, mi, sec = (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m.group(1) is not None else \
-            (int(m.group(2)), int(m.group(3)), 0)
+        h, mi, sec = (
+            (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            if m.group(1) is not None
+            else (int(m.group(2)), int(m.group(3)), 0)
+        )
         if h > 23 or mi > 59 or sec > 59:
             raise ValueError(f"not a time of day: {s}")
         day = datetime.fromtimestamp(start, UTC).replace(hour=h, minute=mi, second=sec, microsecond=0)

@@ -43,8 +43,7 @@ def _conn_summary(s: FleetSnapshot, leg: str) -> str:
 
 def render(s: FleetSnapshot, *, width: int = 100) -> str:
     when = datetime.fromtimestamp(s.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    out = [f"environment {s.env}   snapshot {when} in {s.duration_ms / 1000:.2f}s   overall: "
-           f"{s.verdict.value.upper()}"]
+    out = [f"environment {s.env}   snapshot {when} in {s.duration_ms / 1000:.2f}s   overall: {s.verdict.value.upper()}"]
     if s.managed_database:
         out.append(_v(s.check("runbook.applies")))
         return "\n".join(out)
@@ -65,11 +64,13 @@ def render(s: FleetSnapshot, *, width: int = 100) -> str:
     out.append(f"  Redis TLS                 {_v(s.check('tls.redis'))}")
     out.append(f"                            {_conn_summary(s, 'redis')}")
     if db is not None:
-        out.append(f"  live: ssl={_tri(db.postgres_ssl, 'on', 'off')}  pg_hba hostssl-only="
-                   f"{_tri(db.pg_hba_hostssl_only, 'yes', 'no')}  pgbouncer client="
-                   f"{_val(db.pgbouncer_client_tls_sslmode)} server={_val(db.pgbouncer_server_tls_sslmode)}  redis "
-                   f"port={_val(db.redis_port)} tls-port={_val(db.redis_tls_port)}  "
-                   f"otel→{_val(db.otel_redis_endpoint) or 'not seen'}")
+        out.append(
+            f"  live: ssl={_tri(db.postgres_ssl, 'on', 'off')}  pg_hba hostssl-only="
+            f"{_tri(db.pg_hba_hostssl_only, 'yes', 'no')}  pgbouncer client="
+            f"{_val(db.pgbouncer_client_tls_sslmode)} server={_val(db.pgbouncer_server_tls_sslmode)}  redis "
+            f"port={_val(db.redis_port)} tls-port={_val(db.redis_tls_port)}  "
+            f"otel→{_val(db.otel_redis_endpoint) or 'not seen'}"
+        )
     out.append("")
     out.append("CERTIFICATE MATERIAL")
     bad = [c for c in s.certs if c.verdict is not Verdict.OK]
@@ -83,8 +84,10 @@ def render(s: FleetSnapshot, *, width: int = 100) -> str:
             out.append(f"  [{MARK[c.verdict]:>4}] {c.target}: {c.summary}")
     out.append("")
     out.append("SERVICES  (configured → observed)")
-    out.append(f"  {'instance':<22} {'DATABASE_SSL_MODE':<18} {'Leg1':<6} {'REDIS_TLS':<9} {'Redis':<6} "
-               f"{'CA':<4} {'health':<7} drift")
+    out.append(
+        f"  {'instance':<22} {'DATABASE_SSL_MODE':<18} {'Leg1':<6} {'REDIS_TLS':<9} {'Redis':<6} "
+        f"{'CA':<4} {'health':<7} drift"
+    )
     for i in s.instances:
         out.append("  " + _instance_row(i, s))
     problems = [c for c in s.checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)]
@@ -120,8 +123,16 @@ def _ca(i: InstanceState) -> str:
 def _instance_row(i: InstanceState, s: FleetSnapshot) -> str:
     if i.reachable is False:
         return f"{i.host:<22} UNREACHABLE over SSH"
-    health = "STOPPED" if i.running is False else (
-        ("-" if i.healthy.detail.endswith("no health URL") else "?") if isinstance(i.healthy, Unknown)
-        else ("ok" if i.healthy else "DOWN"))
-    return (f"{i.host:<22} {_cfg(i, s, 'DATABASE_SSL_MODE'):<18} {_use(i.db):<6} {_cfg(i, s, 'REDIS_TLS_ENABLED'):<9} "
-            f"{_use(i.redis):<6} {_ca(i):<4} {health:<7} {'; '.join(i.drift) if i.drift else '-'}")
+    health = (
+        "STOPPED"
+        if i.running is False
+        else (
+            ("-" if i.healthy.detail.endswith("no health URL") else "?")
+            if isinstance(i.healthy, Unknown)
+            else ("ok" if i.healthy else "DOWN")
+        )
+    )
+    return (
+        f"{i.host:<22} {_cfg(i, s, 'DATABASE_SSL_MODE'):<18} {_use(i.db):<6} {_cfg(i, s, 'REDIS_TLS_ENABLED'):<9} "
+        f"{_use(i.redis):<6} {_ca(i):<4} {health:<7} {'; '.join(i.drift) if i.drift else '-'}"
+    )

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 from plans.gates import GATES, GateResult, evaluate
 from plans.hazards import rollback_blockers
 from plans.plan import Plan, Step
-from plans.position import InstancePosition, Position, State, derive_position, next_action_in
+from plans.position import InstancePosition, Position, State, TargetPosition, derive_position, next_action_in
 from probes.model import CheckResult, Unknown, Verdict
 from probes.snapshot import CaFile, ConfiguredValue, DatabaseState, FleetSnapshot, InstanceState, LegUse, LegView
 
@@ -25,11 +25,18 @@ MODES: Final[tuple[Mode, ...]] = ("drive", "watch", "replay")
 GateSummary = Literal["open", "closed", "unknown", "-"]
 
 VERDICT_WORD: Final[Mapping[Verdict, str]] = {
-    Verdict.OK: "ok", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERR?",
+    Verdict.OK: "ok",
+    Verdict.WARN: "WARN",
+    Verdict.FAIL: "FAIL",
+    Verdict.ERROR: "ERR?",
 }
 STATE_WORD: Final[Mapping[str, str]] = {
-    "pending": "pending", "configured": "configured", "live": "live", "verified": "verified",
-    "failed": "FAILED", "unknown": "unknown?",
+    "pending": "pending",
+    "configured": "configured",
+    "live": "live",
+    "verified": "verified",
+    "failed": "FAILED",
+    "unknown": "unknown?",
 }
 
 
@@ -217,12 +224,18 @@ def _legs(s: FleetSnapshot) -> tuple[LegRow, ...]:
         rows.append(LegRow("direct", "PG direct (bypass)", hba, w, v, t, p, summ))
     w, v, summ = _word(s.check("listener.redis"))
     tls, plain = counts("redis")
-    port = "?" if db is None or isinstance(db.redis_port, Unknown) else (
-        "dropped" if db.redis_port == 0 else f":{db.redis_port}")
+    port = (
+        "?"
+        if db is None or isinstance(db.redis_port, Unknown)
+        else ("dropped" if db.redis_port == 0 else f":{db.redis_port}")
+    )
     rows.append(LegRow("redis-plain", "Redis plaintext", port, w, v, "-", plain, summ))
     w, v, summ = _word(s.check("tls.redis"))
-    tport = "?" if db is None or isinstance(db.redis_tls_port, Unknown) else (
-        "off" if db.redis_tls_port == 0 else f":{db.redis_tls_port}")
+    tport = (
+        "?"
+        if db is None or isinstance(db.redis_tls_port, Unknown)
+        else ("off" if db.redis_tls_port == 0 else f":{db.redis_tls_port}")
+    )
     rows.append(LegRow("redis-tls", "Redis TLS", tport, w, v, tls, "-", summ))
     e2e = s.check("e2e.query")
     if e2e is not None:
@@ -273,18 +286,72 @@ def _instances(s: FleetSnapshot) -> tuple[InstanceRow, ...]:
             health = "-" if i.healthy.detail.endswith("no health URL") else "?"
         else:
             health = "ok" if i.healthy else "DOWN"
-        out.append(InstanceRow(
-            key=i.host, service=i.service,
-            db=f"{_cfg(s, i, 'DATABASE_SSL_MODE')} → {_use(i.db)}",
-            redis=f"{_cfg(s, i, 'REDIS_TLS_ENABLED')} → {_use(i.redis)}",
-            ca=_ca(i), health=health,
-            drift="; ".join(i.drift) if i.drift else "-", verdict=i.verdict,
-            reachable=None if isinstance(i.reachable, Unknown) else i.reachable))
+        out.append(
+            InstanceRow(
+                key=i.host,
+                service=i.service,
+                db=f"{_cfg(s, i, 'DATABASE_SSL_MODE')} → {_use(i.db)}",
+                redis=f"{_cfg(s, i, 'REDIS_TLS_ENABLED')} → {_use(i.redis)}",
+                ca=_ca(i),
+                health=health,
+                drift="; ".join(i.drift) if i.drift else "-",
+                verdict=i.verdict,
+                reachable=None if isinstance(i.reachable, Unknown) else i.reachable,
+            )
+        )
     return tuple(out)
 
 
-def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str], *, now: float | None = None,
-               position: Position | None = None) -> FleetView:
+def _target_of(plan: Plan, step: Step, service: str | None) -> str:
+    """What a row acts on: the service, the fleet, or the database host."""
+    if step.per_service and service:
+        return service
+    return "fleet" if step.scope == "fleet" else plan.database_service
+
+
+def _next_text(nxt: tuple[Step, str | None] | None, nd: TargetDetail | None, managed: bool) -> str:
+    """The header's "next": the next action and what blocks it, or why there is none."""
+    if nxt is None:
+        return "the runbook does not apply (managed database)" if managed else "every step is verified"
+    who = f" for {nxt[1]}" if nxt[0].per_service and nxt[1] else ""
+    return f"next: {nxt[0].id}{who} — " + (blocked_text(nd) or f"{nxt[0].title}" + (f" ({nd.state})" if nd else ""))
+
+
+def _detail(
+    key: str,
+    step: Step,
+    service: str | None,
+    target: str,
+    t: TargetPosition,
+    gates: tuple[GateResult, ...],
+    dangers: tuple[str, ...],
+) -> TargetDetail:
+    return TargetDetail(
+        key,
+        step.id,
+        service,
+        target,
+        step.title,
+        step.summary,
+        t.state,
+        t.detail,
+        gates,
+        t.instances,
+        dangers,
+        step.optional,
+        step.kind,
+        step.command,
+    )
+
+
+def build_view(
+    plan: Plan,
+    snap: FleetSnapshot,
+    services_in_order: Sequence[str],
+    *,
+    now: float | None = None,
+    position: Position | None = None,
+) -> FleetView:
     """The main screen's content for `snap`, with gates evaluated as of `now`."""
     now = time.time() if now is None else now
     pos = position or derive_position(plan, snap, services_in_order)
@@ -295,39 +362,41 @@ def build_view(plan: Plan, snap: FleetSnapshot, services_in_order: Sequence[str]
     marks: dict[str, tuple[str, str]] = {"fleet": (snap.verdict.value, f"fleet verdict {snap.verdict.value}")}
     dangers_by: dict[str, list[str]] = {}
     for d in pos.dangers:
-        step = plan.step(d.step)
-        dangers_by.setdefault(row_key(step, d.service), []).append(d.message)
+        dangers_by.setdefault(row_key(plan.step(d.step), d.service), []).append(d.message)
     for sp in pos.steps:
         step = sp.step
         for t in sp.targets:
             service = t.service if step.per_service else None
             key = row_key(step, service)
-            target = t.service if step.per_service and t.service else ("fleet" if step.scope == "fleet"
-                                                                        else plan.database_service)
+            target = _target_of(plan, step, service)
             gates = _gates(plan, step, service, snap, now)
-            rows.append(PlanRow(key, step.id, service, target, step.track, step.title, t.state,
-                                _summary(gates), key == next_key))
-            details[key] = TargetDetail(key, step.id, service, target, step.title, step.summary, t.state, t.detail,
-                                        gates, t.instances, tuple(dangers_by.get(key, ())), step.optional,
-                                        step.kind, step.command)
+            summary = _summary(gates)
+            rows.append(
+                PlanRow(key, step.id, service, target, step.track, step.title, t.state, summary, key == next_key)
+            )
+            details[key] = _detail(key, step, service, target, t, gates, tuple(dangers_by.get(key, ())))
             label = f"{step.id} {target}" if step.per_service else step.id
             marks[f"step {key}"] = (t.state, f"{label}: {t.state}")
     for c in snap.checks:
         marks.setdefault(f"check {c.check} {c.target}", (c.verdict.value, f"{c.check} on {c.target}: {c.summary}"))
-    if nxt is None:
-        next_text = ("the runbook does not apply (managed database)" if snap.managed_database
-                     else "every step is verified")
-    else:
-        nd = details[next_key] if next_key else None
-        who = f" for {nxt[1]}" if nxt[0].per_service and nxt[1] else ""
-        next_text = f"next: {nxt[0].id}{who} — " + (blocked_text(nd) or f"{nxt[0].title}" + (f" ({nd.state})" if nd
-                                                                                           else ""))
-    return FleetView(snap, now, tuple(rows), details, _legs(snap), _instances(snap), next_key, next_text,
-                     tuple(d.message for d in pos.dangers), marks, tuple(c.text for c in snap.causes))
+    nd = details[next_key] if next_key else None
+    return FleetView(
+        snap,
+        now,
+        tuple(rows),
+        details,
+        _legs(snap),
+        _instances(snap),
+        next_key,
+        _next_text(nxt, nd, snap.managed_database),
+        tuple(d.message for d in pos.dangers),
+        marks,
+        tuple(c.text for c in snap.causes),
+    )
 
 
 def blocked_text(d: TargetDetail | None) -> str:
-    """"blocked by no_plaintext_leg1" (gate ids that are not open), "" when nothing blocks the target."""
+    """ "blocked by no_plaintext_leg1" (gate ids that are not open), "" when nothing blocks the target."""
     if d is None:
         return ""
     if d.kind == "certs":
@@ -335,7 +404,8 @@ def blocked_text(d: TargetDetail | None) -> str:
     closed = [g.gate for g in d.gates if g.status == "closed"]
     unknown = [g.gate for g in d.gates if g.status != "closed" and not g.open]
     parts = ([f"blocked by {', '.join(closed)}"] if closed else []) + (
-        [f"{', '.join(unknown)} could not be measured"] if unknown else [])
+        [f"{', '.join(unknown)} could not be measured"] if unknown else []
+    )
     return "; ".join(parts)
 
 
@@ -344,8 +414,9 @@ def blockers_for_rollback(plan: Plan, snap: FleetSnapshot, detail: TargetDetail)
     Warnings do not block (they show in the confirmation)."""
     step = plan.step(detail.step)
     if detail.state == "pending":
-        return [f"{detail.step} is not applied{' for ' + detail.target if step.per_service else ''}: "
-                "nothing to roll back"]
+        return [
+            f"{detail.step} is not applied{' for ' + detail.target if step.per_service else ''}: nothing to roll back"
+        ]
     try:
         return [b.text for b in rollback_blockers(plan, step, detail.service, snap) if b.blocks]
     except ValueError as exc:

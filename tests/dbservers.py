@@ -347,9 +347,7 @@ class DbLab:
             ]
         ini = base / "pgbouncer.ini"
         ini.write_text("\n".join(lines) + "\n")
-        (base / "userlist.txt").write_text(
-            f'"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n"{APP_USER}" "{APP_PASSWORD}"\n'
-        )
+        (base / "userlist.txt").write_text(f'"{ADMIN_USER}" "{ADMIN_PASSWORD}"\n"{APP_USER}" "{APP_PASSWORD}"\n')
         _chown_tree(base)
         (base / "userlist.txt").chmod(0o600)
         log = base / "pgbouncer.log"

@@ -25,8 +25,17 @@ from probes.snapshot import FleetSnapshot
 from tests import snapshots_factory as f
 from tests.test_tui_support import SERVICES, T0
 
-__all__ = ["Blocker", "EngineError", "EngineEvent", "LockError", "LockInfo", "Outcome", "Preview", "RestartTarget",
-           "RollControl"]
+__all__ = [
+    "Blocker",
+    "EngineError",
+    "EngineEvent",
+    "LockError",
+    "LockInfo",
+    "Outcome",
+    "Preview",
+    "RestartTarget",
+    "RollControl",
+]
 
 CONTAINERS = {"database": ("voiceai-postgres", "voiceai-pgbouncer", "voiceai-redis")}
 
@@ -109,8 +118,14 @@ class FakeEngine:
         return hosts + tuple(f"{prefix}-{n:02d}" for n in range(len(hosts) + 1, len(hosts) + 1 + self.extra_hosts))
 
     def _restarts(self, service: str | None) -> tuple[RestartTarget, ...]:
-        return tuple(RestartTarget(h, f"/opt/services/{service or 'database'}/update.sh --restart-only --yes",
-                                   "drain.sh" if service == "voice" else "") for h in self._hosts(service))
+        return tuple(
+            RestartTarget(
+                h,
+                f"/opt/services/{service or 'database'}/update.sh --restart-only --yes",
+                "drain.sh" if service == "voice" else "",
+            )
+            for h in self._hosts(service)
+        )
 
     async def preview(self, step_id: str, service: str | None = None, *, direction: str = "advance") -> Preview:
         self.calls.append(("preview", step_id, service, direction))
@@ -122,38 +137,83 @@ class FakeEngine:
         svc = service or plan.database_service
         if direction == "rollback":
             changes = tuple(Change(svc, c.var, c.value, c.rollback) for c in step.changes)
-            lines = tuple(f"/voiceai/{self.env}/{svc}/{c.var}: ({c.value} → "
-                          f"{'unset' if c.rollback is None else c.rollback})" for c in step.changes)
+            lines = tuple(
+                f"/voiceai/{self.env}/{svc}/{c.var}: ({c.value} → {'unset' if c.rollback is None else c.rollback})"
+                for c in step.changes
+            )
         else:
             changes = tuple(Change(svc, c.var, None, c.value) for c in step.changes)
             lines = tuple(f"/voiceai/{self.env}/{svc}/{c.var}: (unset → {c.value})" for c in step.changes)
-        gates = () if direction == "rollback" else tuple(
-            GateResult(g, "closed" if self.gates_closed else "open",
-                       "voice (staging-voice-02) still connects to PgBouncer in plaintext — flip voice first"
-                       if self.gates_closed else "PgBouncer offers verified TLS to clients", service)
-            for g in step.gates_for_target(service))
+        gates = (
+            ()
+            if direction == "rollback"
+            else tuple(
+                GateResult(
+                    g,
+                    "closed" if self.gates_closed else "open",
+                    "voice (staging-voice-02) still connects to PgBouncer in plaintext — flip voice first"
+                    if self.gates_closed
+                    else "PgBouncer offers verified TLS to clients",
+                    service,
+                )
+                for g in step.gates_for_target(service)
+            )
+        )
         make = BrokenPreview if self.broken_preview else Preview
-        return make(env=self.env, protected=self.protected, step=step_id, service=svc,
-                    direction="rollback" if direction == "rollback" else "advance", title=step.title, changes=changes,
-                    change_lines=lines, restarts=self._restarts(service), gates=gates,
-                    blockers=self.blockers if direction == "rollback" else (), snapshot_at=self.snaps[0].taken_at,
-                    state="pending", recreates=CONTAINERS.get(svc, (f"voiceai-{svc}",)), estimate_s=self.estimate_s)
+        return make(
+            env=self.env,
+            protected=self.protected,
+            step=step_id,
+            service=svc,
+            direction="rollback" if direction == "rollback" else "advance",
+            title=step.title,
+            changes=changes,
+            change_lines=lines,
+            restarts=self._restarts(service),
+            gates=gates,
+            blockers=self.blockers if direction == "rollback" else (),
+            snapshot_at=self.snaps[0].taken_at,
+            state="pending",
+            recreates=CONTAINERS.get(svc, (f"voiceai-{svc}",)),
+            estimate_s=self.estimate_s,
+        )
 
     async def preview_restart(self, service: str, hosts: Sequence[str] = ()) -> Preview:
         self.calls.append(("preview_restart", service, tuple(hosts)))
         assert self.held, "preview without the lock"
         if self.preview_error:
             raise EngineError(self.preview_error)
-        restarts = tuple(r for r in self._restarts(None if service == "database" else service)
-                         if not hosts or r.host in hosts)
-        return Preview(env=self.env, protected=self.protected, step=RESTART, service=service, direction="restart",
-                       title=f"restart {service} (no configuration change)", changes=(), change_lines=(),
-                       restarts=restarts, gates=(), blockers=(), snapshot_at=self.snaps[0].taken_at, state="restart",
-                       recreates=CONTAINERS.get(service, (f"voiceai-{service}",)), estimate_s=self.estimate_s)
+        restarts = tuple(
+            r for r in self._restarts(None if service == "database" else service) if not hosts or r.host in hosts
+        )
+        return Preview(
+            env=self.env,
+            protected=self.protected,
+            step=RESTART,
+            service=service,
+            direction="restart",
+            title=f"restart {service} (no configuration change)",
+            changes=(),
+            change_lines=(),
+            restarts=restarts,
+            gates=(),
+            blockers=(),
+            snapshot_at=self.snaps[0].taken_at,
+            state="restart",
+            recreates=CONTAINERS.get(service, (f"voiceai-{service}",)),
+            estimate_s=self.estimate_s,
+        )
 
-    async def apply(self, preview: Preview, *, reason: str, overrides: Sequence[str] = (), dry_run: bool = False,
-                    on_event: Callable[[EngineEvent], None] | None = None,
-                    control: RollControl | None = None) -> Outcome:
+    async def apply(
+        self,
+        preview: Preview,
+        *,
+        reason: str,
+        overrides: Sequence[str] = (),
+        dry_run: bool = False,
+        on_event: Callable[[EngineEvent], None] | None = None,
+        control: RollControl | None = None,
+    ) -> Outcome:
         self.calls.append(("apply", preview.step, preview.service, preview.direction, reason))
         assert self.held, "apply without the lock"
         control = control or RollControl()
@@ -187,8 +247,9 @@ class FakeEngine:
         for n, r in enumerate(preview.restarts):
             at[0] = T0 + 11 + n
             if not await control.checkpoint(checkpoint_emit):
-                why = (f"stopped by the operator after {n} of {n_all} instance(s)"
-                       + (f" ({', '.join(changed)} changed)" if changed else " (none restarted)"))
+                why = f"stopped by the operator after {n} of {n_all} instance(s)" + (
+                    f" ({', '.join(changed)} changed)" if changed else " (none restarted)"
+                )
                 say("stopping", None, why, T0 + 12 + n)
                 return done(False, "stopped", why, changed)
             say("restart", r.host, r.command, T0 + 11 + n)

@@ -167,9 +167,16 @@ class FakeHosts:
         self.commands.append((host_name, command, timeout))
         if host_name in self.hanging:
             await asyncio.sleep(timeout or 0)
-            return CommandResult(host_name, command, None, "", "", (timeout or 0) * 1000,
-                                 error=f"{host_name}: the command timed out after {timeout:g} s",
-                                 error_kind=SshErrorKind.TIMEOUT)
+            return CommandResult(
+                host_name,
+                command,
+                None,
+                "",
+                "",
+                (timeout or 0) * 1000,
+                error=f"{host_name}: the command timed out after {timeout:g} s",
+                error_kind=SshErrorKind.TIMEOUT,
+            )
         if host_name in self.failing:
             return CommandResult(host_name, command, 1, "", "init.sh: container failed to start", 1.0)
         if "update.sh" in command and host_name not in self.stuck:
@@ -242,8 +249,16 @@ def world(tmp: Path, pg: int = 1, redis: int = 0, *, certs: str = "ok", plan: Pl
     f = FakeFleet(pg, redis, certs=certs)
     collector, store, hosts, lock = CannedCollector(f), FakeStore(f), FakeHosts(f), FakeLock()
     journal = Journal(env, hosts, local_dir=tmp)
-    engine = Engine(env, plan or default_plan(), collector, store=store, journal=journal, lock=lock, hosts=hosts,
-                    poll_interval=0.005)
+    engine = Engine(
+        env,
+        plan or default_plan(),
+        collector,
+        store=store,
+        journal=journal,
+        lock=lock,
+        hosts=hosts,
+        poll_interval=0.005,
+    )
     return World(f, collector, store, hosts, lock, journal, engine)
 
 

@@ -21,18 +21,33 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def cockpit(spec: LabSpec, *args: str, timeout: float = 600,
-            state_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cockpit(
+    spec: LabSpec, *args: str, timeout: float = 600, state_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if state_dir is not None:
         env["XDG_STATE_HOME"] = str(state_dir)
     inv = str(Path(spec.dir) / "inventory.toml")
-    return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", inv], capture_output=True, text=True,
-                          timeout=timeout, check=False, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args, "--inventory", inv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_dir: Path | None = None,
-                inventory: Path | None = None, plan: Plan | None = None) -> T:
+def with_engine(
+    spec: LabSpec,
+    fn: Callable[[Engine], Awaitable[T]],
+    *,
+    local_dir: Path | None = None,
+    inventory: Path | None = None,
+    plan: Plan | None = None,
+) -> T:
     """Run `fn` with an engine on the lab (the shipped runbook unless `plan`), reading what the plan declares;
     the lock is released and the sessions closed afterwards."""
     env = load_inventory(inventory or Path(spec.dir) / "inventory.toml").env(None)
@@ -40,8 +55,9 @@ def with_engine(spec: LabSpec, fn: Callable[[Engine], Awaitable[T]], *, local_di
 
     async def go() -> T:
         collector = collector_for(env, plan)
-        engine = Engine(env, plan, collector,
-                        journal=Journal(env, collector.pool, local_dir=local_dir) if local_dir else None)
+        engine = Engine(
+            env, plan, collector, journal=Journal(env, collector.pool, local_dir=local_dir) if local_dir else None
+        )
         try:
             return await fn(engine)
         finally:

@@ -53,8 +53,15 @@ def cli_lab(instances: str = "", *, variants: str = "") -> Iterator[LabSpec]:
         stack.callback(shutil.rmtree, d, True)
 
         def lab(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "lab", "--dir", str(d), *args], cwd=repo, text=True,
-                                  capture_output=True, timeout=600, check=False, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                [sys.executable, "-m", "lab", "--dir", str(d), *args],
+                cwd=repo,
+                text=True,
+                capture_output=True,
+                timeout=600,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
 
         try:
             r = lab("up", "--net", claim.net, "--instances", instances, "--variant", variants)
@@ -68,8 +75,14 @@ def cli_lab(instances: str = "", *, variants: str = "") -> Iterator[LabSpec]:
 
 def ssh(spec: LabSpec, host: LabHost, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cfg = Path(spec.dir) / "ssh" / "ssh_config"
-    return subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", host.name, command],
-                          capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["ssh", "-F", str(cfg), "-o", "BatchMode=yes", host.name, command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def update(spec: LabSpec, host: LabHost, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -121,9 +134,17 @@ def pgbouncer_config(spec: LabSpec) -> dict[str, str]:
     import psycopg
 
     pw = aws.lab_secrets(spec)["PGBOUNCER_ADMIN_PASSWORD"]
-    with psycopg.connect(host=spec.database.address, port=spec.pgbouncer_port, dbname="pgbouncer",
-                         user="pgbouncer_admin", password=pw, autocommit=True, prepare_threshold=None,
-                         sslmode="prefer", connect_timeout=5) as conn:
+    with psycopg.connect(
+        host=spec.database.address,
+        port=spec.pgbouncer_port,
+        dbname="pgbouncer",
+        user="pgbouncer_admin",
+        password=pw,
+        autocommit=True,
+        prepare_threshold=None,
+        sslmode="prefer",
+        connect_timeout=5,
+    ) as conn:
         rows = conn.execute("SHOW CONFIG").fetchall()
     return {r[0]: r[1] for r in rows}
 
@@ -132,9 +153,15 @@ def postgres_query(spec: LabSpec, sql: str) -> list[tuple[object, ...]]:
     import asyncpg
 
     async def go() -> list[tuple[object, ...]]:
-        conn = await asyncpg.connect(host=spec.database.address, port=spec.postgres_port, user="voiceai",
-                                     password=aws.lab_secrets(spec)["POSTGRES_PASSWORD"], database="voiceai",
-                                     ssl="prefer", timeout=5)
+        conn = await asyncpg.connect(
+            host=spec.database.address,
+            port=spec.postgres_port,
+            user="voiceai",
+            password=aws.lab_secrets(spec)["POSTGRES_PASSWORD"],
+            database="voiceai",
+            ssl="prefer",
+            timeout=5,
+        )
         try:
             return [tuple(r) for r in await conn.fetch(sql)]
         finally:

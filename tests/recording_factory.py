@@ -76,13 +76,22 @@ async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, tries: i
             return
         await pilot.pause()
     app = pilot.app
-    raise AssertionError(f"never happened: {what} (screen {app.screen!r}, "
-                         f"why {getattr(app.main, 'why_disabled', lambda a: '')('advance')!r}, "
-                         f"calls {getattr(getattr(app.main, 'engine', None), 'calls', None)})")
+    raise AssertionError(
+        f"never happened: {what} (screen {app.screen!r}, "
+        f"why {getattr(app.main, 'why_disabled', lambda a: '')('advance')!r}, "
+        f"calls {getattr(getattr(app.main, 'engine', None), 'calls', None)})"
+    )
 
 
-async def _round(app: CockpitApp, pilot: Pilot[Any], clock: Clock, feed: ScriptedFeed, t: float,
-                 snap: FleetSnapshot | None = None, error: str | None = None) -> None:
+async def _round(
+    app: CockpitApp,
+    pilot: Pilot[Any],
+    clock: Clock,
+    feed: ScriptedFeed,
+    t: float,
+    snap: FleetSnapshot | None = None,
+    error: str | None = None,
+) -> None:
     clock.t = t
     feed.snapshot = scenario_at(snap, t) if snap is not None else None
     feed.error = error
@@ -117,13 +126,30 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
     from tui.screens.progress import ProgressScreen
 
     clock = Clock(T0)
-    rec = Recorder(path, env="staging", mode="drive", protected=False, plan="internal-encryption",
-                   services=SERVICES, full_every=full_every, clock=clock, who="tester",
-                   redactor=Redactor(known=[LAB_SECRETS[2]]))
+    rec = Recorder(
+        path,
+        env="staging",
+        mode="drive",
+        protected=False,
+        plan="internal-encryption",
+        services=SERVICES,
+        full_every=full_every,
+        clock=clock,
+        who="tester",
+        redactor=Redactor(known=[LAB_SECRETS[2]]),
+    )
     engine = ScriptedEngine([scenario("ready-pg5")], secret_output=HOSTILE_OUTPUT)
     feed = ScriptedFeed(journal=[dict(JOURNAL[0])])
-    app = make_app("drive", env_name="staging", services=SERVICES, feed=feed, engine=engine, clock=clock,
-                   recorder=rec, poll_interval=None)
+    app = make_app(
+        "drive",
+        env_name="staging",
+        services=SERVICES,
+        feed=feed,
+        engine=engine,
+        clock=clock,
+        recorder=rec,
+        poll_interval=None,
+    )
     me = socket.gethostname()
     async with app.run_test(size=(110, 32)) as pilot:
         await app.workers.wait_for_complete()
@@ -149,8 +175,16 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
         # bob, through the CLI: refused by a closed gate (journaled), then his apply of pg-4's rollback
         bob = {"v": 1, "env": "staging", "who": "bob", "where": "laptop"}
         feed.journal += [
-            {**bob, "ts": t + 0.5, "event": "apply-done", "step": "pg-5", "service": "web", "ok": False,
-             "stage": "refused", "reason": "refused: pgbouncer_offers_tls_and_ca_files: PgBouncer does not offer TLS"},
+            {
+                **bob,
+                "ts": t + 0.5,
+                "event": "apply-done",
+                "step": "pg-5",
+                "service": "web",
+                "ok": False,
+                "stage": "refused",
+                "reason": "refused: pgbouncer_offers_tls_and_ca_files: PgBouncer does not offer TLS",
+            },
         ]
         engine.lock_holder = None
         feed.lock = None
@@ -165,11 +199,33 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
             if preview.direction == "rollback":
                 engine.fail_apply = False  # the rollback works
                 feed.journal += [
-                    {"v": 1, "env": "staging", "who": "tester", "where": me, "ts": clock.t, "event": "apply-start",
-                     "step": "pg-5", "service": "api", "direction": "rollback", "reason": "api-02 unhealthy: back"},
-                    {"v": 1, "env": "staging", "who": "tester", "where": me, "ts": clock.t + 0.5,
-                     "event": "apply-done", "step": "pg-5", "service": "api", "ok": True, "stage": "done",
-                     "direction": "rollback", "reason": "rolled back"}]
+                    {
+                        "v": 1,
+                        "env": "staging",
+                        "who": "tester",
+                        "where": me,
+                        "ts": clock.t,
+                        "event": "apply-start",
+                        "step": "pg-5",
+                        "service": "api",
+                        "direction": "rollback",
+                        "reason": "api-02 unhealthy: back",
+                    },
+                    {
+                        "v": 1,
+                        "env": "staging",
+                        "who": "tester",
+                        "where": me,
+                        "ts": clock.t + 0.5,
+                        "event": "apply-done",
+                        "step": "pg-5",
+                        "service": "api",
+                        "ok": True,
+                        "stage": "done",
+                        "direction": "rollback",
+                        "reason": "rolled back",
+                    },
+                ]
             for k in range(6):
                 t += 1
                 clock.t = t
@@ -182,16 +238,22 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
         clock.t = t
         await pilot.press("n")
         await _confirm(pilot, "change window 42: api first")
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the failed outcome")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+            "the failed outcome",
+        )
         await _cycle_done(pilot, engine, 1)
         t += 2
         clock.t = t
         app.screen.query_one("#rollback", Button).press()
         await _confirm(pilot, "api-02 unhealthy: back")
         await _cycle_done(pilot, engine, 2)
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the rollback's outcome")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+            "the rollback's outcome",
+        )
         await pilot.press("escape")
         await pilot.pause()
         engine.during_apply = None
@@ -227,8 +289,9 @@ async def drive_session(path: Path, *, full_every: float = 4.0) -> Path:
         clock.t = t
         await pilot.press("n")
         await _confirm(pilot, "change window 42: api again")
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the outcome")
+        await until(
+            pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None, "the outcome"
+        )
         await _cycle_done(pilot, engine, 5)
         await pilot.press("escape")
         await pilot.pause()

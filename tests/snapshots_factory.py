@@ -238,8 +238,11 @@ def fleet(
                     )
                 )
                 redis_use = LegUse(1, 0) if wants_redis_tls else LegUse(0, 1)
-            healthy: bool | Unknown = (Unknown(Why.NOT_CHECKED, f"{svc} has no health URL") if svc in NO_HEALTH
-                                       else (db_use.seen and redis_use.seen))
+            healthy: bool | Unknown = (
+                Unknown(Why.NOT_CHECKED, f"{svc} has no health URL")
+                if svc in NO_HEALTH
+                else (db_use.seen and redis_use.seen)
+            )
             instances.append(
                 InstanceState(
                     host=host,
@@ -349,9 +352,13 @@ def _recount(snap: FleetSnapshot) -> FleetSnapshot:
                     tls, plain = (tls + 1, plain) if c.tls else (tls, plain + 1)
         return LegUse(tls, plain)
 
-    return dataclasses.replace(snap, instances=tuple(
-        dataclasses.replace(i, db=use(i.host, ("leg1", "postgres")), redis=use(i.host, ("redis",)))
-        for i in snap.instances))
+    return dataclasses.replace(
+        snap,
+        instances=tuple(
+            dataclasses.replace(i, db=use(i.host, ("leg1", "postgres")), redis=use(i.host, ("redis",)))
+            for i in snap.instances
+        ),
+    )
 
 
 def with_config(snap: FleetSnapshot, service: str, var: str, value: ConfiguredValue | Unknown | None) -> FleetSnapshot:

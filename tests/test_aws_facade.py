@@ -28,16 +28,19 @@ def client_error(code: str, message: str = "") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, "GetParameter")
 
 
-@pytest.mark.parametrize(("exc", "why", "words"), [
-    (NoCredentialsError(), Why.NO_CREDENTIALS, "no AWS credentials"),
-    (ProfileNotFound(profile="ops"), Why.NO_CREDENTIALS, "ops"),
-    (ConnectTimeoutError(endpoint_url="http://127.0.0.1:9"), Why.TIMEOUT, "AWS endpoint unreachable"),
-    (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), Why.UNREACHABLE, "AWS endpoint unreachable"),
-    (client_error("AccessDeniedException", "no"), Why.REFUSED, "access denied by AWS (AccessDeniedException)"),
-    (client_error("ExpiredTokenException"), Why.REFUSED, "access denied by AWS (ExpiredTokenException)"),
-    (client_error("ParameterNotFound", "gone"), Why.NOT_CHECKED, "ParameterNotFound: gone"),
-    (client_error("ThrottlingException", "slow down"), Why.UNREACHABLE, "ThrottlingException: slow down"),
-])
+@pytest.mark.parametrize(
+    ("exc", "why", "words"),
+    [
+        (NoCredentialsError(), Why.NO_CREDENTIALS, "no AWS credentials"),
+        (ProfileNotFound(profile="ops"), Why.NO_CREDENTIALS, "ops"),
+        (ConnectTimeoutError(endpoint_url="http://127.0.0.1:9"), Why.TIMEOUT, "AWS endpoint unreachable"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), Why.UNREACHABLE, "AWS endpoint unreachable"),
+        (client_error("AccessDeniedException", "no"), Why.REFUSED, "access denied by AWS (AccessDeniedException)"),
+        (client_error("ExpiredTokenException"), Why.REFUSED, "access denied by AWS (ExpiredTokenException)"),
+        (client_error("ParameterNotFound", "gone"), Why.NOT_CHECKED, "ParameterNotFound: gone"),
+        (client_error("ThrottlingException", "slow down"), Why.UNREACHABLE, "ThrottlingException: slow down"),
+    ],
+)
 def test_failures_are_classified_by_botocore_classes_and_codes(exc: Exception, why: Why, words: str) -> None:
     assert classify(exc) is why
     text = explain(exc, "reading /ns/x")
@@ -85,8 +88,11 @@ def test_building_the_clients_writes_nothing_to_the_environment() -> None:
 
 
 def test_an_unreachable_endpoint_is_one_aws_error_with_its_why() -> None:
-    aws = Aws(env_with_endpoint(f"http://127.0.0.1:{closed_port()}"), timeout=1.0,
-              credentials=AwsCredentials("lab-operator", "lab-operator"))
+    aws = Aws(
+        env_with_endpoint(f"http://127.0.0.1:{closed_port()}"),
+        timeout=1.0,
+        credentials=AwsCredentials("lab-operator", "lab-operator"),
+    )
     with pytest.raises(AwsError) as exc:
         asyncio.run(aws.get_parameter("/voiceai/staging/api/DATABASE_SSL_MODE"))
     assert exc.value.why is Why.UNREACHABLE and exc.value.code == ""

@@ -55,9 +55,7 @@ def run(
     now: datetime = NOW,
     warn_days: int = 30,
 ) -> dict[str, CheckResult]:
-    results = certs.check_material(
-        ca, cert, key, dns_name=dns_name, target=TARGET, now=now, warn_days=warn_days
-    )
+    results = certs.check_material(ca, cert, key, dns_name=dns_name, target=TARGET, now=now, warn_days=warn_days)
     assert [r.check for r in results] == list(CHECK_IDS)
     assert all(r.target == TARGET for r in results)
     for r in results:
@@ -80,9 +78,7 @@ def all_ok_except(res: dict[str, CheckResult], *checks: str) -> None:
             assert r.verdict is Verdict.OK, (k, r.summary)
 
 
-def assert_no_secrets(
-    results: Iterable[CheckResult], *materials: pki.Material, extra: Iterable[str] = ()
-) -> None:
+def assert_no_secrets(results: Iterable[CheckResult], *materials: pki.Material, extra: Iterable[str] = ()) -> None:
     """No base64 value, private key PEM or a line of a private key body in any result."""
     forbidden: list[str] = list(extra)
     for m in materials:
@@ -111,10 +107,7 @@ def test_base_material_all_ok(base: pki.Material) -> None:
     assert res["certs.san"].summary == f"server cert SAN covers {DNS}"
     assert "824 days left" in res["certs.expiry"].summary or "825 days left" in res["certs.expiry"].summary
     assert res["certs.expiry"].evidence["days_left"] in (824, 825)
-    assert (
-        res["certs.key_match"].evidence["cert_pubkey_sha256"]
-        == res["certs.key_match"].evidence["key_pubkey_sha256"]
-    )
+    assert res["certs.key_match"].evidence["cert_pubkey_sha256"] == res["certs.key_match"].evidence["key_pubkey_sha256"]
     assert all(r.duration_ms >= 0 for r in res.values())
     assert_no_secrets(res.values(), base)
 
@@ -246,9 +239,7 @@ def test_present_names_the_missing(base: pki.Material, missing: tuple[int, ...])
 
 
 def _pem_block(label: str, body: bytes) -> bytes:
-    return (
-        f"-----BEGIN {label}-----\n".encode() + base64.encodebytes(body) + f"-----END {label}-----\n".encode()
-    )
+    return f"-----BEGIN {label}-----\n".encode() + base64.encodebytes(body) + f"-----END {label}-----\n".encode()
 
 
 def _encrypted_key_pem() -> bytes:
@@ -294,9 +285,7 @@ def _encrypted_key_pem() -> bytes:
         ("ca", lambda m: "QUJDRA", f"{CA_VAR} is not valid base64", "certs.chain"),
     ],
 )
-def test_decode_failures(
-    base: pki.Material, slot: str, make_value: object, needle: str, blocked: str
-) -> None:
+def test_decode_failures(base: pki.Material, slot: str, make_value: object, needle: str, blocked: str) -> None:
     ca, cert, key = b64s(base)
     value = make_value(base)  # type: ignore[operator]
     if slot == "ca":
@@ -469,9 +458,7 @@ def test_san_without_dns_name_is_not_checked(base: pki.Material) -> None:
 # --- robustness: bugs vs bad input, never raising, no leaks ---------------------------------------
 
 
-def test_bug_in_a_check_is_an_error_marked_as_ours(
-    base: pki.Material, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bug_in_a_check_is_an_error_marked_as_ours(base: pki.Material, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: object, **k: object) -> CheckResult:
         raise RuntimeError("oops")
 

@@ -11,9 +11,17 @@ from cli.parser import KEYS, build_parser
 
 Argv = tuple[list[str], list[str]]  # (the words before the options, the words after them)
 # certs takes its options after push/check
-PLAN_COMMANDS = ((["plan"], []), (["advance"], []), (["rollback"], ["pg-2"]), (["restart"], ["api"]),
-                 (["certs", "check"], []), (["lock"], []), (["drive"], []), (["watch"], []),
-                 (["replay"], ["r.jsonl"]))
+PLAN_COMMANDS = (
+    (["plan"], []),
+    (["advance"], []),
+    (["rollback"], ["pg-2"]),
+    (["restart"], ["api"]),
+    (["certs", "check"], []),
+    (["lock"], []),
+    (["drive"], []),
+    (["watch"], []),
+    (["replay"], ["r.jsonl"]),
+)
 
 
 @pytest.mark.parametrize("argv", PLAN_COMMANDS, ids=lambda a: a[0][0])
@@ -40,8 +48,10 @@ def test_plan_file_is_not_in_the_help(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--plan FILE" in out and "--plan-file" not in out
 
 
-@pytest.mark.parametrize("key", ["R restart", "p pause/resume", "s stop", "/ filter", "j k down/up",
-                                 "g G first/last row", "? help", "ctrl+p"])
+@pytest.mark.parametrize(
+    "key",
+    ["R restart", "p pause/resume", "s stop", "/ filter", "j k down/up", "g G first/last row", "? help", "ctrl+p"],
+)
 def test_the_help_lists_every_key(key: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert key in KEYS
     with pytest.raises(SystemExit):

@@ -21,21 +21,40 @@ class _NoAws:
 
 def test_an_unreadable_manifest_makes_every_value_unknown_with_its_reason() -> None:
     bad = Unknown(Why.NOT_CHECKED, "h1:/opt/services/api/vars.yaml: not valid YAML (line 3)")
-    values = asyncio.run(read_service_config(_NoAws(), None, "api", "app", manifest=bad,  # type: ignore[arg-type]
-                                             variables=("DATABASE_SSL_MODE", "REDIS_TLS_ENABLED")))
+    values = asyncio.run(
+        read_service_config(
+            _NoAws(),
+            None,
+            "api",
+            "app",
+            manifest=bad,  # type: ignore[arg-type]
+            variables=("DATABASE_SSL_MODE", "REDIS_TLS_ENABLED"),
+        )
+    )
     assert set(values) == {"DATABASE_SSL_MODE", "REDIS_TLS_ENABLED"}
     for v in values.values():
         assert isinstance(v, Unknown) and "vars.yaml" in v.detail and "not valid YAML" in v.detail
-    checks = _unread_config({"api": values, "web": {"DATABASE_SSL_MODE": ConfiguredValue("disable",
-                                                                                         ConfigSource.DEFAULT)}})
+    checks = _unread_config(
+        {"api": values, "web": {"DATABASE_SSL_MODE": ConfiguredValue("disable", ConfigSource.DEFAULT)}}
+    )
     assert len(checks) == 1 and checks[0].verdict is Verdict.ERROR and checks[0].target == "api"
     assert checks[0].check == "config.read" and "not valid YAML" in checks[0].summary
 
 
 def test_an_unreadable_env_file_is_not_an_empty_one() -> None:
     gone = Unknown(Why.TIMEOUT, "h1:/opt/deployment/rollout.env: timed out")
-    values = asyncio.run(read_service_config(_NoAws(), None, "api", "app", manifest={}, bootstrap={},  # type: ignore[arg-type]
-                                             envfile=gone, variables=("DATABASE_SSL_MODE",)))
+    values = asyncio.run(
+        read_service_config(
+            _NoAws(),
+            None,
+            "api",
+            "app",
+            manifest={},
+            bootstrap={},  # type: ignore[arg-type]
+            envfile=gone,
+            variables=("DATABASE_SSL_MODE",),
+        )
+    )
     v = values["DATABASE_SSL_MODE"]
     assert isinstance(v, Unknown) and v.why is Why.TIMEOUT and "the env file" in v.detail
 
@@ -47,6 +66,9 @@ def test_the_collector_reads_what_the_plan_declares_and_nothing_of_its_own() -> 
     assert rollout_vars("app") == ("REDIS_TLS_PORT",)
     declared = {"database": ("POSTGRES_TLS_ENABLED", "NEW_DB_VAR"), "app": ("DATABASE_SSL_MODE", "REDIS_TLS_PORT")}
     assert rollout_vars("database", declared) == (
-        "POSTGRES_TLS_ENABLED", "NEW_DB_VAR", "TLS_KEY_OWNER", "REDIS_TLS_PORT"
+        "POSTGRES_TLS_ENABLED",
+        "NEW_DB_VAR",
+        "TLS_KEY_OWNER",
+        "REDIS_TLS_PORT",
     )
     assert rollout_vars("api", declared) == ("DATABASE_SSL_MODE", "REDIS_TLS_PORT")

@@ -55,18 +55,22 @@ def test_whole_runbook_through_the_cli_and_back(lab: LabSpec, tmp_path: Path) ->
     assert all(e["reason"] for e in journal if e["event"] == "apply-start")
 
 
-@pytest.mark.parametrize(("scenario", "step", "service", "gate", "words"), [
-    ("secret-missing", "pg-2", None, "certs_valid", "voice"),
-    ("bad-san", "pg-3", None, "postgres_tls_verifies", ""),
-    ("pg-2", "pg-4", None, "leg2_tls_and_e2e", ""),
-    ("pg-3", "pg-5", "api", "pgbouncer_offers_tls_and_ca_files", ""),
-    ("straggler", "pg-6", None, "no_plaintext_leg1", "voice"),
-    ("bad-san", "redis-2", "api", "redis_tls_verifies", ""),
-    ("telpro-no-ssl", "redis-2", "telpro", "telpro_ssl_build", "telpro"),
-    ("straggler", "redis-3", None, "no_plaintext_redis", "voice"),
-])
-def test_each_gate_blocks_where_it_should(lab: LabSpec, scenario: str, step: str, service: str | None,
-                                          gate: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "step", "service", "gate", "words"),
+    [
+        ("secret-missing", "pg-2", None, "certs_valid", "voice"),
+        ("bad-san", "pg-3", None, "postgres_tls_verifies", ""),
+        ("pg-2", "pg-4", None, "leg2_tls_and_e2e", ""),
+        ("pg-3", "pg-5", "api", "pgbouncer_offers_tls_and_ca_files", ""),
+        ("straggler", "pg-6", None, "no_plaintext_leg1", "voice"),
+        ("bad-san", "redis-2", "api", "redis_tls_verifies", ""),
+        ("telpro-no-ssl", "redis-2", "telpro", "telpro_ssl_build", "telpro"),
+        ("straggler", "redis-3", None, "no_plaintext_redis", "voice"),
+    ],
+)
+def test_each_gate_blocks_where_it_should(
+    lab: LabSpec, scenario: str, step: str, service: str | None, gate: str, words: str
+) -> None:
     scenarios.apply(lab, scenario)
 
     async def go(engine: Engine) -> tuple[str, str]:
@@ -92,9 +96,15 @@ def test_plaintext_postgres_client_blocks_force_ssl(lab: LabSpec) -> None:
     scenarios.apply(lab, "pg-6")
 
     async def go() -> str:
-        conn = await asyncpg.connect(host=lab.database.address, port=lab.postgres_port, user="voiceai",
-                                     password=aws.lab_secrets(lab)["POSTGRES_PASSWORD"], database="voiceai",
-                                     ssl=False, server_settings={"application_name": "batch-job"})
+        conn = await asyncpg.connect(
+            host=lab.database.address,
+            port=lab.postgres_port,
+            user="voiceai",
+            password=aws.lab_secrets(lab)["POSTGRES_PASSWORD"],
+            database="voiceai",
+            ssl=False,
+            server_settings={"application_name": "batch-job"},
+        )
         try:
             env_engine: list[str] = []
 
@@ -118,8 +128,17 @@ def test_forced_override_is_journaled(lab: LabSpec, tmp_path: Path) -> None:
     assert r.returncode == 2 and "--override ID" in r.stderr  # no blanket override any more
     r = cockpit(lab, "advance", "pg-4", "--yes", "--override", "nope", "--reason", "testing", state_dir=tmp_path)
     assert r.returncode == 1 and "no such gate or blocker" in r.stdout + r.stderr
-    r = cockpit(lab, "advance", "pg-4", "--yes", "--override", "leg2_tls_and_e2e", "--reason",
-                "testing the override", state_dir=tmp_path)
+    r = cockpit(
+        lab,
+        "advance",
+        "pg-4",
+        "--yes",
+        "--override",
+        "leg2_tls_and_e2e",
+        "--reason",
+        "testing the override",
+        state_dir=tmp_path,
+    )
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         entries = [json.loads(x) for x in (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()]
@@ -136,8 +155,9 @@ def test_two_advances_at_once_one_gets_the_lock(lab: LabSpec) -> None:
     scenarios.apply(lab, "fresh")
     inv = str(Path(lab.dir) / "inventory.toml")
     cmd = [sys.executable, "-m", "cli", "advance", "pg-2", "--yes", "--reason", "race", "--inventory", inv]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
     try:
@@ -213,9 +233,26 @@ def test_ssh_cut_during_the_roll_then_rerun_converges(lab: LabSpec) -> None:
     scenarios.apply(lab, "pg-4")
     api2 = [h for h in lab.app_hosts() if h.service == "api"][1]
     inv = str(Path(lab.dir) / "inventory.toml")
-    p = subprocess.Popen([sys.executable, "-m", "cli", "advance", "pg-5", "--service", "api", "--yes",
-                          "--reason", "ssh cut", "--inventory", inv], cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "advance",
+            "pg-5",
+            "--service",
+            "api",
+            "--yes",
+            "--reason",
+            "ssh cut",
+            "--inventory",
+            inv,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert p.stdout is not None
     out = []
     cut = False
@@ -246,9 +283,27 @@ def test_cockpit_killed_mid_step(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "pg-4")
     inv = str(Path(lab.dir) / "inventory.toml")
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
-    p = subprocess.Popen([sys.executable, "-m", "cli", "advance", "pg-5", "--service", "voice", "--yes",
-                          "--reason", "to be killed", "--inventory", inv], cwd=REPO, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "advance",
+            "pg-5",
+            "--service",
+            "voice",
+            "--yes",
+            "--reason",
+            "to be killed",
+            "--inventory",
+            inv,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert p.stdout is not None
     for line in p.stdout:  # kill it once the first instance is done
         if "instance-done" in line:
@@ -261,8 +316,10 @@ def test_cockpit_killed_mid_step(lab: LabSpec, tmp_path: Path) -> None:
         assert "stale" in lock.stdout and "not running on this machine" in lock.stdout, lock.stdout
         plan = cockpit(lab, "plan")
         assert "staging-voice-01" in plan.stdout and "staging-voice-02" in plan.stdout  # instances differ
-        entries = [json.loads(x)["event"] for x in
-                   (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()]
+        entries = [
+            json.loads(x)["event"]
+            for x in (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()
+        ]
         assert "apply-start" in entries and "apply-done" not in entries
         r = cockpit(lab, "advance", "pg-5", "--service", "voice", "--yes", "--reason", "after the kill")
         assert r.returncode == 1 and "held by" in r.stderr
@@ -280,8 +337,11 @@ def _two_environments(lab: LabSpec, dest: Path) -> Path:
     (the same fleet under both names: what staging has verified, production's gate reads)."""
     text = (Path(lab.dir) / "inventory.toml").read_text()
     head, sep, envs = text.partition("[environments.staging]")
-    prod = (sep + envs).replace("[environments.staging", "[environments.production").replace(
-        'after = ""', 'after = "staging"', 1)
+    prod = (
+        (sep + envs)
+        .replace("[environments.staging", "[environments.production")
+        .replace('after = ""', 'after = "staging"', 1)
+    )
     dest.write_text(head + sep + envs + "\n" + prod)
     return dest
 
@@ -292,10 +352,17 @@ def test_a_step_waits_for_the_environment_before(lab: LabSpec, tmp_path: Path) -
     inv = _two_environments(lab, tmp_path / "inventory.toml")
     scenarios.apply(lab, "pg-4")  # staging: pg-4 verified, pg-5 for api pending
     try:
+
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", str(inv)],
-                                  capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
-                                  stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                [sys.executable, "-m", "cli", *args, "--inventory", str(inv)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+            )
 
         blocked = run("advance", "pg-5", "--service", "api", "--env", "production", "--dry-run")
         assert blocked.returncode == 1, blocked.stdout + blocked.stderr  # a dry run exits as the real run would
@@ -304,8 +371,17 @@ def test_a_step_waits_for_the_environment_before(lab: LabSpec, tmp_path: Path) -
         assert gate and "[ closed]" in gate[0] and "pg-5 is not verified in staging" in gate[0], blocked.stdout
         refused = run("advance", "pg-5", "--service", "api", "--env", "production", "--yes", "--reason", "go")
         assert refused.returncode == 1 and "env_order" in refused.stderr, refused.stdout + refused.stderr
-        overridden = run("advance", "pg-5", "--service", "api", "--env", "production", "--dry-run",
-                         "--override-env-order", "staging is down for maintenance")
+        overridden = run(
+            "advance",
+            "pg-5",
+            "--service",
+            "api",
+            "--env",
+            "production",
+            "--dry-run",
+            "--override-env-order",
+            "staging is down for maintenance",
+        )
         gate = [ln for ln in overridden.stdout.splitlines() if "env_order" in ln]
         assert gate and "[   open]" in gate[0] and "overridden: staging is down for maintenance" in gate[0]
         done_there = run("advance", "pg-4", "--env", "production", "--dry-run")
@@ -332,16 +408,30 @@ def test_envfile_config_store_end_to_end(lab: LabSpec, tmp_path: Path) -> None:
     saved = {p: p.read_bytes() for p in (db_env, web_env)}
     ssm_before = rollout_params(lab)
     # the database's rollout variables, as pg-4 set them, move into its env file (same values: no restart)
-    db_env.write_bytes(saved[db_env] + "".join(
-        f"{name.rsplit('/', 1)[-1]}={value}\n" for name, value in ssm_before.items() if "/database/" in name).encode())
+    db_env.write_bytes(
+        saved[db_env]
+        + "".join(
+            f"{name.rsplit('/', 1)[-1]}={value}\n" for name, value in ssm_before.items() if "/database/" in name
+        ).encode()
+    )
     inv = tmp_path / "inventory.toml"
-    inv.write_text((Path(lab.dir) / "inventory.toml").read_text().replace(
-        'kind = "ssm"', 'kind = "envfile"\npath = "/opt/deployment/.env"', 1))
+    inv.write_text(
+        (Path(lab.dir) / "inventory.toml")
+        .read_text()
+        .replace('kind = "ssm"', 'kind = "envfile"\npath = "/opt/deployment/.env"', 1)
+    )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", str(inv)],
-                              capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
-                              stdin=subprocess.DEVNULL, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+        return subprocess.run(
+            [sys.executable, "-m", "cli", *args, "--inventory", str(inv)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+        )
 
     def web_meter() -> dict[str, object]:
         data: dict[str, object] = json.loads((Path(web.root) / "var/lib/lab/web.meter.json").read_text())
@@ -357,8 +447,13 @@ def test_envfile_config_store_end_to_end(lab: LabSpec, tmp_path: Path) -> None:
         assert web_meter()["db"]["tls"] is True  # type: ignore[index]
         assert rollout_params(lab) == ssm_before  # SSM untouched
         plan = run("plan", "--json")
-        web_pg5 = [t for s in json.loads(plan.stdout)["steps"] if s["step"] == "pg-5" for t in s["targets"]
-                   if t["service"] == "web"]
+        web_pg5 = [
+            t
+            for s in json.loads(plan.stdout)["steps"]
+            if s["step"] == "pg-5"
+            for t in s["targets"]
+            if t["service"] == "web"
+        ]
         assert web_pg5 and web_pg5[0]["state"] == "verified", plan.stdout
 
         back = run("rollback", "pg-5", "--service", "web", "--yes", "--reason", "env-file store back")

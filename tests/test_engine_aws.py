@@ -32,26 +32,51 @@ def denied_aws(lab: LabSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     address, port = f"{lab.net}.4", 5056
     endpoint = f"http://{address}:{port}"
     # the first 3 calls run unauthenticated (they create the admin); IAM is enforced after that
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
-                            env={"INITIAL_NO_AUTH_ACTION_COUNT": "3", "PATH": "/usr/bin:/bin"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
+        env={"INITIAL_NO_AUTH_ACTION_COUNT": "3", "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert procs.wait_port(address, port, 30, pid=proc.pid)
         kw = {"region_name": lab.region, "endpoint_url": endpoint}
         iam = boto3.client("iam", aws_access_key_id="x", aws_secret_access_key="x", **kw)  # type: ignore[call-overload]
         iam.create_user(UserName="admin")
-        iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="admin",
+            PolicyName="all",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
         ak = iam.create_access_key(UserName="admin")["AccessKey"]
         admin = {"aws_access_key_id": ak["AccessKeyId"], "aws_secret_access_key": ak["SecretAccessKey"], **kw}
         iam = boto3.client("iam", **admin)  # type: ignore[call-overload]
         iam.create_user(UserName="operator")
-        iam.put_user_policy(UserName="operator", PolicyName="narrow", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["ssm:Get*", "ssm:Describe*", "secretsmanager:Get*",
-                                               "secretsmanager:List*", "secretsmanager:Describe*"], "Resource": "*"},
-                {"Effect": "Allow", "Action": ["ssm:PutParameter"], "Resource": "*"},
-            ]}))
+        iam.put_user_policy(
+            UserName="operator",
+            PolicyName="narrow",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": [
+                                "ssm:Get*",
+                                "ssm:Describe*",
+                                "secretsmanager:Get*",
+                                "secretsmanager:List*",
+                                "secretsmanager:Describe*",
+                            ],
+                            "Resource": "*",
+                        },
+                        {"Effect": "Allow", "Action": ["ssm:PutParameter"], "Resource": "*"},
+                    ],
+                }
+            ),
+        )
         ok_ = iam.create_access_key(UserName="operator")["AccessKey"]
         # copy the lab's configuration into it, as admin
         src_sm, src_ssm = lab_aws.client(lab, "secretsmanager"), lab_aws.client(lab, "ssm")

@@ -126,8 +126,9 @@ async def test_pause_then_resume_goes_on_and_stop_ends_between_instances(tmp_pat
         elif e.kind == "paused":
             control.resume()
 
-    out = await w.engine.apply(await w.engine.preview("pg-5", "api"), reason="pause", on_event=on_event,
-                               control=control)
+    out = await w.engine.apply(
+        await w.engine.preview("pg-5", "api"), reason="pause", on_event=on_event, control=control
+    )
     assert out.ok, out.reason
     assert kinds.index("paused") < kinds.index("resumed") < len(kinds) - 1
     assert w.hosts.restarted() == list(API)
@@ -142,8 +143,9 @@ async def test_pause_then_resume_goes_on_and_stop_ends_between_instances(tmp_pat
         elif e.kind == "paused":
             control.stop()
 
-    out = await w.engine.apply(await w.engine.preview("pg-5", "api"), reason="stop", on_event=stop_after_first,
-                               control=control)
+    out = await w.engine.apply(
+        await w.engine.preview("pg-5", "api"), reason="stop", on_event=stop_after_first, control=control
+    )
     assert not out.ok and out.stage == "stopped"
     assert out.reason == f"stopped by the operator after 1 of 2 instance(s) ({API[0]} changed)"
     assert w.hosts.restarted() == [API[0]] and out.changed == (API[0],)

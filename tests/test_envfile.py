@@ -385,7 +385,7 @@ def test_reader_inline_comment_is_not_part_of_the_value() -> None:
 
 
 def test_reader_follows_shell_rules() -> None:
-    text = "export A='x y' # c\nB=\"q\\\"\"\nA=2\r\nC=a#b\n"
+    text = 'export A=\'x y\' # c\nB="q\\""\nA=2\r\nC=a#b\n'
     assert parse_env_text(text) == {"A": "2", "B": 'q"', "C": "a#b"}
     assert parse_env_text(text.encode()) == parse_env_text(text)
 
@@ -535,9 +535,7 @@ def assign_lines(draw: st.DrawFn, eol: bytes) -> Line:
         canonical = draw(st.booleans())
         token = quote_double(value, canonical)
         canonical = token == quote_double(value, True)
-    suffix = draw(
-        st.one_of(st.just(b""), ws1, st.tuples(ws1, comment_body).map(lambda t: t[0] + b"#" + t[1]))
-    )
+    suffix = draw(st.one_of(st.just(b""), ws1, st.tuples(ws1, comment_body).map(lambda t: t[0] + b"#" + t[1])))
     return Line("assign", prefix, enc(token), suffix, eol, key, value, style, canonical)
 
 

@@ -48,12 +48,15 @@ def test_a_stopped_straggler_configured_for_plaintext_keeps_require_away(lab: La
     try:
         r = cockpit(lab, "advance", "pg-6", "--yes", "--reason", "straggler test", state_dir=tmp_path)
         assert r.returncode == 1, r.stdout + r.stderr
-        assert "no_plaintext_leg1" in r.stderr and "ops (staging-ops-01, stopped) is still configured for plaintext" \
-            in r.stderr, r.stderr
+        assert (
+            "no_plaintext_leg1" in r.stderr
+            and "ops (staging-ops-01, stopped) is still configured for plaintext" in r.stderr
+        ), r.stderr
         scenarios.apply(lab, "straggler-stopped-redis")
         r = cockpit(lab, "advance", "redis-3", "--yes", "--reason", "straggler test", state_dir=tmp_path)
-        assert r.returncode == 1 and "telpro (staging-telpro-01, stopped) is still configured for plaintext" \
-            in r.stderr, r.stdout + r.stderr
+        assert (
+            r.returncode == 1 and "telpro (staging-telpro-01, stopped) is still configured for plaintext" in r.stderr
+        ), r.stdout + r.stderr
     finally:
         scenarios.apply(lab, "fresh")
 
@@ -68,8 +71,10 @@ def test_two_cockpits_never_count_themselves_or_each_other(lab: LabSpec) -> None
                 view = s.leg(leg)  # type: ignore[arg-type]
                 assert isinstance(view, LegView), (leg, view)
                 assert not [c for c in view.connections if c.service.startswith("rollout-cockpit")], leg
-                assert not [c for c in view.connections if c.instance is None and c.service != "otel-collector"], \
-                    (leg, view.connections)  # nothing unattributed: no other cockpit's session slipped in
+                assert not [c for c in view.connections if c.instance is None and c.service != "otel-collector"], (
+                    leg,
+                    view.connections,
+                )  # nothing unattributed: no other cockpit's session slipped in
             # its own Postgres session sees itself in pg_stat_ssl: counted apart, never as a client
             own = s.database.leg("postgres")
             assert isinstance(own, LegView) and own.own >= 1
@@ -101,19 +106,37 @@ def test_no_aws_credentials_opens_nothing_and_says_why_once(lab: LabSpec, tmp_pa
     """Defect 4: without AWS credentials pg-3's gate must not read open; the root cause is said once."""
     scenarios.apply(lab, "pg-2")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(XDG_STATE_HOME=str(tmp_path), AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
-               AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+    env.update(
+        XDG_STATE_HOME=str(tmp_path),
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     inv = str(Path(lab.dir) / "inventory.toml")
     try:
-        r = subprocess.run([sys.executable, "-m", "cli", "plan", "--json", "--inventory", inv], cwd=REPO,
-                           capture_output=True, text=True, timeout=300, env=env, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "cli", "plan", "--json", "--inventory", inv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         plan = json.loads(r.stdout)
         assert any("no AWS credentials" in c["text"] for c in plan["causes"]), plan["causes"]
         verified = {s["step"] for s in plan["steps"] if s["state"] == "verified"}
         assert not verified & {"pg-1", "pg-2", "pg-3"}, verified  # nothing reads as done on no evidence
-        r = subprocess.run([sys.executable, "-m", "cli", "advance", "pg-3", "--dry-run", "--inventory", inv],
-                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "cli", "advance", "pg-3", "--dry-run", "--inventory", inv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
         assert r.returncode in (1, 2), r.stdout + r.stderr
         assert "[   open] postgres_tls_verifies" not in r.stdout
     finally:
@@ -125,17 +148,29 @@ def test_probe_users_never_fall_back_to_a_default(lab: LabSpec, tmp_path: Path) 
     name = f"{lab.namespace}/cockpit/nouser"
     sm = aws.client(lab, "secretsmanager")
     pw = aws.lab_secrets(lab)
-    aws.put_secret(sm, name, {"POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
-                              "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
-                              "REDIS_PASSWORD": pw["REDIS_PASSWORD"]})
+    aws.put_secret(
+        sm,
+        name,
+        {
+            "POSTGRES_PASSWORD": pw["POSTGRES_PASSWORD"],
+            "PGBOUNCER_ADMIN_PASSWORD": pw["PGBOUNCER_ADMIN_PASSWORD"],
+            "REDIS_PASSWORD": pw["REDIS_PASSWORD"],
+        },
+    )
     text = (Path(lab.dir) / "inventory.toml").read_text()
     start = text.index("[environments.staging.credentials]")
     end = text.index("\n[", start + 1)
     inv = tmp_path / "inventory.toml"
     inv.write_text(text[:start] + f'[environments.staging.credentials]\nsecret = "{name}"\n' + text[end:])
     scenarios.apply(lab, "fresh")
-    r = subprocess.run([sys.executable, "-m", "cli", "status", "--json", "--inventory", str(inv)], cwd=REPO,
-                       capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--json", "--inventory", str(inv)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     data = json.loads(r.stdout)
     creds = [c for c in data["checks"] if c["check"] == "probe.credentials"]
     assert creds and "no Postgres user for the probes" in creds[0]["summary"], creds
@@ -150,8 +185,11 @@ def test_restart_one_service_instance_by_instance(lab: LabSpec, tmp_path: Path) 
     r = cockpit(lab, "restart", "api", "--yes", "--reason", "land the CA", state_dir=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "restart 1. staging-api-01" in r.stdout and "restart 2. staging-api-02" in r.stdout, r.stdout
-    assert r.stdout.index("staging-api-01: done") < r.stdout.index("staging-api-02: done") if \
-        "staging-api-01: done" in r.stdout else True
+    assert (
+        r.stdout.index("staging-api-01: done") < r.stdout.index("staging-api-02: done")
+        if "staging-api-01: done" in r.stdout
+        else True
+    )
     journal = [json.loads(x) for x in (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text().splitlines()]
     done = [e for e in journal if e["event"] == "apply-done" and e.get("step") == "restart"]
     assert done and done[-1]["ok"] is True

@@ -32,16 +32,24 @@ def consistent(lab: LabSpec, state: Path | None = None, *, outage: bool = False)
     dangers = {(d["step"], d["service"]) for d in plan["dangers"]}  # type: ignore[union-attr, index]
     for s in plan["steps"]:  # type: ignore[union-attr]
         for t in s["targets"]:  # type: ignore[index]
-            runs_nowhere = t["configured"] is True and t["instances"] and all(  # type: ignore[index]
-                i["state"] == "configured" for i in t["instances"])  # type: ignore[index]
+            runs_nowhere = (
+                t["configured"] is True
+                and t["instances"]
+                and all(  # type: ignore[index]
+                    i["state"] == "configured" for i in t["instances"]
+                )
+            )  # type: ignore[index]
             db_runs_nowhere = t["configured"] is True and not t["instances"] and t["state"] == "configured"
             if runs_nowhere or db_runs_nowhere or t["partial"]:  # type: ignore[index]
                 assert (s["step"], t["service"]) in dangers, (s["step"], t, plan["dangers"])  # type: ignore[index]
     lock = cockpit(lab, "lock", state_dir=state).stdout
     assert "free" in lock or "stale" in lock, lock
     if not outage:
-        failed = {k: (m["requests_failed"], m.get("last_failure")) for k, m in control.meters(lab).items()
-                  if m["requests_failed"]}
+        failed = {
+            k: (m["requests_failed"], m.get("last_failure"))
+            for k, m in control.meters(lab).items()
+            if m["requests_failed"]
+        }
         assert not failed, failed
     return plan
 
@@ -79,8 +87,18 @@ def test_a_stalled_target_refuses_within_the_connect_timeout(fresh: LabSpec, tmp
     control.reset_meters(fresh)
     api2 = [h for h in fresh.app_hosts() if h.service == "api"][1]
     with faults.stalled_sshd(fresh, api2):
-        r = cockpit(fresh, "advance", "pg-5", "--service", "api", "--yes", "--reason", "fault: stalled",
-                    state_dir=tmp_path, timeout=300)
+        r = cockpit(
+            fresh,
+            "advance",
+            "pg-5",
+            "--service",
+            "api",
+            "--yes",
+            "--reason",
+            "fault: stalled",
+            state_dir=tmp_path,
+            timeout=300,
+        )
         assert r.returncode == 1, r.stdout + r.stderr
         # refused before any write, naming the host: by preflight, or already by a gate it leaves unmeasured
         assert api2.name in r.stdout and ("preflight failed" in r.stdout or "[unknown]" in r.stdout), r.stdout
@@ -132,10 +150,27 @@ def test_killed_between_the_two_writes_of_a_step(fresh: LabSpec, tmp_path: Path)
     scenarios.apply(fresh, "redis-1")
     control.reset_meters(fresh)
     inv = str(Path(fresh.dir) / "inventory.toml")
-    p = subprocess.Popen([sys.executable, "-c", _KILL_BETWEEN_WRITES, "advance", "redis-2", "--service", "api",
-                          "--yes", "--reason", "to be killed", "--inventory", inv], cwd=REPO, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILL_BETWEEN_WRITES,
+            "advance",
+            "redis-2",
+            "--service",
+            "api",
+            "--yes",
+            "--reason",
+            "to be killed",
+            "--inventory",
+            inv,
+        ],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+    )
     assert p.stdout is not None
     for line in p.stdout:
         if "FIRST-WRITE-DONE" in line:
@@ -152,8 +187,7 @@ def test_killed_between_the_two_writes_of_a_step(fresh: LabSpec, tmp_path: Path)
     assert "stale" in lock.stdout and "is not running on this machine" in lock.stdout, lock.stdout
     consistent(fresh, tmp_path)
     assert cockpit(fresh, "lock", "--break", "--reason", "the run was killed", state_dir=tmp_path).returncode == 0
-    r = cockpit(fresh, "advance", "redis-2", "--service", "api", "--yes", "--reason", "complete it",
-                state_dir=tmp_path)
+    r = cockpit(fresh, "advance", "redis-2", "--service", "api", "--yes", "--reason", "complete it", state_dir=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     after = consistent(fresh, tmp_path)
     assert not after["dangers"], after["dangers"]
@@ -163,9 +197,27 @@ def test_sigterm_mid_roll_stops_after_the_instance_and_releases(fresh: LabSpec, 
     scenarios.apply(fresh, "pg-4")
     control.reset_meters(fresh)
     inv = str(Path(fresh.dir) / "inventory.toml")
-    p = subprocess.Popen([sys.executable, "-m", "cli", "advance", "pg-5", "--service", "api", "--yes", "--reason",
-                          "to be stopped", "--inventory", inv], cwd=REPO, text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "advance",
+            "pg-5",
+            "--service",
+            "api",
+            "--yes",
+            "--reason",
+            "to be stopped",
+            "--inventory",
+            inv,
+        ],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+    )
     assert p.stdout is not None
     out = []
     for line in p.stdout:
@@ -177,10 +229,17 @@ def test_sigterm_mid_roll_stops_after_the_instance_and_releases(fresh: LabSpec, 
     assert "stops after the current instance" in text and "stopped by the operator after 1 of 2" in text, text
     assert "lock released" in text, text
     plan = consistent(fresh, tmp_path)
-    api = next(t for s in plan["steps"] if s["step"] == "pg-5" for t in s["targets"]  # type: ignore[union-attr, index]
-               if t["service"] == "api")
-    assert {i["host"]: i["state"] for i in api["instances"]} == {"staging-api-01": "live",  # type: ignore[index]
-                                                                 "staging-api-02": "configured"}
+    api = next(
+        t
+        for s in plan["steps"]
+        if s["step"] == "pg-5"
+        for t in s["targets"]  # type: ignore[union-attr, index]
+        if t["service"] == "api"
+    )
+    assert {i["host"]: i["state"] for i in api["instances"]} == {
+        "staging-api-01": "live",  # type: ignore[index]
+        "staging-api-02": "configured",
+    }
     r = cockpit(fresh, "advance", "pg-5", "--service", "api", "--yes", "--reason", "finish", state_dir=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     consistent(fresh, tmp_path)
@@ -195,15 +254,39 @@ def test_certs_push_waits_for_the_lock(fresh: LabSpec, tmp_path: Path) -> None:
         assert isinstance(engine, Engine)
         await engine.acquire_lock("pg-5")
         r = await __import__("asyncio").to_thread(
-            cockpit, fresh, "certs", "push", "--ca", str(pki / "ca.crt"), "--cert", str(pki / "server.crt"),
-            "--key", str(pki / "server.key"), "--reason", "rotate during a step", state_dir=tmp_path)
+            cockpit,
+            fresh,
+            "certs",
+            "push",
+            "--ca",
+            str(pki / "ca.crt"),
+            "--cert",
+            str(pki / "server.crt"),
+            "--key",
+            str(pki / "server.key"),
+            "--reason",
+            "rotate during a step",
+            state_dir=tmp_path,
+        )
         assert r.returncode == 1, r.stdout + r.stderr
         return r.stderr
 
     err = with_engine(fresh, hold)  # type: ignore[arg-type]
     assert "the fleet lock is held by" in err and "pg-5" in err
-    r = cockpit(fresh, "certs", "push", "--ca", str(pki / "ca.crt"), "--cert", str(pki / "server.crt"), "--key",
-                str(pki / "server.key"), "--reason", "rotate, nothing else running", state_dir=tmp_path)
+    r = cockpit(
+        fresh,
+        "certs",
+        "push",
+        "--ca",
+        str(pki / "ca.crt"),
+        "--cert",
+        str(pki / "server.crt"),
+        "--key",
+        str(pki / "server.key"),
+        "--reason",
+        "rotate, nothing else running",
+        state_dir=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     journal = (tmp_path / "rollout-cockpit/journal/staging.jsonl").read_text()
     assert '"event": "certs-push"' in journal and "rotate, nothing else running" in journal
@@ -216,16 +299,18 @@ def envfile_lab() -> Iterator[LabSpec]:
         yield spec
 
 
-def test_envfile_unsupported_line_on_the_second_host_refuses_before_writing(envfile_lab: LabSpec,
-                                                                            tmp_path: Path) -> None:
+def test_envfile_unsupported_line_on_the_second_host_refuses_before_writing(
+    envfile_lab: LabSpec, tmp_path: Path
+) -> None:
     spec = envfile_lab
     scenarios.apply(spec, "pg-4")
     api1, api2 = [h for h in spec.app_hosts() if h.service == "api"]
     f1 = Path(api1.root) / "opt/deployment/rollout.env"
     before = f1.read_bytes()
     with faults.unsupported_envfile_line(spec, api2):
-        r = cockpit(spec, "advance", "pg-5", "--service", "api", "--yes", "--reason", "fault: envfile line",
-                    state_dir=tmp_path)
+        r = cockpit(
+            spec, "advance", "pg-5", "--service", "api", "--yes", "--reason", "fault: envfile line", state_dir=tmp_path
+        )
         assert r.returncode in (1, 2), r.stdout + r.stderr
         text = r.stdout + r.stderr
         assert api2.name in text and "line" in text, text

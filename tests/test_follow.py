@@ -29,16 +29,26 @@ from tui.widgets.tables import PlanTable
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"step": "pg-5", "service": "api", "direction": "advance", "who": "alice"}
-PREVIEW = {"env": "staging", "step": "pg-5", "service": "api", "direction": "advance", "title": "Leg 1",
-           "changes": ["/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)"],
-           "restarts": [{"host": "staging-api-01", "command": "update.sh", "pre_restart": ""}],
-           "gates": [{"gate": "pgbouncer_offers_tls_and_ca_files", "status": "open", "reason": "ok", "service": None}],
-           "blockers": [], "open": True, "state": "pending", "snapshot_at": T0}
+PREVIEW = {
+    "env": "staging",
+    "step": "pg-5",
+    "service": "api",
+    "direction": "advance",
+    "title": "Leg 1",
+    "changes": ["/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)"],
+    "restarts": [{"host": "staging-api-01", "command": "update.sh", "pre_restart": ""}],
+    "gates": [{"gate": "pgbouncer_offers_tls_and_ca_files", "status": "open", "reason": "ok", "service": None}],
+    "blockers": [],
+    "open": True,
+    "state": "pending",
+    "snapshot_at": T0,
+}
 
 
 def driver(path: Path, clock: Clock) -> Recorder:
-    rec = Recorder(path, env="staging", mode="drive", services=SERVICES, plan="internal-encryption", clock=clock,
-                   who="alice")
+    rec = Recorder(
+        path, env="staging", mode="drive", services=SERVICES, plan="internal-encryption", clock=clock, who="alice"
+    )
     rec.snapshot(scenario("ready-pg5", taken_at=clock.t))
     rec.record("lock", holder=None, known=True)
     rec.record("journal", entry=dict(JOURNAL[0]), backlog=True)
@@ -48,8 +58,11 @@ def driver(path: Path, clock: Clock) -> Recorder:
 def drive_a_step(rec: Recorder, clock: Clock) -> None:
     """What a drive session writes while it applies pg-5 for api, then the snapshot that shows it."""
     clock.t += 1
-    rec.record("lock", holder={"who": "alice", "where": "bastion", "pid": 7, "step": "pg-5", "since": clock.t,
-                               "token": "tok"}, known=True)
+    rec.record(
+        "lock",
+        holder={"who": "alice", "where": "bastion", "pid": 7, "step": "pg-5", "since": clock.t, "token": "tok"},
+        known=True,
+    )
     rec.record("action", kind="lock", **BASE)
     rec.record("action", kind="preview", preview=PREVIEW, **BASE)
     rec.record("action", kind="confirm", reason="window 42: \x1b[31mapi\x1b[0m first", **BASE)
@@ -96,8 +109,11 @@ async def test_a_step_the_driver_applies_shows_within_two_polls(tmp_path: Path) 
         assert app.main.lock_holder is None
         polls = app.polls
         drive_a_step(rec, clock)
-        await until(pilot, lambda: state_of(app, "pg-5:api") == "verified" and any("confirmed" in x for x in lines),
-                    "the step on the follower's screen")
+        await until(
+            pilot,
+            lambda: state_of(app, "pg-5:api") == "verified" and any("confirmed" in x for x in lines),
+            "the step on the follower's screen",
+        )
         seen_after = app.polls - polls
         assert seen_after <= 2, f"shown after {seen_after} polls of {FOLLOW_POLL}s"
         assert any("alice confirmed advance pg-5 api — window 42: \\e[31mapi\\e[0m first" in x for x in lines)
@@ -193,12 +209,22 @@ def test_following_what_cannot_be_followed_is_one_line(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     (tmp_path / "other.jsonl").write_text("hello\n")
     (tmp_path / "empty").mkdir()
-    for path, says in ((tmp_path / "missing.jsonl", "no such file"), (fifo, "named pipe"),
-                       (tmp_path / "other.jsonl", "not JSON"), (tmp_path / "empty", "no recording in this directory")):
+    for path, says in (
+        (tmp_path / "missing.jsonl", "no such file"),
+        (fifo, "named pipe"),
+        (tmp_path / "other.jsonl", "not JSON"),
+        (tmp_path / "empty", "no recording in this directory"),
+    ):
         with pytest.raises(RecordingError, match=says):
             build_follow_app(path)
-        r = subprocess.run([sys.executable, "-m", "cli", "watch", "--follow", str(path)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [sys.executable, "-m", "cli", "watch", "--follow", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
@@ -242,8 +268,14 @@ sys.exit(0 if code == 0 and not loaded else 1)
 
 
 def test_following_never_loads_ssh_aws_or_the_engine(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-c", FOLLOW_WITHOUT_THE_FLEET, str(tmp_path / "d.jsonl")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [sys.executable, "-c", FOLLOW_WITHOUT_THE_FLEET, str(tmp_path / "d.jsonl")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "0 []"
 
@@ -260,7 +292,8 @@ def test_the_feed_hands_out_typed_records_only_once(tmp_path: Path) -> None:
     kinds = [type(r).__name__ for r in batch.records]
     assert kinds.count("Action") == 4 and kinds.count("Outcome") == 1 and kinds[-1] == "End"
     assert isinstance(batch.records[3], Action) and isinstance(
-        next(r for r in batch.records if isinstance(r, Outcome)), Outcome)
+        next(r for r in batch.records if isinstance(r, Outcome)), Outcome
+    )
     assert batch.snapshot is not None and batch.snapshot.taken_at == clock.t + 0.5
     again = tail.poll()
     assert again.records == () and again.snapshot is None and again.opened is None

@@ -38,6 +38,7 @@ def conns(snap: FleetSnapshot, leg: str) -> tuple[Connection, ...]:
     assert isinstance(view, LegView)
     return view.connections
 
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = default_plan()
 
@@ -46,9 +47,7 @@ def gate(name: str, snap: FleetSnapshot, service: str | None = None) -> GateResu
     return evaluate(name, snap, service=service, now=T0 + 5, plan=PLAN)
 
 
-def assert_gate(
-    name: str, snap: FleetSnapshot, status: str, *fragments: str, service: str | None = None
-) -> None:
+def assert_gate(name: str, snap: FleetSnapshot, status: str, *fragments: str, service: str | None = None) -> None:
     r = gate(name, snap, service)
     assert r.status == status, r.reason
     for f in fragments:
@@ -104,9 +103,7 @@ def test_certs_valid() -> None:
         mixed, certs=tuple(c for c in mixed.certs if not (c.check == "certs.san" and c.target != "voice"))
     )
     assert_gate("certs_valid", mixed, "closed", "under voice (server cert SAN")
-    assert_gate(
-        "certs_valid", fleet(1, certs="error"), "unknown", "could not run under voice", "AccessDenied"
-    )
+    assert_gate("certs_valid", fleet(1, certs="error"), "unknown", "could not run under voice", "AccessDenied")
     assert_gate("certs_valid", fleet(1, certs="none"), "unknown", "no cert check has run")
 
 
@@ -132,9 +129,7 @@ def test_leg2_tls_and_e2e() -> None:
         "closed",
         "1 PgBouncer→Postgres connection (10.0.1.20:40001) is still plaintext",
     )
-    assert_gate(
-        "leg2_tls_and_e2e", fleet(3), "open", "every PgBouncer→Postgres connection is TLS (1 connection)"
-    )
+    assert_gate("leg2_tls_and_e2e", fleet(3), "open", "every PgBouncer→Postgres connection is TLS (1 connection)")
     assert_gate(
         "leg2_tls_and_e2e",
         with_connections(fleet(3), leg="leg2"),
@@ -157,8 +152,13 @@ def test_pgbouncer_offers_tls_and_ca_files() -> None:
         service="voice",
     )
     snap = with_instance(fleet(4), "staging-voice-02", ca_files={"/etc/ssl/internal/ca.crt": CaFile.MISSING})
-    assert_gate(name, snap, "closed", "the internal CA is not at /etc/ssl/internal/ca.crt on staging-voice-02 "
-                                      "(missing)", service="voice")
+    assert_gate(
+        name,
+        snap,
+        "closed",
+        "the internal CA is not at /etc/ssl/internal/ca.crt on staging-voice-02 (missing)",
+        service="voice",
+    )
     assert_gate(name, snap, "open", service="api")  # another service is not held back
     assert_gate(
         name,
@@ -202,19 +202,28 @@ def test_no_plaintext_leg1_names_the_stragglers() -> None:
 def test_no_plaintext_leg1_needs_evidence_about_every_instance() -> None:
     stray = Connection("leg1", "?", None, "10.0.9.9:41000", False)
     snap = with_connections(fleet(5), *conns(fleet(5), "leg1"), stray, leg="leg1")
-    assert_gate("no_plaintext_leg1", snap, "closed",
-                "an unidentified client (10.0.9.9:41000) connects to PgBouncer in plaintext from an address that is "
-                "no host of the inventory — identify it and move it to TLS first")
+    assert_gate(
+        "no_plaintext_leg1",
+        snap,
+        "closed",
+        "an unidentified client (10.0.9.9:41000) connects to PgBouncer in plaintext from an address that is "
+        "no host of the inventory — identify it and move it to TLS first",
+    )
     # no connection seen proves nothing: configured for TLS, running, but silent → unknown, by name
     partly = with_connections(fleet(5), *(c for c in conns(fleet(5), "leg1") if c.service != "ops"), leg="leg1")
-    assert_gate("no_plaintext_leg1", partly, "unknown",
-                "no evidence that staging-ops-01 (no connection seen; running but not connected) would use TLS")
+    assert_gate(
+        "no_plaintext_leg1",
+        partly,
+        "unknown",
+        "no evidence that staging-ops-01 (no connection seen; running but not connected) would use TLS",
+    )
     # known to be down, configured for TLS: it will come back on TLS
     down = with_instance(partly, "staging-ops-01", running=False)
     assert_gate("no_plaintext_leg1", down, "open")
     # not known whether it runs: unknown
-    assert_gate("no_plaintext_leg1", with_instance(partly, "staging-ops-01", running=UNREAD), "unknown",
-                "staging-ops-01")
+    assert_gate(
+        "no_plaintext_leg1", with_instance(partly, "staging-ops-01", running=UNREAD), "unknown", "staging-ops-01"
+    )
     # nobody seen at all: unknown for every instance
     empty = with_connections(fleet(5), leg="leg1")
     assert_gate("no_plaintext_leg1", empty, "unknown", "staging-api-01", "staging-web-01")
@@ -229,13 +238,18 @@ def test_a_stopped_straggler_configured_for_plaintext_closes_the_gate() -> None:
     snap = with_instance(snap, "staging-ops-01", running=False)
     assert gate("no_plaintext_leg1", snap).reason == (
         "ops (staging-ops-01, stopped) is still configured for plaintext to PgBouncer (pg-5 not in place: stopped or "
-        "not, it would come back on plaintext) — flip ops first")
+        "not, it would come back on plaintext) — flip ops first"
+    )
     # the same for Redis with a stopped telpro
     snap = fleet(7, 2, config={"telpro": {"REDIS_TLS_ENABLED": None, "REDIS_TLS_CA_FILE": None}})
     snap = with_connections(snap, *(c for c in conns(snap, "redis") if c.service != "telpro"), leg="redis")
     snap = with_instance(snap, "staging-telpro-01", running=False)
-    assert_gate("no_plaintext_redis", snap, "closed",
-                "telpro (staging-telpro-01, stopped) is still configured for plaintext to Redis (redis-2 not in place")
+    assert_gate(
+        "no_plaintext_redis",
+        snap,
+        "closed",
+        "telpro (staging-telpro-01, stopped) is still configured for plaintext to Redis (redis-2 not in place",
+    )
 
 
 def test_an_unreadable_configuration_is_not_evidence() -> None:
@@ -252,8 +266,9 @@ def test_no_plaintext_postgres() -> None:
         "PgBouncer (10.0.1.20:40001) still connects to Postgres in plaintext",
     )
     direct = Connection("postgres", "ops", "staging-ops-01", "10.0.5.11:5555", False)
-    snap = with_connections(fleet(6), *conns(fleet(6), "leg1"), *conns(fleet(6), "leg2"), *conns(fleet(6), "redis"),
-                            direct)
+    snap = with_connections(
+        fleet(6), *conns(fleet(6), "leg1"), *conns(fleet(6), "leg2"), *conns(fleet(6), "redis"), direct
+    )
     assert gate("no_plaintext_postgres", snap).reason == (
         "ops (staging-ops-01) still connects directly to Postgres in plaintext — move it to TLS first; "
         "hostssl-only would refuse it"
@@ -309,15 +324,17 @@ def test_no_plaintext_redis_counts_the_otel_collector() -> None:
     otel = next(c for c in conns(snap, "redis") if c.service == "otel-collector")
     others = [c for c in conns(snap, "redis") if c.service != "otel-collector"]
     plain_otel = dataclasses.replace(otel, tls=False, detail="6379")
-    snap = with_database(
-        with_connections(snap, *others, plain_otel, leg="redis"), otel_redis_endpoint="10.0.1.20:6379"
-    )
+    snap = with_database(with_connections(snap, *others, plain_otel, leg="redis"), otel_redis_endpoint="10.0.1.20:6379")
     r = gate("no_plaintext_redis", snap)
     assert r.status == "closed"
     assert "the OTel collector's REDIS_ENDPOINT is still the plaintext port (10.0.1.20:6379)" in r.reason
     assert_gate("no_plaintext_redis", with_connections(fleet(7, 2), leg="redis"), "unknown", "no evidence that")
-    assert_gate("no_plaintext_redis", with_database(fleet(7, 2), otel_redis_endpoint=""), "unknown",
-                "OTel collector's Redis connection is not seen")
+    assert_gate(
+        "no_plaintext_redis",
+        with_database(fleet(7, 2), otel_redis_endpoint=""),
+        "unknown",
+        "OTel collector's Redis connection is not seen",
+    )
 
 
 def test_verifications() -> None:
@@ -333,8 +350,12 @@ def test_verifications() -> None:
         service="voice",
     )
     assert_gate("postgres_hostssl_only", fleet(6), "closed", "still lets TCP connections in without TLS")
-    assert_gate("postgres_hostssl_only", with_database(fleet(7), pg_hba_hostssl_only=UNREAD), "unknown",
-                "pg_hba.conf could not be read")
+    assert_gate(
+        "postgres_hostssl_only",
+        with_database(fleet(7), pg_hba_hostssl_only=UNREAD),
+        "unknown",
+        "pg_hba.conf could not be read",
+    )
     assert_gate("postgres_hostssl_only", fleet(7), "open")
     assert_gate("redis_plaintext_dropped", fleet(7, 2), "closed", "still listens in plaintext on :6379")
     assert_gate("redis_plaintext_dropped", fleet(7, 3), "open")
@@ -363,8 +384,7 @@ def test_a_stale_snapshot_never_opens() -> None:
 
 def test_managed_database_closes_every_gate() -> None:
     for name, spec in GATES.items():
-        r = evaluate(name, managed(fleet(2)), service="api" if spec.per_service else None, now=T0,
-                     plan=PLAN)
+        r = evaluate(name, managed(fleet(2)), service="api" if spec.per_service else None, now=T0, plan=PLAN)
         assert r.status == "closed" and "runbook does not apply" in r.reason
 
 
@@ -420,10 +440,20 @@ def test_no_postgres_tls_off_while_pgbouncer_verifies_it() -> None:
 def test_no_client_tls_off_while_an_app_requires_it() -> None:
     snap = fleet(4, config={"api": {"DATABASE_SSL_MODE": "verify-full"}})
     b = blockers("pg-4", snap)
-    assert any((x.startswith("pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) "
-                            "is still configured on api") and x.endswith("roll it back there first (newest first)"))
-               or x.startswith("pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) "
-                               "is partly configured on api") for x in b), b
+    assert any(
+        (
+            x.startswith(
+                "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) "
+                "is still configured on api"
+            )
+            and x.endswith("roll it back there first (newest first)")
+        )
+        or x.startswith(
+            "pg-5 (DATABASE_SSL_MODE=verify-full, DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt) "
+            "is partly configured on api"
+        )
+        for x in b
+    ), b
     assert (
         "api (DATABASE_SSL_MODE=verify-full) requires TLS to PgBouncer: with client TLS off they would be "
         "locked "
@@ -472,8 +502,7 @@ def test_rollback_blocks_on_what_it_cannot_see() -> None:
     snap = with_database(snap, pgbouncer_client_tls_sslmode=UNREAD)
     b = blockers("pg-3", snap)
     assert any(
-        x.startswith("cannot tell whether pg-4 (PGBOUNCER_CLIENT_TLS_SSLMODE=allow) is still in place")
-        for x in b
+        x.startswith("cannot tell whether pg-4 (PGBOUNCER_CLIENT_TLS_SSLMODE=allow) is still in place") for x in b
     ), b
 
 
@@ -482,8 +511,10 @@ def test_an_unmeasurable_later_step_that_the_store_says_is_off_only_warns() -> N
     rolling back pg-6 and earlier is not blocked by pg-7 — a warning says what could not be measured."""
     snap = with_database(fleet(6), pg_hba_hostssl_only=Unknown(Why.REFUSED, "needs superuser"))
     assert blockers("pg-6", snap) == []
-    assert any(w.startswith("pg-7 (POSTGRES_FORCE_SSL=on) is not configured, but whether it still runs could not "
-                            "be measured") for w in warnings("pg-6", snap)), warnings("pg-6", snap)
+    assert any(
+        w.startswith("pg-7 (POSTGRES_FORCE_SSL=on) is not configured, but whether it still runs could not be measured")
+        for w in warnings("pg-6", snap)
+    ), warnings("pg-6", snap)
     # configured in the store: still blocked, whatever the live fact says
     on = with_database(fleet(7), pg_hba_hostssl_only=Unknown(Why.REFUSED, "needs superuser"))
     assert any(x.startswith("pg-7 (POSTGRES_FORCE_SSL=on) is still configured") for x in blockers("pg-6", on))
@@ -513,9 +544,7 @@ def envs() -> tuple[Environment, Environment]:
 def test_env_order_gate() -> None:
     staging, production = envs()
     step = PLAN.step("pg-3")
-    assert env_order_gate(step, staging, None) == GateResult(
-        "env_order", "open", "no environment comes before staging"
-    )
+    assert env_order_gate(step, staging, None) == GateResult("env_order", "open", "no environment comes before staging")
     r = env_order_gate(step, production, None)
     assert (r.status, r.reason) == (
         "unknown",
@@ -527,19 +556,13 @@ def test_env_order_gate() -> None:
     r = env_order_gate(step, production, behind)
     assert (r.status, r.reason) == (
         "closed",
-        "pg-3 is not verified in staging yet (database: configured) — finish it there first, or override "
-        "with a "
-        "reason",
+        "pg-3 is not verified in staging yet (database: configured) — finish it there first, or override with a reason",
     )
     ahead = derive_position(PLAN, fleet(3), SERVICES)
     assert env_order_gate(step, production, ahead).status == "open"
-    r = env_order_gate(
-        step, production, behind, override="staging's PgBouncer is being rebuilt; approved by ops"
-    )
+    r = env_order_gate(step, production, behind, override="staging's PgBouncer is being rebuilt; approved by ops")
     assert r.status == "open"
-    assert r.reason.startswith(
-        "overridden: staging's PgBouncer is being rebuilt; approved by ops (otherwise: pg-3"
-    )
+    assert r.reason.startswith("overridden: staging's PgBouncer is being rebuilt; approved by ops (otherwise: pg-3")
     r = env_order_gate(step, production, behind, override="  ")
     assert r.status == "closed" and r.reason.endswith("an override needs a non-empty reason")
 
@@ -557,8 +580,9 @@ def test_env_order_gate_per_service() -> None:
 def test_the_database_host_is_not_a_client() -> None:
     snap = fleet(5)
     assert not isinstance(snap.database, Unknown)
-    db_inst = dataclasses.replace(snap.instances[0], host=snap.database.host, service="database", db=LegUse(),
-                                  consumes=())
+    db_inst = dataclasses.replace(
+        snap.instances[0], host=snap.database.host, service="database", db=LegUse(), consumes=()
+    )
     snap = dataclasses.replace(snap, instances=(*snap.instances, db_inst))
     r = gate("no_plaintext_leg1", snap)
     assert r.status == "open" and "staging-database-01" not in r.reason

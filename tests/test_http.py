@@ -55,9 +55,11 @@ async def test_a_kept_connection_is_reused() -> None:
 
 
 async def test_a_server_that_closes_gets_a_new_connection_each_time() -> None:
-    for answer in (lambda n: ok(b"Connection: close\r\n"),
-                   lambda n: b"HTTP/1.0 503 Service Unavailable\r\n\r\n",
-                   lambda n: b"HTTP/1.1 200 OK\r\n\r\nno length"):
+    for answer in (
+        lambda n: ok(b"Connection: close\r\n"),
+        lambda n: b"HTTP/1.0 503 Service Unavailable\r\n\r\n",
+        lambda n: b"HTTP/1.1 200 OK\r\n\r\nno length",
+    ):
         server, accepted = await serve(answer)
         ep = server.sockets[0].getsockname()[:2]
         http = KeptHttp()

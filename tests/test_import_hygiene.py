@@ -31,19 +31,24 @@ def modules(package: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "names",
-    [pytest.param(modules("probes"), id="probes"), pytest.param(modules("plans"), id="plans"),
-     pytest.param(modules("inventory"), id="inventory"),
-     pytest.param(modules("session"), id="session")],
+    [
+        pytest.param(modules("probes"), id="probes"),
+        pytest.param(modules("plans"), id="plans"),
+        pytest.param(modules("inventory"), id="inventory"),
+        pytest.param(modules("session"), id="session"),
+    ],
 )
 def test_headless_package_never_imports_textual(names: list[str]) -> None:
     assert len(names) > 3, names  # the walk found the package
-    code = ("import importlib, sys\n"
-            f"for name in {names!r}:\n"
-            "    importlib.import_module(name)\n"
-            "import plans.plan\n"
-            "plans.plan.default_plan()\n"  # loading the runbook loads nothing of the UI either
-            "bad = sorted(m for m in sys.modules if m in ('textual', 'rich') or m.startswith(('textual.', 'rich.')))\n"
-            "sys.exit('textual loaded: ' + ', '.join(bad[:5]) if bad else 0)\n")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "import plans.plan\n"
+        "plans.plan.default_plan()\n"  # loading the runbook loads nothing of the UI either
+        "bad = sorted(m for m in sys.modules if m in ('textual', 'rich') or m.startswith(('textual.', 'rich.')))\n"
+        "sys.exit('textual loaded: ' + ', '.join(bad[:5]) if bad else 0)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr or r.stdout
 

@@ -178,14 +178,12 @@ MALFORMED = [
     ),
     pytest.param(
         _edit("postgres_port = 5432", 'postgres_port = "abc"'),
-        "inventory.toml:16: environments.staging.database.postgres_port: "
-        'expected an integer 1-65535, got "abc"',
+        'inventory.toml:16: environments.staging.database.postgres_port: expected an integer 1-65535, got "abc"',
         id="wrong-type",
     ),
     pytest.param(
         _edit("postgres_port = 5432", "postgres_port = 70000"),
-        "inventory.toml:16: environments.staging.database.postgres_port: "
-        "expected an integer 1-65535, got 70000",
+        "inventory.toml:16: environments.staging.database.postgres_port: expected an integer 1-65535, got 70000",
         id="port-out-of-range",
     ),
     pytest.param(
@@ -215,8 +213,7 @@ MALFORMED = [
     ),
     pytest.param(
         _edit('role = "database"', 'role = "db"'),
-        "inventory.toml:22: environments.staging.services.database.role: "
-        'expected "app" or "database", got "db"',
+        'inventory.toml:22: environments.staging.services.database.role: expected "app" or "database", got "db"',
         id="bad-enum-role",
     ),
     pytest.param(
@@ -370,13 +367,9 @@ hosts = [
     valid = text.replace("pre = '''\n[not.a.table]\n'''\n", "\n\n\n")
     with pytest.raises(InventoryError) as info:
         parse_inventory(valid, "inline.toml")
-    assert str(info.value).startswith(
-        'inline.toml:11: environments.staging.hosts[1].name: duplicate host name "db"'
-    )
+    assert str(info.value).startswith('inline.toml:11: environments.staging.hosts[1].name: duplicate host name "db"')
     dotted = valid.replace("ssh.connect_timeout = 5", "ssh.connect_timeout = 0")
-    with pytest.raises(
-        InventoryError, match=r"^inline\.toml:5: environments\.staging\.ssh\.connect_timeout: "
-    ):
+    with pytest.raises(InventoryError, match=r"^inline\.toml:5: environments\.staging\.ssh\.connect_timeout: "):
         parse_inventory(dotted, "inline.toml")
 
 
@@ -402,8 +395,7 @@ def test_load_inventory_resolves_local_paths(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     text = _edit(
         'region = "eu-west-1"',
-        'region = "eu-west-1"\n'
-        'ssh = { known_hosts = "~/kh", identity_files = ["keys/id", "/abs/id"], config = "" }',
+        'region = "eu-west-1"\nssh = { known_hosts = "~/kh", identity_files = ["keys/id", "/abs/id"], config = "" }',
     )
     f = tmp_path / "inventory.toml"
     f.write_text(text)
@@ -426,8 +418,7 @@ def test_env_lookup() -> None:
     with pytest.raises(InventoryError) as info:
         inv.env("prod")
     assert str(info.value) == (
-        'inventory.toml: environments: no environment named "prod"; '
-        'known environments: "staging", "production"'
+        'inventory.toml: environments: no environment named "prod"; known environments: "staging", "production"'
     )
     without_default = parse_inventory(_edit('default_env = "staging"\n', "\n"), "inventory.toml")
     with pytest.raises(InventoryError, match="no default environment is set"):
@@ -515,24 +506,16 @@ def test_host_path() -> None:
     assert env.host_path(api, "/etc/ssl/internal/ca.crt") == "/srv/lab/hosts/lab-api-01/opt/tls/ca.crt"
     assert env.host_path(api, "/etc/ssl/internal") == "/srv/lab/hosts/lab-api-01/opt/tls"
     # the longest matching prefix wins
-    assert (
-        env.host_path(db, "/etc/ssl/internal/private/db.key")
-        == "/srv/lab/hosts/lab-database-01/opt/keys/db.key"
-    )
+    assert env.host_path(db, "/etc/ssl/internal/private/db.key") == "/srv/lab/hosts/lab-database-01/opt/keys/db.key"
     # unmapped paths, and paths that only share a string prefix, keep their place under the root
     assert env.host_path(api, "/etc/ssl/internalx/f") == "/srv/lab/hosts/lab-api-01/etc/ssl/internalx/f"
-    assert (
-        env.host_path(api, "/opt/services/api/vars.yaml")
-        == "/srv/lab/hosts/lab-api-01/opt/services/api/vars.yaml"
-    )
+    assert env.host_path(api, "/opt/services/api/vars.yaml") == "/srv/lab/hosts/lab-api-01/opt/services/api/vars.yaml"
     # root "/" (a real host): only the map applies; ".." cannot climb out of the root
     assert env.host_path(web, "/etc/ssl/internal/ca.crt") == "/opt/tls/ca.crt"
     assert env.host_path(api, "/../../etc/passwd") == "/srv/lab/hosts/lab-api-01/etc/passwd"
     with pytest.raises(ValueError):
         env.host_path(api, "relative/path")
-    assert (
-        env.update_command(api) == "/srv/lab/hosts/lab-api-01/opt/services/api/update.sh --restart-only --yes"
-    )
+    assert env.update_command(api) == "/srv/lab/hosts/lab-api-01/opt/services/api/update.sh --restart-only --yes"
     assert env.update_command(web) == "/opt/services/web/update.sh --restart-only --yes"
     assert env.health_url(env.host("lab-api-02")) == "http://127.0.10.13:8080/health"
 
@@ -595,7 +578,7 @@ def test_added_keys_default_by_role() -> None:
 
 
 ADDED = _edit(
-    'postgres_port = 5432\n',
+    "postgres_port = 5432\n",
     'postgres_port = 5432\nkey_owner = "999:1000"\npg_hba_path = "/mnt/data/pg//pg_hba.conf/"\n\n'
     "[environments.staging.credentials]\n"
     'file = "/opt/deployment/probe.env"\npostgres_user = "voiceai"\npgbouncer_admin_user = "admin"\n\n'
@@ -680,7 +663,7 @@ ADDED_MALFORMED = [
     pytest.param(
         _service('tls_material = ["ca", "key"]'),
         'inventory.toml:25: environments.staging.services.api.tls_material: "key" without "cert": a host that '
-        "holds the server key (INTERNAL_TLS_KEY_B64) needs its certificate too; add \"cert\", or remove \"key\"",
+        'holds the server key (INTERNAL_TLS_KEY_B64) needs its certificate too; add "cert", or remove "key"',
         id="material-key-without-cert",
     ),
     pytest.param(
@@ -697,7 +680,7 @@ ADDED_MALFORMED = [
     ),
     pytest.param(
         _edit("postgres_port = 5432", 'postgres_port = 5432\nkey_owner = "postgres"'),
-        "inventory.toml:17: environments.staging.database.key_owner: expected \"UID:GID\" in digits, like "
+        'inventory.toml:17: environments.staging.database.key_owner: expected "UID:GID" in digits, like '
         '"70:70", or "" (read TLS_KEY_OWNER from the database service\'s configuration, else 70:70), '
         'got "postgres"',
         id="key-owner",
@@ -723,7 +706,7 @@ ADDED_MALFORMED = [
     pytest.param(
         _edit('kind = "ssm"', 'kind = "ssm"\n[environments.staging.credentials]\nredis_password = "hunter2"'),
         "inventory.toml:21: environments.staging.credentials.redis_password: a password is never written in "
-        'the inventory; name the key that holds it in the secret (or file) instead, e.g. redis_password_key = '
+        "the inventory; name the key that holds it in the secret (or file) instead, e.g. redis_password_key = "
         '"REDIS_PASSWORD", and remove redis_password',
         id="password-literal",
     ),
@@ -838,8 +821,7 @@ def test_example_shows_the_added_keys() -> None:
     assert env.service("database").tls_material == ("ca", "cert", "key") and env.service("database").consumes == ()
     api = env.host("staging-api-01")
     assert env.running_check_command(api) == (
-        "out=$(docker compose --project-directory /opt/services/api ps --status running -q) || exit 2; "
-        'test -n "$out"'
+        'out=$(docker compose --project-directory /opt/services/api ps --status running -q) || exit 2; test -n "$out"'
     )
     assert env.logs_command(api).startswith("docker compose --project-directory /opt/services/api logs ")
     assert env.running_check_command(env.host("staging-voice-01")) == ""
@@ -895,8 +877,7 @@ def test_size_limit(tmp_path: Path) -> None:
     assert parse_inventory(at_limit, "inventory.toml").env_names == ("staging", "production")
     over = at_limit + "#"
     message = (
-        "inventory.toml: the file is larger than 1 MiB, the most an inventory may be; "
-        "check that this is the right file"
+        "inventory.toml: the file is larger than 1 MiB, the most an inventory may be; check that this is the right file"
     )
     with pytest.raises(InventoryError) as info:
         parse_inventory(over, "inventory.toml")

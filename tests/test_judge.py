@@ -23,8 +23,9 @@ def env() -> Environment:
     return load_inventory(ROOT / "docs" / "inventory.example.toml").env()
 
 
-def snapshot(checks: list[CheckResult], config: dict[str, str | None],
-             instance_checks: tuple[CheckResult, ...] = ()) -> FleetSnapshot:
+def snapshot(
+    checks: list[CheckResult], config: dict[str, str | None], instance_checks: tuple[CheckResult, ...] = ()
+) -> FleetSnapshot:
     configured = {"database": {k: ConfiguredValue(v, ConfigSource.SSM) for k, v in config.items()}}
     db = DatabaseState(DB, reachable=True, checks=tuple(checks))
     inst = InstanceState("staging-api-01", "api", "10.0.1.21", checks=instance_checks)
@@ -56,8 +57,9 @@ def test_live_ssl_differing_from_the_configuration_is_drift(env: Environment) ->
 
 
 def test_plaintext_clients_are_allowed_only_until_the_configuration_requires_tls(env: Environment) -> None:
-    raw = CheckResult("pgbouncer.clients", f"{DB}:6432", Verdict.WARN, "2 of 5 client(s) on plaintext: voice",
-                      {"total": 5, "tls": 3})
+    raw = CheckResult(
+        "pgbouncer.clients", f"{DB}:6432", Verdict.WARN, "2 of 5 client(s) on plaintext: voice", {"total": 5, "tls": 3}
+    )
     allowed = judged(env, raw, PGBOUNCER_CLIENT_TLS_SSLMODE="allow")
     assert allowed.verdict is Verdict.OK and allowed.summary.startswith(raw.summary) and "allowed" in allowed.summary
     assert judged(env, raw, PGBOUNCER_CLIENT_TLS_SSLMODE="require") == raw
@@ -79,9 +81,17 @@ def test_an_unknown_or_unread_configuration_allows_nothing_it_would_have_to_say(
     raw = CheckResult("tls.redis", f"{DB}:6380", Verdict.FAIL, "nothing listening on :6380", {"listening": False})
     assert judged(env, raw).verdict is Verdict.OK  # REDIS_TLS_ENABLED unset: TLS is not on yet
     s = snapshot([raw], {})
-    s = FleetSnapshot(s.env, s.taken_at, s.duration_ms, False,
-                      {"database": {"REDIS_TLS_ENABLED": Unknown(Why.TIMEOUT, "ssm")}}, s.database, s.instances,
-                      s.certs, s.checks)
+    s = FleetSnapshot(
+        s.env,
+        s.taken_at,
+        s.duration_ms,
+        False,
+        {"database": {"REDIS_TLS_ENABLED": Unknown(Why.TIMEOUT, "ssm")}},
+        s.database,
+        s.instances,
+        s.certs,
+        s.checks,
+    )
     assert judge_snapshot(s, env).checks[0].verdict is Verdict.OK  # unknown is never "true"
 
 

@@ -47,8 +47,9 @@ def _meter(spec: LabSpec, host_name: str, proc: str) -> dict[str, object]:
 
 
 def _apps_tls(spec: LabSpec, service: str, leg: str) -> list[bool]:
-    return [bool(_meter(spec, h.name, service).get(leg, {}).get("tls")) for h in spec.app_hosts()
-            if h.service == service]
+    return [
+        bool(_meter(spec, h.name, service).get(leg, {}).get("tls")) for h in spec.app_hosts() if h.service == service
+    ]
 
 
 def test_whole_runbook_by_hand_and_back_without_a_failed_request(lab: LabSpec) -> None:
@@ -63,8 +64,11 @@ def test_whole_runbook_by_hand_and_back_without_a_failed_request(lab: LabSpec) -
 
     _flip(lab, "database", {"PGBOUNCER_SERVER_TLS_SSLMODE": "verify-ca"})  # step 3
     assert pgbouncer_config(lab)["server_tls_sslmode"] == "verify-ca"
-    rows = postgres_query(lab, "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
-                               "WHERE a.backend_type='client backend' AND a.pid <> pg_backend_pid()")
+    rows = postgres_query(
+        lab,
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+        "WHERE a.backend_type='client backend' AND a.pid <> pg_backend_pid()",
+    )
     assert rows and all(r[0] for r in rows), rows  # Leg 2 on TLS
 
     assert ssl_request(db.address, lab.pgbouncer_port) == b"N"
@@ -216,8 +220,10 @@ def test_port_in_use_and_missing_binary_are_named(monkeypatch: pytest.MonkeyPatc
     blocker.listen()
     try:
         in_use = re.escape(f"{claim.net}.1:2222 already in use (nothing was started)")
-        with pytest.raises(control.LabError, match=in_use), \
-                running_lab("api=1,web=0,voice=0,ops=0,telpro=0", net=claim.net):
+        with (
+            pytest.raises(control.LabError, match=in_use),
+            running_lab("api=1,web=0,voice=0,ops=0,telpro=0", net=claim.net),
+        ):
             pass
     finally:
         blocker.close()

@@ -84,8 +84,15 @@ def _pg(spec: LabSpec, user: str, password: str, sql: str) -> list[tuple[Any, ..
     import asyncpg
 
     async def go() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(host=spec.database.address, port=spec.postgres_port, user=user,
-                                     password=password, database="voiceai", ssl="prefer", timeout=5)
+        conn = await asyncpg.connect(
+            host=spec.database.address,
+            port=spec.postgres_port,
+            user=user,
+            password=password,
+            database="voiceai",
+            ssl="prefer",
+            timeout=5,
+        )
         try:
             return [tuple(r) for r in await conn.fetch(sql)]
         finally:
@@ -201,8 +208,14 @@ def test_straggler_stopped_pg_on_the_default_lab(lab: LabSpec) -> None:
 
 
 def test_lab_scenario_lists_the_straggler_scenarios(lab: LabSpec) -> None:
-    r = subprocess.run([sys.executable, "-m", "lab", "--dir", lab.dir, "scenario"], cwd=REPO, capture_output=True,
-                       text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "lab", "--dir", lab.dir, "scenario"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "straggler-stopped-pg" in r.stdout and "straggler-stopped-redis" in r.stdout
 
@@ -241,8 +254,13 @@ def test_replaced_host_key_breaks_known_hosts_until_restored(lab: LabSpec) -> No
         assert new_pub.split()[1] not in known
         r = ssh(lab, api, "true", timeout=30)
         assert r.returncode != 0 and "host key" in r.stderr.lower(), r.stderr
-        scan = subprocess.run(["ssh-keyscan", "-p", str(lab.ssh_port), "-t", "ed25519", api.address],
-                              capture_output=True, text=True, timeout=30, check=False)
+        scan = subprocess.run(
+            ["ssh-keyscan", "-p", str(lab.ssh_port), "-t", "ed25519", api.address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert new_pub.split()[1] in scan.stdout
     assert (Path(lab.dir) / "ssh/known_hosts").read_text() == known
     assert _ssh_ok(lab, api)
@@ -391,23 +409,40 @@ class TestProbeNotSuperuser:
 
         scenarios.apply(spec, "pg-3")  # PgBouncer -> Postgres on TLS: other users' sessions to look at
         pw = secret(spec, f"{spec.namespace}/cockpit/probe")["POSTGRES_PASSWORD"]
-        rows = _pg(spec, PROBE_ROLE, pw, "SELECT rolsuper, pg_has_role('pg_monitor', 'member') "
-                                         "FROM pg_roles WHERE rolname = current_user")
+        rows = _pg(
+            spec,
+            PROBE_ROLE,
+            pw,
+            "SELECT rolsuper, pg_has_role('pg_monitor', 'member') FROM pg_roles WHERE rolname = current_user",
+        )
         assert rows == [(False, True)]
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             _pg(spec, PROBE_ROLE, pw, "SELECT * FROM pg_hba_file_rules")
-        others = _pg(spec, PROBE_ROLE, pw, "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a "
-                                           "USING (pid) WHERE a.usename = 'voiceai' "
-                                           "AND a.backend_type = 'client backend'")
+        others = _pg(
+            spec,
+            PROBE_ROLE,
+            pw,
+            "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a "
+            "USING (pid) WHERE a.usename = 'voiceai' "
+            "AND a.backend_type = 'client backend'",
+        )
         assert others and all(ssl is True and version for ssl, version in others), others
 
     def test_probe_console_user_reads_pgbouncer_but_is_not_admin(self, spec: LabSpec) -> None:
         import psycopg
 
         pw = secret(spec, f"{spec.namespace}/cockpit/probe")["PGBOUNCER_ADMIN_PASSWORD"]
-        with psycopg.connect(host=spec.database.address, port=spec.pgbouncer_port, dbname="pgbouncer",
-                             user=PROBE_CONSOLE_USER, password=pw, autocommit=True, prepare_threshold=None,
-                             sslmode="prefer", connect_timeout=5) as conn:
+        with psycopg.connect(
+            host=spec.database.address,
+            port=spec.pgbouncer_port,
+            dbname="pgbouncer",
+            user=PROBE_CONSOLE_USER,
+            password=pw,
+            autocommit=True,
+            prepare_threshold=None,
+            sslmode="prefer",
+            connect_timeout=5,
+        ) as conn:
             clients = conn.execute("SHOW CLIENTS").fetchall()
             assert clients
             config = {r[0]: r[1] for r in conn.execute("SHOW CONFIG").fetchall()}
@@ -448,8 +483,13 @@ class TestEnvfile:
         probe = Path(spec.database.root) / PROBE_ENV.lstrip("/")
         assert probe.stat().st_mode & 0o777 == 0o600
         keys = {line.split("=", 1)[0] for line in probe.read_text().splitlines()}
-        assert keys == {"POSTGRES_USER", "POSTGRES_PASSWORD", "PGBOUNCER_ADMIN_USER", "PGBOUNCER_ADMIN_PASSWORD",
-                        "REDIS_PASSWORD"}
+        assert keys == {
+            "POSTGRES_USER",
+            "POSTGRES_PASSWORD",
+            "PGBOUNCER_ADMIN_USER",
+            "PGBOUNCER_ADMIN_PASSWORD",
+            "REDIS_PASSWORD",
+        }
         env = _inventory(spec)
         assert env["config_store"] == {"kind": "envfile", "path": ROLLOUT_ENV}
         assert env["tls_secrets"] == {"layout": "shared", "name": f"{spec.namespace}/shared/tls"}
@@ -480,12 +520,14 @@ class TestEnvfile:
         try:
             scenarios.apply(spec, "straggler-stopped-redis")
             assert rollout_params(spec) == {}
-            db_vals = rolloutenv.source(rolloutenv.path(spec.database), ["POSTGRES_FORCE_SSL", "REDIS_TLS_ENABLED",
-                                                                          "REDIS_FORCE_TLS"])
+            db_vals = rolloutenv.source(
+                rolloutenv.path(spec.database), ["POSTGRES_FORCE_SSL", "REDIS_TLS_ENABLED", "REDIS_FORCE_TLS"]
+            )
             assert db_vals == {"POSTGRES_FORCE_SSL": "on", "REDIS_TLS_ENABLED": "true"}
             for h in spec.app_hosts():
-                vals = rolloutenv.source(rolloutenv.path(h), ["DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE",
-                                                              "REDIS_TLS_ENABLED"])
+                vals = rolloutenv.source(
+                    rolloutenv.path(h), ["DATABASE_SSL_MODE", "DATABASE_SSL_CA_FILE", "REDIS_TLS_ENABLED"]
+                )
                 assert vals["DATABASE_SSL_MODE"] == "verify-full" and vals["DATABASE_SSL_CA_FILE"] == CA_FILE
                 if h.service == "telpro":
                     assert vals["REDIS_TLS_ENABLED"] == "false"
@@ -546,8 +588,14 @@ class TestHostile:
         assert pid and _uid_of(pid) == (999, 999)
         with pytest.raises(LabError, match="a different lab is running"):
             control.up(replace(spec, variants=()))
-        r = subprocess.run([sys.executable, "-m", "lab", "--dir", spec.dir, "status", "--json"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "lab", "--dir", spec.dir, "status", "--json"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert r.returncode == 0 and json.loads(r.stdout)["variants"] == list(spec.variants)
 
     def test_straggler_stopped_pg_on_hostile(self, spec: LabSpec) -> None:

@@ -90,7 +90,7 @@ def mutated(draw: st.DrawFn, texts: list[str]) -> str:
             lines[i], lines[j] = lines[j], lines[i]
         elif op == "flip" and lines[i]:
             k = draw(st.integers(0, len(lines[i]) - 1))
-            c = draw(st.characters(codec="utf-8") | st.sampled_from('[]{}"\'=.#\\,\n'))
+            c = draw(st.characters(codec="utf-8") | st.sampled_from("[]{}\"'=.#\\,\n"))
             lines[i] = lines[i][:k] + c + lines[i][k + 1 :]
         elif op == "value" and "=" in lines[i]:
             lines[i] = lines[i].split("=", 1)[0] + "= " + draw(st.sampled_from(VALUES))

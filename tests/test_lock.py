@@ -37,8 +37,11 @@ def endpoint() -> Iterator[str]:
     """A moto server of this module's own, on a claimed loopback net."""
     with claimed("cockpit-test-lock-") as (net, _dir):
         address, port = f"{net}.3", 5000
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             assert procs.wait_port(address, port, 30, pid=proc.pid), "moto server did not start"
             yield f"http://{address}:{port}"
@@ -127,8 +130,9 @@ def test_many_concurrent_acquirers_exactly_one_holds(env: Environment) -> None:
         locks = [FleetLock(aws, env.namespace) for aws in clients]
         guard = threading.Lock()
 
-        def contender(lock: FleetLock, barrier: threading.Barrier, results: list[LockInfo | BaseException],
-                      guard: threading.Lock) -> None:
+        def contender(
+            lock: FleetLock, barrier: threading.Barrier, results: list[LockInfo | BaseException], guard: threading.Lock
+        ) -> None:
             async def go() -> LockInfo:
                 barrier.wait()
                 return await lock.acquire("pg-2")
@@ -259,8 +263,10 @@ def test_stale_detection_for_a_dead_pid_on_this_machine(env: Environment) -> Non
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         reused = LockInfo("ops", host, sleeper.pid, "pg-2", time.time() - 3600, "t")
-        assert stale_reason(reused) == f"pid {sleeper.pid} on this machine is another process now " \
-                                       "(started after the lock was taken)"
+        assert (
+            stale_reason(reused) == f"pid {sleeper.pid} on this machine is another process now "
+            "(started after the lock was taken)"
+        )
         assert stale_reason(LockInfo("ops", host, sleeper.pid, "pg-2", time.time() + 5, "t")) is None
     finally:
         sleeper.kill()
@@ -347,9 +353,14 @@ time.sleep(120)
 
 
 def test_a_lock_left_by_a_killed_process_is_stale_and_can_be_broken(env: Environment, inventory: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_AND_WAIT, str(inventory)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "COCKPIT_OPERATOR": "night-shift"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_WAIT, str(inventory)],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COCKPIT_OPERATOR": "night-shift"},
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -47,16 +47,25 @@ def test_an_old_pg5_without_the_ca_path_is_refused_and_forced_rolls_itself_back(
         assert f"/{spec.namespace}/api/DATABASE_SSL_MODE" not in rollout_params(spec)  # nothing written
 
         control.reset_meters(spec)
-        r = cockpit(spec, *args, "--override", "pgbouncer_offers_tls_and_ca_files", "--reason", "forced old plan",
-                    state_dir=tmp_path, timeout=600)
+        r = cockpit(
+            spec,
+            *args,
+            "--override",
+            "pgbouncer_offers_tls_and_ca_files",
+            "--reason",
+            "forced old plan",
+            state_dir=tmp_path,
+            timeout=600,
+        )
         assert r.returncode == 1, r.stdout + r.stderr
         assert "diagnostics" in r.stdout, r.stdout  # the instance's own error, not just "no connection seen"
         assert "automatic rollback OK" in r.stdout, r.stdout
         assert f"/{spec.namespace}/api/DATABASE_SSL_MODE" not in rollout_params(spec)
 
         control.reset_meters(spec)
-        r = cockpit(spec, "advance", "pg-5", "--service", "api", "--yes", "--reason", "the runbook's pg-5",
-                    state_dir=tmp_path)
+        r = cockpit(
+            spec, "advance", "pg-5", "--service", "api", "--yes", "--reason", "the runbook's pg-5", state_dir=tmp_path
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert rollout_params(spec)[f"/{spec.namespace}/api/DATABASE_SSL_CA_FILE"] == "/etc/ssl/internal/ca.crt"
         failed = {k: m["requests_failed"] for k, m in control.meters(spec).items() if m["requests_failed"]}

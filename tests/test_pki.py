@@ -301,9 +301,7 @@ def test_tls_handshake_rejects_other_name(base: pki.Material, tmp_path: Path) ->
         ("wrong-ca", "unable to get local issuer"),
     ],
 )
-def test_tls_handshake_rejects_broken_variants(
-    base: pki.Material, tmp_path: Path, kind: str, reason: str
-) -> None:
+def test_tls_handshake_rejects_broken_variants(base: pki.Material, tmp_path: Path, kind: str, reason: str) -> None:
     with pytest.raises(ssl.SSLCertVerificationError) as e:
         handshake(pki.variant(kind, base, DNS), DNS, tmp_path)
     assert reason in str(e.value).lower()

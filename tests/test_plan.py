@@ -173,9 +173,7 @@ def test_error_format_names_file_line_step_and_fix() -> None:
     e = refuse(text)
     line = line_of(text, 'var = "POSTGRES_TLS_ENABLE"')
     assert (e.source, e.line, e.step) == ("runbook.toml", line, "pg-2")
-    assert str(e).startswith(
-        f"runbook.toml:{line}: step pg-2: changes[0].var: unknown variable POSTGRES_TLS_ENABLE"
-    )
+    assert str(e).startswith(f"runbook.toml:{line}: step pg-2: changes[0].var: unknown variable POSTGRES_TLS_ENABLE")
     assert 'did you mean "POSTGRES_TLS_ENABLED"?' in str(e)
     assert "add it to [scopes.database] variables" in str(e)
 
@@ -271,10 +269,8 @@ def test_per_service_gate_on_a_database_step() -> None:
 
 def test_unknown_scope_in_a_step() -> None:
     text = mutate(
-        'id = "pg-7"\ntrack = "postgres"\ntitle = "pg_hba.conf hostssl-only (belt and braces)"\n'
-        'scope = "database"',
-        'id = "pg-7"\ntrack = "postgres"\n'
-        'title = "pg_hba.conf hostssl-only (belt and braces)"\nscope = "databse"',
+        'id = "pg-7"\ntrack = "postgres"\ntitle = "pg_hba.conf hostssl-only (belt and braces)"\nscope = "database"',
+        'id = "pg-7"\ntrack = "postgres"\ntitle = "pg_hba.conf hostssl-only (belt and braces)"\nscope = "databse"',
     )
     e = refuse(text)
     assert e.step == "pg-7"
@@ -453,7 +449,7 @@ def _chain(n: int, *, tracks: int = 1, cross: int = 0) -> str:
     ]
     for i in range(n):
         t = i % tracks
-        rollback = 'rollback.unset = true' if i < tracks else f'rollback.value = "{i - tracks}"'
+        rollback = "rollback.unset = true" if i < tracks else f'rollback.value = "{i - tracks}"'
         after = f'\nafter = ["s{i - 3}"]' if cross and i % cross == cross - 1 and i >= 3 else ""
         out.append(
             f'[[steps]]\nid = "s{i}"\ntrack = "t{t}"\nscope = "database"\nverify = "postgres_tls_verifies"\n'
@@ -606,7 +602,6 @@ def test_ca_file_variables_refused(value: str, where: str, problem: str) -> None
     e = refuse(text)
     assert (e.where, e.problem, e.step) == (where, problem, None)
     assert e.line == line_of(text, "ca_file_variables =")
-
 
 
 NEW_VARIABLE_PLAN = Path(__file__).resolve().parent / "plans" / "new_variable.toml"

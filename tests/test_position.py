@@ -48,9 +48,7 @@ def action(snap: FleetSnapshot, **kw: bool) -> tuple[str, str | None] | None:
 # -- each runbook state -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("pg", "redis"), [(0, 0), *((n, 0) for n in range(1, 8)), *((7, n) for n in range(1, 4))]
-)
+@pytest.mark.parametrize(("pg", "redis"), [(0, 0), *((n, 0) for n in range(1, 8)), *((7, n) for n in range(1, 4))])
 def test_each_runbook_state(pg: int, redis: int) -> None:
     pos = position(fleet(pg, redis))
     want = {s: ("verified" if i < pg else "pending") for i, s in enumerate(PG)}
@@ -71,9 +69,7 @@ def test_targets_per_step() -> None:
         ("staging-voice-01", "live"),
         ("staging-voice-02", "live"),
     ]
-    assert (
-        t.detail == "every voice instance (staging-voice-01, staging-voice-02) connects to PgBouncer over TLS"
-    )
+    assert t.detail == "every voice instance (staging-voice-01, staging-voice-02) connects to PgBouncer over TLS"
 
 
 def test_fresh_details() -> None:
@@ -103,17 +99,14 @@ def test_configured_not_restarted() -> None:
     t = position(snap).target("pg-2", "database")
     assert t.state == "configured"
     assert t.detail == (
-        "configured (POSTGRES_TLS_ENABLED=on in the config store), not live yet (ssl = off) — restart the "
-        "database host"
+        "configured (POSTGRES_TLS_ENABLED=on in the config store), not live yet (ssl = off) — restart the database host"
     )
 
 
 def test_live_but_not_verified_yet() -> None:
     snap = with_database(fleet(2), postgres_tls=UNREAD)
     t = position(snap).target("pg-2", "database")
-    assert t.state == "unknown" and t.detail.startswith(
-        "live (ssl = on); postgres_tls_verifies could not be measured"
-    )
+    assert t.state == "unknown" and t.detail.startswith("live (ssl = on); postgres_tls_verifies could not be measured")
 
 
 def test_failed_verification() -> None:
@@ -121,9 +114,7 @@ def test_failed_verification() -> None:
     assert pos.state("pg-1") == "failed"
     t = pos.target("pg-2", "database")
     assert t.state == "failed"
-    assert t.detail.startswith(
-        "live (ssl = on) but postgres_tls_verifies fails: Postgres serves TLS but the handshake"
-    )
+    assert t.detail.startswith("live (ssl = on) but postgres_tls_verifies fails: Postgres serves TLS but the handshake")
 
 
 def test_rolled_back_but_still_live_is_pending() -> None:
@@ -180,11 +171,22 @@ def test_per_host_config_store() -> None:
     )
     snap = with_config(snap, "voice", "DATABASE_SSL_CA_FILE", None)
     ca = ConfiguredValue("/etc/ssl/internal/ca.crt", ConfigSource.ENVFILE)
-    snap = with_instance(snap, "staging-voice-01", configured={
-        "DATABASE_SSL_MODE": ConfiguredValue("verify-full", ConfigSource.ENVFILE), "DATABASE_SSL_CA_FILE": ca})
-    snap = with_instance(snap, "staging-voice-02", configured={
-        "DATABASE_SSL_MODE": ConfiguredValue("disable", ConfigSource.ENVFILE),
-        "DATABASE_SSL_CA_FILE": ConfiguredValue("/etc/ssl/internal/ca.crt", ConfigSource.DEFAULT)})
+    snap = with_instance(
+        snap,
+        "staging-voice-01",
+        configured={
+            "DATABASE_SSL_MODE": ConfiguredValue("verify-full", ConfigSource.ENVFILE),
+            "DATABASE_SSL_CA_FILE": ca,
+        },
+    )
+    snap = with_instance(
+        snap,
+        "staging-voice-02",
+        configured={
+            "DATABASE_SSL_MODE": ConfiguredValue("disable", ConfigSource.ENVFILE),
+            "DATABASE_SSL_CA_FILE": ConfiguredValue("/etc/ssl/internal/ca.crt", ConfigSource.DEFAULT),
+        },
+    )
     t = position(snap).target("pg-5", "voice")
     assert [(i.host, i.state) for i in t.instances] == [
         ("staging-voice-01", "live"),
@@ -274,9 +276,11 @@ def test_managed_database() -> None:
 
 
 def runs_nowhere(step: str) -> str:
-    return (f"is configured but the database host does not run it yet: its next restart (a reboot, a deploy) would "
-            f"apply it outside the cockpit — run `cockpit advance {step}` to complete it, or `cockpit rollback {step}` "
-            "to revert it")
+    return (
+        f"is configured but the database host does not run it yet: its next restart (a reboot, a deploy) would "
+        f"apply it outside the cockpit — run `cockpit advance {step}` to complete it, or `cockpit rollback {step}` "
+        "to revert it"
+    )
 
 
 def messages(pos: Position) -> list[str]:
@@ -459,20 +463,35 @@ def test_a_step_only_partly_configured_is_a_danger_never_pending() -> None:
     pos = position(snap)
     t = pos.target("redis-2", "voice")
     assert t.state != "pending" and t.partial
-    assert any(d.step == "redis-2" and d.service == "voice" and "only partly configured" in d.message
-               and "cockpit advance redis-2 --service voice" in d.message for d in pos.dangers), messages(pos)
+    assert any(
+        d.step == "redis-2"
+        and d.service == "voice"
+        and "only partly configured" in d.message
+        and "cockpit advance redis-2 --service voice" in d.message
+        for d in pos.dangers
+    ), messages(pos)
 
 
 def test_an_unfinished_intent_is_a_danger_with_its_remedy() -> None:
     from plans.intent import Intent, IntentChange
 
-    intent = Intent("t1", "pg-3", "database", "advance",
-                    (IntentChange("PGBOUNCER_SERVER_TLS_SSLMODE", None, "verify-ca"),), "ana", "jump-1", 1.0)
+    intent = Intent(
+        "t1",
+        "pg-3",
+        "database",
+        "advance",
+        (IntentChange("PGBOUNCER_SERVER_TLS_SSLMODE", None, "verify-ca"),),
+        "ana",
+        "jump-1",
+        1.0,
+    )
     pos = derive_position(PLAN, fleet(2), SERVICES, intents=[intent])
     assert [d.message for d in pos.dangers] == [
         "an advance of pg-3 for database by ana on jump-1 did not finish (written: nothing; not written: "
         "PGBOUNCER_SERVER_TLS_SSLMODE) — run `cockpit advance pg-3` to complete it, or `cockpit rollback pg-3` to "
-        "revert it"]
-    pos = derive_position(PLAN, fleet(3, running={"database": {"PGBOUNCER_SERVER_TLS_SSLMODE": None}}), SERVICES,
-                          intents=[intent])
+        "revert it"
+    ]
+    pos = derive_position(
+        PLAN, fleet(3, running={"database": {"PGBOUNCER_SERVER_TLS_SSLMODE": None}}), SERVICES, intents=[intent]
+    )
     assert "written: PGBOUNCER_SERVER_TLS_SSLMODE; not written: nothing" in pos.dangers[0].message

@@ -110,22 +110,14 @@ def servers() -> Iterator[Servers]:
             variants=variants,
             pg=pg,
             bouncer=bouncer(f"{NET}.2", "bouncer", base, "allow", "verify-ca"),
-            bouncer_plain=bouncer(
-                f"{NET}.3", "bouncer-plain", None, "disable", "disable", auth_type="plain"
-            ),
+            bouncer_plain=bouncer(f"{NET}.3", "bouncer-plain", None, "disable", "disable", auth_type="plain"),
             bouncer_bad_san=bouncer(f"{NET}.4", "bad-san", variants["bad-san"], "require", "disable"),
             bouncer_expired=bouncer(f"{NET}.5", "expired", variants["expired"], "require", "disable"),
-            bouncer_expiring=bouncer(
-                f"{NET}.6", "expiring", variants["expiring-soon"], "require", "disable"
-            ),
+            bouncer_expiring=bouncer(f"{NET}.6", "expiring", variants["expiring-soon"], "require", "disable"),
             # same server cert, but its ca.crt (used for server_tls_ca_file) is an unrelated CA
-            bouncer_broken_leg2=bouncer(
-                f"{NET}.7", "broken-leg2", variants["wrong-ca"], "allow", "verify-ca"
-            ),
+            bouncer_broken_leg2=bouncer(f"{NET}.7", "broken-leg2", variants["wrong-ca"], "allow", "verify-ca"),
             redis=lab.start_redis(f"{NET}.8", "redis", material=base, tls_auth_clients="no"),
-            redis_certreq=lab.start_redis(
-                f"{NET}.9", "redis-certreq", material=base, tls_auth_clients="yes"
-            ),
+            redis_certreq=lab.start_redis(f"{NET}.9", "redis-certreq", material=base, tls_auth_clients="yes"),
         )
     finally:
         pids = [p.popen.pid for p in lab.procs]
@@ -315,9 +307,7 @@ async def test_pg_tls_expiring_soon_warns(servers: Servers) -> None:
 
 async def test_pg_tls_not_offered_answers_n(servers: Servers) -> None:
     b = servers.bouncer_plain
-    r = await probe_pg_tls(
-        b.host, b.port, server_name=DNS_NAME, ca_pem=servers.base.ca_pem, label="pgbouncer"
-    )
+    r = await probe_pg_tls(b.host, b.port, server_name=DNS_NAME, ca_pem=servers.base.ca_pem, label="pgbouncer")
     assert r.verdict is Verdict.FAIL
     assert r.summary == "TLS not offered (answered N)"
     assert r.evidence["answer"] == "N"
@@ -330,9 +320,7 @@ async def test_nothing_listening(servers: Servers) -> None:
         probe_redis_tls(NOWHERE, port, server_name=DNS_NAME, ca_pem=servers.base.ca_pem),
         probe_redis_plain(NOWHERE, port, password=None, timeout=1.0),
         probe_plain_port(NOWHERE, port, timeout=1.0),
-        probe_end_to_end(
-            NOWHERE, port, user=APP_USER, password=APP_PASSWORD, dbname=APP_DB, ssl=None, timeout=1.0
-        ),
+        probe_end_to_end(NOWHERE, port, user=APP_USER, password=APP_PASSWORD, dbname=APP_DB, ssl=None, timeout=1.0),
     )
     for r in results:
         assert r.verdict is Verdict.FAIL, r
@@ -364,9 +352,7 @@ async def test_garbage_speakers_fail_fast() -> None:
     assert redis_tls.verdict is Verdict.FAIL
     assert "does not speak TLS" in redis_tls.summary
     assert redis_plain.verdict is Verdict.FAIL and redis_plain.summary.startswith("not a Redis server")
-    assert redis_plain_http.verdict is Verdict.FAIL and redis_plain_http.summary.startswith(
-        "not a Redis server"
-    )
+    assert redis_plain_http.verdict is Verdict.FAIL and redis_plain_http.summary.startswith("not a Redis server")
     assert plain_port.verdict is Verdict.OK
 
 
@@ -393,9 +379,7 @@ async def test_silent_server_with_the_library_probes() -> None:
     async with tcp_server(f"{NET}.12", _silent) as port:
         t0 = time.perf_counter()
         pg, bouncer, redis_facts, e2e = await asyncio.gather(
-            probe_postgres(
-                f"{NET}.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=0.5
-            ),
+            probe_postgres(f"{NET}.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=0.5),
             probe_pgbouncer(f"{NET}.12", port, admin_user="a", admin_password="p", timeout=0.5),
             probe_redis(f"{NET}.12", port, password="p", timeout=0.5),
             probe_end_to_end(f"{NET}.12", port, user="u", password="p", dbname="d", ssl=None, timeout=0.5),
@@ -413,9 +397,7 @@ async def test_silent_server_with_the_library_probes() -> None:
 async def test_garbage_with_the_library_probes() -> None:
     async with tcp_server(f"{NET}.12", _http) as port:
         pg, bouncer, redis_facts = await asyncio.gather(
-            probe_postgres(
-                f"{NET}.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=2.0
-            ),
+            probe_postgres(f"{NET}.12", port, user="u", password="p", dbname="d", ssl_ctx_or_none=None, timeout=2.0),
             probe_pgbouncer(f"{NET}.12", port, admin_user="a", admin_password="p", timeout=2.0),
             probe_redis(f"{NET}.12", port, password="p", timeout=2.0),
         )
@@ -686,9 +668,7 @@ async def test_end_to_end_hangs_when_leg2_cannot_verify(servers: Servers) -> Non
     )
     assert time.perf_counter() - t0 < 3.0
     assert r.verdict is Verdict.FAIL, r
-    assert r.summary == (
-        "query through PgBouncer did not answer in 1.5s — Leg 2 broken? check the Postgres log"
-    )
+    assert r.summary == ("query through PgBouncer did not answer in 1.5s — Leg 2 broken? check the Postgres log")
 
 
 # --- Redis CLIENT LIST ----------------------------------------------------------------------------
@@ -728,10 +708,7 @@ async def test_redis_client_list_splits_by_laddr(servers: Servers) -> None:
         assert session.client_name not in by_name  # own connection excluded
         results = {x.check: x for x in facts.results}
         assert results["redis.listeners"].verdict is Verdict.OK
-        assert (
-            results["redis.clients"].verdict is Verdict.WARN
-            and "plain-cli" in results["redis.clients"].summary
-        )
+        assert results["redis.clients"].verdict is Verdict.WARN and "plain-cli" in results["redis.clients"].summary
         again = await session.sample()  # the kept connection answers again
         assert again.connected and {c.name for c in again.clients or ()} >= {"tls-cli", "plain-cli"}
 
@@ -827,8 +804,7 @@ async def test_kept_sessions_recover_from_a_dropped_connection(servers: Servers)
         # Postgres: the backend is terminated
         await asyncio.to_thread(
             servers.pg.psql,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'rollout-cockpit-probe'",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rollout-cockpit-probe'",
         )
 
         again = await asyncio.gather(redis_session.sample(), bouncer_session.sample(), pg_session.sample())

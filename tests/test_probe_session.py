@@ -164,12 +164,14 @@ def test_samples_never_overlap() -> None:
 
 def test_n_of_m_on_plaintext_names_each_client_once() -> None:
     rows = [{"addr": "10.0.0.1"}, {"addr": "10.0.0.2"}, {"addr": "10.0.0.3"}]
-    r = plaintext_verdict("x.clients", "db:1", "client", 5, rows, ["voice", "api", "voice"], none="no clients",
-                          duration_ms=1.0)
+    r = plaintext_verdict(
+        "x.clients", "db:1", "client", 5, rows, ["voice", "api", "voice"], none="no clients", duration_ms=1.0
+    )
     assert r.verdict is Verdict.WARN and r.summary == "3 of 5 client(s) on plaintext: api, voice"
     assert r.evidence == {"total": 5, "tls": 2, "plaintext": rows}
-    ok = plaintext_verdict("x.clients", "db:1", "client", 4, [], [], none="no clients", duration_ms=1.0,
-                           extra={"hidden": 1})
+    ok = plaintext_verdict(
+        "x.clients", "db:1", "client", 4, [], [], none="no clients", duration_ms=1.0, extra={"hidden": 1}
+    )
     assert ok.verdict is Verdict.OK and ok.summary == "all 4 client(s) use TLS" and ok.evidence["hidden"] == 1
     none = plaintext_verdict("x.clients", "db:1", "client", 0, [], [], none="no clients", duration_ms=1.0)
     assert none.verdict is Verdict.OK and none.summary == "no clients"

@@ -88,8 +88,13 @@ def exercise(path: Path, *, views: bool = True) -> Recording | str:
     return rec
 
 
-def run_corpus(tmp: Path, mutants: Iterator[tuple[str, bytes]], *, views: bool = True,
-               check: Callable[[str, Recording | str], None] | None = None) -> int:
+def run_corpus(
+    tmp: Path,
+    mutants: Iterator[tuple[str, bytes]],
+    *,
+    views: bool = True,
+    check: Callable[[str, Recording | str], None] | None = None,
+) -> int:
     """Exercise every mutant; fail with the names of those that raised, refused badly or grew too big."""
     failures: list[str] = []
     n = 0
@@ -145,8 +150,19 @@ def test_the_base_recording_is_whole(base: bytes, tmp_path: Path) -> None:
     assert not rec.damaged and rec.cut_short is None and not rec.out_of_order
     assert len(rec.snaps) == 21 and len(set(rec.frame_at)) > 5
     kinds = {json.loads(x)["t"] for x in lines_of(base)}
-    assert kinds == {"header", "frame", "diff", "verdict", "lock", "journal", "action", "event", "outcome", "note",
-                     "end"}
+    assert kinds == {
+        "header",
+        "frame",
+        "diff",
+        "verdict",
+        "lock",
+        "journal",
+        "action",
+        "event",
+        "outcome",
+        "note",
+        "end",
+    }
 
 
 # -- truncation ----------------------------------------------------------------------------------------------
@@ -163,8 +179,9 @@ def test_truncated_at_every_line_boundary(base: bytes, tmp_path: Path) -> None:
         else:
             assert not damaged(out), name  # a whole line is never damage
 
-    n = run_corpus(tmp_path, ((f"first {k} lines", join(lines[:k])) for k in range(len(lines) + 1)), views=False,
-                   check=check)
+    n = run_corpus(
+        tmp_path, ((f"first {k} lines", join(lines[:k])) for k in range(len(lines) + 1)), views=False, check=check
+    )
     assert n == len(lines) + 1
 
 
@@ -231,19 +248,24 @@ def test_bad_diffs(base: bytes, tmp_path: Path) -> None:
     def mutants() -> Iterator[tuple[str, bytes]]:
         for k in diffs:
             edits: dict[str, Callable[[dict[str, Any]], Any]] = {
-                "a path into nothing": lambda o: o.update(ops=[{"op": "replace", "path": "/instances/no-such-host/x",
-                                                                "value": 1}]),
-                "a path through a value": lambda o: o.update(ops=[{"op": "add", "path": "/taken_at/deeper",
-                                                                   "value": 1}]),
+                "a path into nothing": lambda o: o.update(
+                    ops=[{"op": "replace", "path": "/instances/no-such-host/x", "value": 1}]
+                ),
+                "a path through a value": lambda o: o.update(
+                    ops=[{"op": "add", "path": "/taken_at/deeper", "value": 1}]
+                ),
                 "not a pointer": lambda o: o.update(ops=[{"op": "replace", "path": "taken_at", "value": 1}]),
                 "an unknown op": lambda o: o.update(ops=[{"op": "move", "path": "/taken_at"}]),
                 "ops not a list": lambda o: o.update(ops={"op": "replace"}),
-                "the snapshot replaced by a number": lambda o: o.update(ops=[{"op": "replace", "path": "",
-                                                                             "value": 7}]),
-                "a field of the wrong type": lambda o: o.update(ops=[{"op": "replace", "path": "/instances",
-                                                                      "value": "many"}]),
-                "order of keys that are not there": lambda o: o.update(ops=[{"op": "order", "path": "/instances",
-                                                                             "keys": ["x", "y"]}]),
+                "the snapshot replaced by a number": lambda o: o.update(
+                    ops=[{"op": "replace", "path": "", "value": 7}]
+                ),
+                "a field of the wrong type": lambda o: o.update(
+                    ops=[{"op": "replace", "path": "/instances", "value": "many"}]
+                ),
+                "order of keys that are not there": lambda o: o.update(
+                    ops=[{"op": "order", "path": "/instances", "keys": ["x", "y"]}]
+                ),
             }
             for what, fn in edits.items():
                 name = f"diff on line {k + 1}: {what}"
@@ -253,7 +275,7 @@ def test_bad_diffs(base: bytes, tmp_path: Path) -> None:
             # the diff against a missing base: the one before it is gone
             if lines[k - 1].startswith(b'{"t":"diff"'):
                 name = f"diff on line {k + 1} without its base"
-                yield name, join(lines[:k - 1] + lines[k:])
+                yield name, join(lines[: k - 1] + lines[k:])
 
     def check(name: str, out: Recording | str) -> None:
         d = damaged(out)
@@ -304,11 +326,13 @@ def test_fields_of_the_wrong_type(base: bytes, tmp_path: Path) -> None:
                 for p in path:
                     current = current[p]
                 for w in wrong(current):
+
                     def put(o: dict[str, Any], path: tuple[str, ...] = path, w: Any = w) -> None:
                         node = o
                         for p in path[:-1]:
                             node = node[p]
                         node[path[-1]] = w
+
                     yield f"{key} line {k + 1}: {'.'.join(path)} = {w!r}", _edit(lines, k, put)
 
     n = run_corpus(tmp_path, mutants(), views=False)
@@ -326,12 +350,19 @@ def test_bad_times(base: bytes, tmp_path: Path) -> None:
 
     def mutants() -> Iterator[tuple[str, bytes]]:
         for k in picks:
-            for what, raw in (("NaN", b"NaN"), ("Infinity", b"Infinity"), ("negative", b"-1"), ("a string", b'"08:00"'),
-                              ("far future", b"1e300"), ("not a number", b"1.2.3"), ("null", b"null")):
+            for what, raw in (
+                ("NaN", b"NaN"),
+                ("Infinity", b"Infinity"),
+                ("negative", b"-1"),
+                ("a string", b'"08:00"'),
+                ("far future", b"1e300"),
+                ("not a number", b"1.2.3"),
+                ("null", b"null"),
+            ):
                 line = lines[k]
                 start = line.index(b'"ts":') + 5
                 end = start
-                while end < len(line) and line[end:end + 1] not in (b",", b"}"):
+                while end < len(line) and line[end : end + 1] not in (b",", b"}"):
                     end += 1
                 out = list(lines)
                 out[k] = line[:start] + raw + line[end:]
@@ -410,8 +441,14 @@ def test_special_files_never_hang(tmp_path: Path) -> None:
     loop.symlink_to(loop)
     unreadable = tmp_path / "secret.jsonl"
     unreadable.write_text("{}\n")
-    for path, says in ((fifo, "named pipe"), (tmp_path, "directory"), (Path("/dev/zero"), "device"),
-                       (Path("/dev/null"), "device"), (loop, "cannot read"), (tmp_path / "none", "no such file")):
+    for path, says in (
+        (fifo, "named pipe"),
+        (tmp_path, "directory"),
+        (Path("/dev/zero"), "device"),
+        (Path("/dev/null"), "device"),
+        (loop, "cannot read"),
+        (tmp_path / "none", "no such file"),
+    ):
         out = exercise(path)
         assert isinstance(out, str) and says in out, (path, out)
 
@@ -457,8 +494,22 @@ async def test_the_replay_screen_shows_damage_and_keeps_going(tmp_path: Path) ->
     app = make_app("replay", recording=rec)
     async with app.run_test(size=(110, 32)) as pilot:
         await pilot.pause()
-        for key in ("dollar_sign", "0", "n", "n", "n", "n", "n", "n", "full_stop", "greater_than_sign", "p",
-                    "less_than_sign", "comma", "dollar_sign"):
+        for key in (
+            "dollar_sign",
+            "0",
+            "n",
+            "n",
+            "n",
+            "n",
+            "n",
+            "n",
+            "full_stop",
+            "greater_than_sign",
+            "p",
+            "less_than_sign",
+            "comma",
+            "dollar_sign",
+        ):
             await pilot.press(key)
             await pilot.pause()
         for ts in rec.times:  # step through every snapshot, as "." does
@@ -499,8 +550,15 @@ def test_a_crash_inside_the_replay_tui_exits_non_zero(base: bytes, tmp_path: Pat
     path.write_bytes(base)
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_REPLAY, str(path)], cwd=ROOT, stdin=slave, stdout=slave,
-                            stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_REPLAY, str(path)],
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     out = b""
     try:

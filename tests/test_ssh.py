@@ -374,19 +374,24 @@ async def test_wrong_client_key(env: Environment, tmp_path: Path) -> None:
 
 
 def _start_agent(sock: Path, key: Path) -> subprocess.Popen[bytes]:
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         if sock.exists():
             break
         time.sleep(0.05)
-    subprocess.run(["ssh-add", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(sock)}, check=True,
-                   capture_output=True, timeout=10)
+    subprocess.run(
+        ["ssh-add", str(key)],
+        env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
     return agent
 
 
-async def test_keys_from_the_agent_are_used(env: Environment, lab: LabSpec, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_keys_from_the_agent_are_used(
+    env: Environment, lab: LabSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No identity file in the inventory: the agent's key logs in (and without the agent, nothing does)."""
     agent = _start_agent(tmp_path / "agent.sock", sshd.client_key(lab))
     try:
@@ -403,8 +408,9 @@ async def test_keys_from_the_agent_are_used(env: Environment, lab: LabSpec, tmp_
         agent.wait(5)
 
 
-async def test_ssh_config_is_honoured(env: Environment, lab: LabSpec, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ssh_config_is_honoured(
+    env: Environment, lab: LabSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The key comes from the ssh config's IdentityFile for the hosts' addresses, as ssh would use it."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     config = tmp_path / "ssh_config"
@@ -416,8 +422,9 @@ async def test_ssh_config_is_honoured(env: Environment, lab: LabSpec, tmp_path: 
         assert (await pool.run(API, "true")).error_kind is SshErrorKind.BASTION
 
 
-async def test_ssh_config_proxyjump_must_agree_with_the_inventory(env: Environment, lab: LabSpec, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ssh_config_proxyjump_must_agree_with_the_inventory(
+    env: Environment, lab: LabSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A ProxyJump in the ssh config is never silently ignored (the bastion bypassed): it must be the
     inventory's bastion, on a host the inventory says is jumped to; anything else is refused, saying what to fix."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
@@ -426,16 +433,21 @@ async def test_ssh_config_proxyjump_must_agree_with_the_inventory(env: Environme
     api = next(h for h in env.hosts if h.name == API)
     direct = dataclasses.replace(api, name="api-direct", jump=False)
     cfg = tmp_path / "ssh_config"
-    cfg.write_text(f"Host {NET}.10\n  ProxyJump {bastion}\n  IdentityFile {key}\n  User root\n"
-                   f"Host {NET}.*\n  IdentityFile {key}\n  User root\n")
-    async with SshPool(with_ssh(dataclasses.replace(env, hosts=(*env.hosts, direct)), identity_files=(),
-                                config=cfg)) as pool:
+    cfg.write_text(
+        f"Host {NET}.10\n  ProxyJump {bastion}\n  IdentityFile {key}\n  User root\n"
+        f"Host {NET}.*\n  IdentityFile {key}\n  User root\n"
+    )
+    async with SshPool(
+        with_ssh(dataclasses.replace(env, hosts=(*env.hosts, direct)), identity_files=(), config=cfg)
+    ) as pool:
         same = await pool.run(API, "true")  # the config's jump host is the inventory's bastion: fine
         assert same.ok, same
         around = await pool.run("api-direct", "true")  # jump = false, but the config sends it through a jump host
         assert around.error_kind is SshErrorKind.CONFIG and "jump = false" in (around.error or ""), around
-    cfg.write_text(f"Host {NET}.10\n  ProxyJump root@{NET}.77:2222\n  IdentityFile {key}\n  User root\n"
-                   f"Host {NET}.*\n  IdentityFile {key}\n  User root\n")
+    cfg.write_text(
+        f"Host {NET}.10\n  ProxyJump root@{NET}.77:2222\n  IdentityFile {key}\n  User root\n"
+        f"Host {NET}.*\n  IdentityFile {key}\n  User root\n"
+    )
     async with SshPool(with_ssh(env, identity_files=(), config=cfg)) as pool:
         other = await pool.run(API, "true")  # another jump host than the inventory's bastion: refused
         assert other.error_kind is SshErrorKind.CONFIG, other

@@ -22,8 +22,18 @@ from probes.ssh.readonly import ReadOnlyHosts, ReadOnlyPool
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITERS = {"write_file_atomic", "append_file", "run"}  # SshPool's calls that change a host or run anything
-READS = {"env", "connected", "connect", "connect_ms", "stat", "read_file", "read_head", "forward", "run_check",
-         "aclose"}
+READS = {
+    "env",
+    "connected",
+    "connect",
+    "connect_ms",
+    "stat",
+    "read_file",
+    "read_head",
+    "forward",
+    "run_check",
+    "aclose",
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +92,21 @@ def test_mypy_rejects_a_write_through_the_read_only_type(tmp_path: Path) -> None
         '    await hosts.run_check("h", "running_check")\n'
     )
     r = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
-         str(snippet)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(snippet),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert r.returncode == 1, r.stdout + r.stderr
     errors = [line for line in r.stdout.splitlines() if ": error:" in line]

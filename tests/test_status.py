@@ -96,13 +96,16 @@ def test_straggler_names_the_service_on_plaintext(lab: LabSpec) -> None:
         assert isinstance(i.redis, LegUse) and i.redis.all_tls is (i.service != "voice"), i
 
 
-@pytest.mark.parametrize(("scenario", "check", "words"), [
-    ("bad-san", "certs.san", "does not cover staging-database-01.voiceai.internal"),
-    ("expired", "certs.expiry", "expired"),
-    ("wrong-ca", "certs.chain", "CA"),
-    ("key-mismatch", "certs.key_match", "key"),
-    ("secret-missing", "certs.present", "INTERNAL_"),
-])
+@pytest.mark.parametrize(
+    ("scenario", "check", "words"),
+    [
+        ("bad-san", "certs.san", "does not cover staging-database-01.voiceai.internal"),
+        ("expired", "certs.expiry", "expired"),
+        ("wrong-ca", "certs.chain", "CA"),
+        ("key-mismatch", "certs.key_match", "key"),
+        ("secret-missing", "certs.present", "INTERNAL_"),
+    ],
+)
 def test_broken_material_fails_the_right_check(lab: LabSpec, scenario: str, check: str, words: str) -> None:
     scenarios.apply(lab, scenario)
     s = snap(lab)
@@ -144,8 +147,10 @@ def test_drift_on_exactly_the_instances_not_restarted(lab: LabSpec) -> None:
 
 def test_unreachable_host_is_one_clear_state(lab: LabSpec, tmp_path: Path) -> None:
     text = (Path(lab.dir) / "inventory.toml").read_text()
-    text += (f'\n[[environments.staging.hosts]]\nname = "staging-web-09"\naddress = "{lab.net}.250"\n'
-             f'port = 2222\nuser = "root"\nservice = "web"\njump = true\nroot = "{lab.dir}/hosts/x"\n')
+    text += (
+        f'\n[[environments.staging.hosts]]\nname = "staging-web-09"\naddress = "{lab.net}.250"\n'
+        f'port = 2222\nuser = "root"\nservice = "web"\njump = true\nroot = "{lab.dir}/hosts/x"\n'
+    )
     inv = tmp_path / "inventory.toml"
     inv.write_text(text)
     s = snap(lab, inv)
@@ -159,8 +164,13 @@ def test_unreachable_host_is_one_clear_state(lab: LabSpec, tmp_path: Path) -> No
 def test_status_cli_json_and_exit_codes(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "fresh")
     inv = Path(lab.dir) / "inventory.toml"
-    r = subprocess.run([sys.executable, "-m", "cli", "status", "--inventory", str(inv), "--json"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--inventory", str(inv), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["env"] == "staging" and data["verdict"] in ("ok", "warn")
@@ -169,8 +179,13 @@ def test_status_cli_json_and_exit_codes(lab: LabSpec, tmp_path: Path) -> None:
         assert v not in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 1\n[environments.x]\nnamespace = 3\n")
-    r = subprocess.run([sys.executable, "-m", "cli", "status", "--inventory", str(bad)],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--inventory", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 2 and "bad.toml:3" in r.stderr
 
 
@@ -200,8 +215,9 @@ def test_healthy_handshakes_are_reused_briefly_and_problems_never(lab: LabSpec) 
             failing = {x.check: x for x in bad.checks if x.check in names and x.verdict is Verdict.FAIL}
             assert "tls.postgres" in failing, [(x.check, x.verdict) for x in bad.checks if x.check in names]
             again = await c.snapshot()
-            assert {x.check: x.duration_ms for x in again.checks if x.check in failing} != \
-                {k: x.duration_ms for k, x in failing.items()}  # a failure is measured every round
+            assert {x.check: x.duration_ms for x in again.checks if x.check in failing} != {
+                k: x.duration_ms for k, x in failing.items()
+            }  # a failure is measured every round
         finally:
             await c.aclose()
             scenarios.apply(lab, "fresh")

@@ -31,9 +31,7 @@ HOSTS = ("staging-api-01", "staging-api-02")
 STORE_PATH = "/opt/deployment/rollout-test.env"
 FIXED_TIME = 1_700_000_000.25  # every backup of a test made "in the same second"
 
-ORIGINAL = (b"# rollout variables\n"
-            b"export DATABASE_SSL_MODE=disable  # pinned by ops\n"
-            b"OTHER='keep me'\n")
+ORIGINAL = b"# rollout variables\nexport DATABASE_SSL_MODE=disable  # pinned by ops\nOTHER='keep me'\n"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -60,8 +58,11 @@ def files(lab: LabSpec) -> Iterator[dict[str, Path]]:
 @pytest.fixture
 def envfile_env(lab: LabSpec, tmp_path: Path) -> Environment:
     inv = tmp_path / "inventory.toml"
-    inv.write_text((Path(lab.dir) / "inventory.toml").read_text().replace(
-        'kind = "ssm"', f'kind = "envfile"\npath = "{STORE_PATH}"', 1))
+    inv.write_text(
+        (Path(lab.dir) / "inventory.toml")
+        .read_text()
+        .replace('kind = "ssm"', f'kind = "envfile"\npath = "{STORE_PATH}"', 1)
+    )
     return load_inventory(inv).env()
 
 
@@ -73,16 +74,19 @@ async def store(envfile_env: Environment) -> AsyncIterator[EnvFileStore]:
 
 def neighbours(files: dict[str, Path]) -> dict[str, list[str]]:
     """Every file next to each copy (backups, temp files), by host."""
-    return {h: sorted(x.name for x in p.parent.iterdir() if "rollout-test" in x.name and x != p)
-            for h, p in files.items()}
+    return {
+        h: sorted(x.name for x in p.parent.iterdir() if "rollout-test" in x.name and x != p) for h, p in files.items()
+    }
 
 
 def backups(path: Path) -> list[Path]:
     return sorted(path.parent.glob(path.name + ".bak-*"))
 
 
-STEP = [Change("api", "DATABASE_SSL_MODE", "disable", "verify-full"),
-        Change("api", "DATABASE_SSL_CA_FILE", None, "/etc/ssl/internal/ca.crt")]
+STEP = [
+    Change("api", "DATABASE_SSL_MODE", "disable", "verify-full"),
+    Change("api", "DATABASE_SSL_CA_FILE", None, "/etc/ssl/internal/ca.crt"),
+]
 
 
 @pytest.mark.lab
@@ -109,24 +113,35 @@ async def test_envfile_step_written_fleet_wide_then_rolled_back(store: EnvFileSt
     events: list[StoreEvent] = []
     receipts = await store.write_all(STEP, progress=events.append)
     assert len(receipts) == 2 and all("(backup " in r for r in receipts)
-    expected = (b"# rollout variables\nexport DATABASE_SSL_MODE=verify-full  # pinned by ops\nOTHER='keep me'\n"
-                b"DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt\n")
+    expected = (
+        b"# rollout variables\nexport DATABASE_SSL_MODE=verify-full  # pinned by ops\nOTHER='keep me'\n"
+        b"DATABASE_SSL_CA_FILE=/etc/ssl/internal/ca.crt\n"
+    )
     for p in files.values():
         assert p.read_bytes() == expected  # the var absent from the file was written, not waited on
         (b,) = backups(p)
         assert b.read_bytes() == ORIGINAL and b.stat().st_mode & 0o777 == 0o600
-    assert [(e.kind, e.host) for e in events] == [("backed-up", HOSTS[0]), ("written", HOSTS[0]),
-                                                  ("backed-up", HOSTS[1]), ("written", HOSTS[1])]
+    assert [(e.kind, e.host) for e in events] == [
+        ("backed-up", HOSTS[0]),
+        ("written", HOSTS[0]),
+        ("backed-up", HOSTS[1]),
+        ("written", HOSTS[1]),
+    ]
     assert await store.read("api", "DATABASE_SSL_CA_FILE") == "/etc/ssl/internal/ca.crt"
     # the rollback: the engine passes the value from before the step where it knows it, else None
-    await store.write_all([Change("api", "DATABASE_SSL_MODE", "verify-full", "disable"),
-                           Change("api", "DATABASE_SSL_CA_FILE", "/etc/ssl/internal/ca.crt", None)])
+    await store.write_all(
+        [
+            Change("api", "DATABASE_SSL_MODE", "verify-full", "disable"),
+            Change("api", "DATABASE_SSL_CA_FILE", "/etc/ssl/internal/ca.crt", None),
+        ]
+    )
     assert all(p.read_bytes() == ORIGINAL for p in files.values())
 
 
 @pytest.mark.lab
 async def test_envfile_failure_on_the_second_host_restores_the_first(
-        store: EnvFileStore, files: dict[str, Path]) -> None:
+    store: EnvFileStore, files: dict[str, Path]
+) -> None:
     """api-02's file turns into a directory once it is backed up: its replace fails (rename onto a
     directory), and api-01, already written, is restored."""
     events: list[StoreEvent] = []
@@ -151,7 +166,8 @@ async def test_envfile_failure_on_the_second_host_restores_the_first(
 
 @pytest.mark.lab
 async def test_envfile_host_changed_during_the_step_restores_the_first(
-        store: EnvFileStore, files: dict[str, Path]) -> None:
+    store: EnvFileStore, files: dict[str, Path]
+) -> None:
     def edit_by_hand(e: StoreEvent) -> None:
         if e.kind == "written" and e.host == HOSTS[0]:
             files[HOSTS[1]].write_bytes(ORIGINAL + b"NEW=1\n")
@@ -166,7 +182,8 @@ async def test_envfile_host_changed_during_the_step_restores_the_first(
 
 @pytest.mark.lab
 async def test_envfile_interrupted_after_a_host_is_written_restores_it(
-        store: EnvFileStore, files: dict[str, Path]) -> None:
+    store: EnvFileStore, files: dict[str, Path]
+) -> None:
     """Anything that stops the transaction once a host is written (here the caller's own progress
     callback raising) puts that host back before the exception goes on."""
     events: list[StoreEvent] = []
@@ -178,8 +195,11 @@ async def test_envfile_interrupted_after_a_host_is_written_restores_it(
 
     with pytest.raises(RuntimeError, match="pulled the plug"):
         await store.write_all(STEP, progress=stop)
-    assert [(e.kind, e.host) for e in events] == [("backed-up", HOSTS[0]), ("written", HOSTS[0]),
-                                                  ("restored", HOSTS[0])]
+    assert [(e.kind, e.host) for e in events] == [
+        ("backed-up", HOSTS[0]),
+        ("written", HOSTS[0]),
+        ("restored", HOSTS[0]),
+    ]
     assert all(p.read_bytes() == ORIGINAL for p in files.values())
 
 
@@ -189,8 +209,9 @@ async def test_envfile_unsupported_line_refuses_before_writing(store: EnvFileSto
     for attempt in (store.write_all(STEP), store.check_writable("api")):
         with pytest.raises(StoreError) as exc:
             await attempt
-        assert str(exc.value).startswith(f"{HOSTS[1]}: /") and "rollout-test.env line 4: expected KEY=VALUE" \
-            in str(exc.value)
+        assert str(exc.value).startswith(f"{HOSTS[1]}: /") and "rollout-test.env line 4: expected KEY=VALUE" in str(
+            exc.value
+        )
         assert "hunter2" not in str(exc.value)
     assert files[HOSTS[0]].read_bytes() == ORIGINAL
     assert neighbours(files) == {h: [] for h in HOSTS}  # no backup, no temp file, anywhere
@@ -210,11 +231,13 @@ async def test_envfile_backups_within_one_second_are_unique(store: EnvFileStore,
 
 
 @pytest.mark.lab
-async def test_envfile_unset_keeps_a_line_the_step_did_not_write(
-        store: EnvFileStore, files: dict[str, Path]) -> None:
+async def test_envfile_unset_keeps_a_line_the_step_did_not_write(store: EnvFileStore, files: dict[str, Path]) -> None:
     await store.write_all([Change("api", "DATABASE_SSL_MODE", "disable", "verify-full")])
-    with pytest.raises(StoreError, match=f"{HOSTS[0]}: .*DATABASE_SSL_MODE is 'verify-full', the preview showed "
-                                         "'disable' — changed since the preview"):
+    with pytest.raises(
+        StoreError,
+        match=f"{HOSTS[0]}: .*DATABASE_SSL_MODE is 'verify-full', the preview showed "
+        "'disable' — changed since the preview",
+    ):
         await store.write_all([Change("api", "DATABASE_SSL_MODE", "disable", None)])  # a stale preview
     # a pinned earlier line the step never wrote: an unset would lose it or leave it in effect
     for p in files.values():
@@ -249,25 +272,49 @@ def iam_moto() -> Iterator[dict[str, Any]]:
         address, port = f"{net}.3", 5000
         endpoint = f"http://{address}:{port}"
         # the first 3 calls run unauthenticated (they create the admin); IAM is enforced after that
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
-                                env={"INITIAL_NO_AUTH_ACTION_COUNT": "3", "PATH": "/usr/bin:/bin"},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
+            env={"INITIAL_NO_AUTH_ACTION_COUNT": "3", "PATH": "/usr/bin:/bin"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             assert procs.wait_port(address, port, 30, pid=proc.pid), "moto server did not start"
             kw = {"region_name": REGION, "endpoint_url": endpoint}
             iam = boto3.client("iam", aws_access_key_id="x", aws_secret_access_key="x", **kw)  # type: ignore[call-overload]
             iam.create_user(UserName="admin")
-            iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            iam.put_user_policy(
+                UserName="admin",
+                PolicyName="all",
+                PolicyDocument=json.dumps(
+                    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+                ),
+            )
             ak = iam.create_access_key(UserName="admin")["AccessKey"]
             admin = {"AWS_ACCESS_KEY_ID": ak["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": ak["SecretAccessKey"]}
-            iam = boto3.client("iam", aws_access_key_id=ak["AccessKeyId"],  # type: ignore[call-overload]
-                               aws_secret_access_key=ak["SecretAccessKey"], **kw)
+            iam = boto3.client(
+                "iam",
+                aws_access_key_id=ak["AccessKeyId"],  # type: ignore[call-overload]
+                aws_secret_access_key=ak["SecretAccessKey"],
+                **kw,
+            )
             iam.create_user(UserName="operator")
-            iam.put_user_policy(UserName="operator", PolicyName="narrow", PolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Action": ["ssm:Get*", "ssm:Describe*", "ssm:PutParameter"], "Resource": "*"},
-                ]}))
+            iam.put_user_policy(
+                UserName="operator",
+                PolicyName="narrow",
+                PolicyDocument=json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["ssm:Get*", "ssm:Describe*", "ssm:PutParameter"],
+                                "Resource": "*",
+                            },
+                        ],
+                    }
+                ),
+            )
             ok_ = iam.create_access_key(UserName="operator")["AccessKey"]
             operator = {"AWS_ACCESS_KEY_ID": ok_["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": ok_["SecretAccessKey"]}
             yield {"endpoint": endpoint, "admin": admin, "operator": operator}
@@ -305,66 +352,91 @@ def as_identity(monkeypatch: pytest.MonkeyPatch, keys: dict[str, str]) -> None:
 
 
 def params(env: Environment, admin: dict[str, str]) -> dict[str, str]:
-    ssm = boto3.client("ssm", region_name=REGION, endpoint_url=env.endpoint_url,  # type: ignore[call-overload]
-                       aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
-                       aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"])
+    ssm = boto3.client(
+        "ssm",
+        region_name=REGION,
+        endpoint_url=env.endpoint_url,  # type: ignore[call-overload]
+        aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"],
+    )
     out: dict[str, str] = {}
     kw: dict[str, Any] = {"Path": f"/{env.namespace}/", "Recursive": True}
     while True:
         page = ssm.get_parameters_by_path(**kw)
-        out.update({p["Name"][len(env.namespace) + 2:]: p["Value"] for p in page["Parameters"]})
+        out.update({p["Name"][len(env.namespace) + 2 :]: p["Value"] for p in page["Parameters"]})
         if not page.get("NextToken"):
             return out
         kw["NextToken"] = page["NextToken"]
 
 
 def seed(env: Environment, admin: dict[str, str], values: dict[str, str]) -> None:
-    ssm = boto3.client("ssm", region_name=REGION, endpoint_url=env.endpoint_url,  # type: ignore[call-overload]
-                       aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
-                       aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"])
+    ssm = boto3.client(
+        "ssm",
+        region_name=REGION,
+        endpoint_url=env.endpoint_url,  # type: ignore[call-overload]
+        aws_access_key_id=admin["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=admin["AWS_SECRET_ACCESS_KEY"],
+    )
     for name, value in values.items():
         ssm.put_parameter(Name=f"/{env.namespace}/{name}", Value=value, Type="String", Overwrite=True)
 
 
 @pytest.mark.lab
 async def test_ssm_write_all_read_hosts_and_compare_and_swap(
-        ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     admin = iam_moto["admin"]
     as_identity(monkeypatch, admin)
     seed(ssm_env, admin, {"api/DATABASE_SSL_MODE": "disable"})
     store = SsmStore(ssm_env, Aws(ssm_env))
     receipts = await store.write_all(STEP)
     assert len(receipts) == 2 and "version 2" in receipts[0] and "version 1" in receipts[1]
-    assert params(ssm_env, admin) == {"api/DATABASE_SSL_MODE": "verify-full",
-                                      "api/DATABASE_SSL_CA_FILE": "/etc/ssl/internal/ca.crt"}
+    assert params(ssm_env, admin) == {
+        "api/DATABASE_SSL_MODE": "verify-full",
+        "api/DATABASE_SSL_CA_FILE": "/etc/ssl/internal/ca.crt",
+    }
     assert await store.read_hosts("api", ["DATABASE_SSL_MODE", "REDIS_TLS_PORT"]) == {
-        h: {"DATABASE_SSL_MODE": "verify-full", "REDIS_TLS_PORT": None} for h in HOSTS}
+        h: {"DATABASE_SSL_MODE": "verify-full", "REDIS_TLS_PORT": None} for h in HOSTS
+    }
     # the same step again: the store no longer holds what that preview showed -> nothing written
-    with pytest.raises(StoreError, match=r"DATABASE_SSL_MODE refused: it holds 'verify-full', the preview showed "
-                                         r"'disable'.*nothing was written"):
-        await store.write_all([Change("api", "DATABASE_SSL_CA_FILE", "/etc/ssl/internal/ca.crt", None),
-                               Change("api", "DATABASE_SSL_MODE", "disable", "require")])
+    with pytest.raises(
+        StoreError,
+        match=r"DATABASE_SSL_MODE refused: it holds 'verify-full', the preview showed "
+        r"'disable'.*nothing was written",
+    ):
+        await store.write_all(
+            [
+                Change("api", "DATABASE_SSL_CA_FILE", "/etc/ssl/internal/ca.crt", None),
+                Change("api", "DATABASE_SSL_MODE", "disable", "require"),
+            ]
+        )
     assert params(ssm_env, admin)["api/DATABASE_SSL_CA_FILE"] == "/etc/ssl/internal/ca.crt"
     # values SSM cannot hold are refused before anything is written
     for bad in ("", "x" * 5000):
         with pytest.raises(StoreError, match="nothing was written"):
-            await store.write_all([Change("api", "REDIS_TLS_PORT", None, "6380"),
-                                   Change("api", "DATABASE_SSL_MODE", "verify-full", bad)])
+            await store.write_all(
+                [Change("api", "REDIS_TLS_PORT", None, "6380"), Change("api", "DATABASE_SSL_MODE", "verify-full", bad)]
+            )
     assert "api/REDIS_TLS_PORT" not in params(ssm_env, admin)
     assert await store.read("api", "REDIS_TLS_PORT") is None
 
 
 @pytest.mark.lab
 async def test_ssm_failure_on_the_second_write_reverts_the_first(
-        ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     admin = iam_moto["admin"]
     seed(ssm_env, admin, {"api/DATABASE_SSL_MODE": "verify-full", "api/DATABASE_SSL_CA_FILE": "/ca.crt"})
     as_identity(monkeypatch, iam_moto["operator"])  # may put, may not delete
     store = SsmStore(ssm_env, Aws(ssm_env))
     mode, ca = ssm_env.ssm_path("api", "DATABASE_SSL_MODE"), ssm_env.ssm_path("api", "DATABASE_SSL_CA_FILE")
     with pytest.raises(StoreError) as exc:
-        await store.write_all([Change("api", "DATABASE_SSL_MODE", "verify-full", "disable"),
-                               Change("api", "DATABASE_SSL_CA_FILE", "/ca.crt", None)])
+        await store.write_all(
+            [
+                Change("api", "DATABASE_SSL_MODE", "verify-full", "disable"),
+                Change("api", "DATABASE_SSL_CA_FILE", "/ca.crt", None),
+            ]
+        )
     msg = str(exc.value)
     assert msg.startswith(f"writing {ca}: access denied")
     assert f"{ca} holds '/ca.crt'" in msg and f"reverted: {mode} back to 'verify-full'" in msg
@@ -374,31 +446,39 @@ async def test_ssm_failure_on_the_second_write_reverts_the_first(
 
 @pytest.mark.lab
 async def test_ssm_failed_revert_says_which_parameter_holds_what(
-        ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     admin = iam_moto["admin"]
     seed(ssm_env, admin, {"api/DATABASE_SSL_CA_FILE": "/ca.crt"})
     as_identity(monkeypatch, iam_moto["operator"])
     store = SsmStore(ssm_env, Aws(ssm_env))
     mode = ssm_env.ssm_path("api", "DATABASE_SSL_MODE")
     with pytest.raises(StoreError) as exc:  # the revert of the first (a delete: it was unset) is denied too
-        await store.write_all([Change("api", "DATABASE_SSL_MODE", None, "verify-full"),
-                               Change("api", "DATABASE_SSL_CA_FILE", "/ca.crt", None)])
+        await store.write_all(
+            [
+                Change("api", "DATABASE_SSL_MODE", None, "verify-full"),
+                Change("api", "DATABASE_SSL_CA_FILE", "/ca.crt", None),
+            ]
+        )
     msg = str(exc.value)
-    assert f"REVERT FAILED — {mode} now holds 'verify-full' (should be unset; its revert failed: access denied" \
-        in msg
+    assert f"REVERT FAILED — {mode} now holds 'verify-full' (should be unset; its revert failed: access denied" in msg
     assert params(ssm_env, admin)["api/DATABASE_SSL_MODE"] == "verify-full"
 
 
 @pytest.mark.lab
-async def test_ssm_check_writable(ssm_env: Environment, iam_moto: dict[str, Any],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_ssm_check_writable(
+    ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     admin = iam_moto["admin"]
     as_identity(monkeypatch, admin)
     await SsmStore(ssm_env, Aws(ssm_env)).check_writable("api")
     assert params(ssm_env, admin) == {}  # the probe parameter is gone again
     as_identity(monkeypatch, iam_moto["operator"])
-    with pytest.raises(StoreError, match=r"preflight: deleting .*/cockpit/preflight/.*access denied.*rollback that "
-                                         r"unsets a variable"):
+    with pytest.raises(
+        StoreError,
+        match=r"preflight: deleting .*/cockpit/preflight/.*access denied.*rollback that "
+        r"unsets a variable",
+    ):
         await SsmStore(ssm_env, Aws(ssm_env)).check_writable("api")
     left = params(ssm_env, admin)
     assert list(left) and all(k.startswith("cockpit/preflight/") for k in left)  # never under a service's path
@@ -406,7 +486,8 @@ async def test_ssm_check_writable(ssm_env: Environment, iam_moto: dict[str, Any]
 
 @pytest.mark.lab
 async def test_the_fleet_lock_needs_no_delete_permission(
-        ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ssm_env: Environment, iam_moto: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The lock on the same IAM-enforcing server: the operator (no ssm:Delete*) takes and releases it
     round after round; only the best-effort cleanup of old generations is denied, and ignored."""
     from plans.lock import KEEP, FleetLock

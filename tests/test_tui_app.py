@@ -68,8 +68,10 @@ def header_text(app: CockpitApp) -> str:
 
 
 async def test_header_shows_env_mode_lock_and_freshness() -> None:
-    app = watch_app([scenario("straggler")], lock={"who": "alice", "where": "bastion", "step": "pg-5",
-                                                   "since": 1_800_000_000.0 - 120, "token": "x"})
+    app = watch_app(
+        [scenario("straggler")],
+        lock={"who": "alice", "where": "bastion", "step": "pg-5", "since": 1_800_000_000.0 - 120, "token": "x"},
+    )
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
         text = header_text(app)
@@ -220,8 +222,9 @@ async def test_drive_advance_cycle_records_everything(tmp_path: Path) -> None:
         assert app.focused is confirm.query_one("#confirm")
         assert "Enter confirms «Advance pg-5 for api» in staging" in text_of(app, "#why-disabled")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the outcome")
+        await until(
+            pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None, "the outcome"
+        )
         progress = app.screen
         assert progress.statuses == {"staging-api-01": "done", "staging-api-02": "done"}
         assert "done" in text_of(app, "#progress-result")
@@ -318,8 +321,9 @@ async def test_a_failure_offers_the_rollback_and_rolls_back() -> None:
         confirm.query_one("#reason", Input).value = "window 42"
         await pilot.pause()
         confirm.query_one("#confirm", Button).press()
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the outcome")
+        await until(
+            pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None, "the outcome"
+        )
         progress = app.screen
         assert "FAILED at verify" in text_of(app, "#progress-result")
         assert progress.statuses["staging-api-02"] == "FAILED"
@@ -377,10 +381,14 @@ async def test_a_held_lock_is_said_in_a_dialog_and_recorded(tmp_path: Path) -> N
 @pytest.mark.parametrize("kind", ["engine error", "lock error"])
 async def test_an_engine_error_is_said_in_a_dialog_and_recorded(tmp_path: Path, kind: str) -> None:
     """What bad-san did to `a` on pg-1: the engine said no, and the screen showed nothing."""
-    why = "pg-5 does not apply to service 'api'" if kind == "engine error" else \
-        "the journal could not be written (disk full); the lock was released, nothing was changed"
-    engine = FakeEngine([scenario("ready-pg5")], **({"preview_error": why} if kind == "engine error"
-                                                     else {"lock_error": why}))
+    why = (
+        "pg-5 does not apply to service 'api'"
+        if kind == "engine error"
+        else "the journal could not be written (disk full); the lock was released, nothing was changed"
+    )
+    engine = FakeEngine(
+        [scenario("ready-pg5")], **({"preview_error": why} if kind == "engine error" else {"lock_error": why})
+    )
     rec = Recorder(tmp_path / "d.jsonl", env="staging", mode="drive", clock=Clock())
     app = drive_app(engine, recorder=rec)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -389,8 +397,9 @@ async def test_an_engine_error_is_said_in_a_dialog_and_recorded(tmp_path: Path, 
         text = await problem_shown(pilot)
         assert why in text and "EngineError" not in text  # the engine's words, not a type name
         await until(pilot, lambda: not app.main.busy, "the cycle over")
-        assert ("release_lock",) in engine.calls if kind == "engine error" else engine.calls == [
-            ("acquire_lock", "pg-5")]
+        assert (
+            ("release_lock",) in engine.calls if kind == "engine error" else engine.calls == [("acquire_lock", "pg-5")]
+        )
     rec.close()
     kinds = [(r.get("kind"), r.get("error")) for r in recorded(tmp_path / "d.jsonl") if r["t"] == "action"]
     wanted = ("error", f"no preview: {why}") if kind == "engine error" else ("lock-refused", why)
@@ -410,8 +419,9 @@ async def test_a_refusal_stays_on_screen_and_is_recorded(tmp_path: Path, how: st
         confirm.query_one("#reason", Input).value = "window 42"
         await pilot.pause()
         confirm.query_one("#confirm", Button).press()
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the outcome")
+        await until(
+            pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None, "the outcome"
+        )
         result = text_of(app, "#progress-result")
         assert "REFUSED" in result and "nothing was changed" in result and "preview again" in result
         assert app.screen.query_one("#rollback").has_class("-hidden")  # nothing to roll back
@@ -434,8 +444,11 @@ async def test_an_apply_that_raises_is_shown_and_recorded(tmp_path: Path) -> Non
         confirm.query_one("#reason", Input).value = "window 42"
         await pilot.pause()
         confirm.query_one("#confirm", Button).press()
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.state == "finished",
-                    "the end of the roll")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, ProgressScreen) and app.screen.state == "finished",
+            "the end of the roll",
+        )
         assert "stopped by an error: RuntimeError" in text_of(app, "#progress-result")
         await until(pilot, lambda: ("release_lock",) in engine.calls, "the lock released")
     rec.close()
@@ -544,13 +557,15 @@ async def test_restart_a_host_from_the_instances(tmp_path: Path) -> None:
         assert engine.calls[:2] == [("acquire_lock", "restart"), ("preview_restart", "api", ("staging-api-02",))]
         title = text_of(app, "#confirm-title")
         assert title.startswith("[staging] RESTART api (1 instance)")
-        assert "restarts 1 instance(s) of api (recreates voiceai-api on each), one at a time" in \
-            text_of(app, "#confirm-summary")
+        assert "restarts 1 instance(s) of api (recreates voiceai-api on each), one at a time" in text_of(
+            app, "#confirm-summary"
+        )
         confirm.query_one("#reason", Input).value = "land the new CA"
         await pilot.pause()
         confirm.query_one("#confirm", Button).press()
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                    "the outcome")
+        await until(
+            pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None, "the outcome"
+        )
         assert app.screen.outcome.ok and app.screen.statuses == {"staging-api-02": "done"}
         assert app.screen.query_one("#rollback").has_class("-hidden")
         await until(pilot, lambda: ("release_lock",) in engine.calls, "the lock released")
@@ -585,8 +600,11 @@ async def test_pause_then_stop_a_roll_and_roll_back_what_changed(tmp_path: Path)
         confirm.query_one("#reason", Input).value = "window 42"
         await pilot.pause()
         confirm.query_one("#confirm", Button).press()
-        await until(pilot, lambda: isinstance(app.screen, ProgressScreen)
-                    and app.screen.statuses["staging-api-01"] == "restarting", "the first restart")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, ProgressScreen) and app.screen.statuses["staging-api-01"] == "restarting",
+            "the first restart",
+        )
         progress = app.screen
         assert "0/4 instances" in text_of(app, "#progress-status") and "ETA 1:20" in text_of(app, "#progress-status")
         for key in ("escape", "q", "enter"):  # none of them leaves, or quits, a running roll
@@ -611,8 +629,12 @@ async def test_pause_then_stop_a_roll_and_roll_back_what_changed(tmp_path: Path)
         await until(pilot, lambda: progress.outcome is not None, "the stopped outcome")
         assert progress.outcome.stage == "stopped"
         assert progress.outcome.changed == ("staging-api-01", "staging-api-02")
-        assert progress.statuses == {"staging-api-01": "done", "staging-api-02": "done",
-                                     "staging-api-03": "not restarted", "staging-api-04": "not restarted"}
+        assert progress.statuses == {
+            "staging-api-01": "done",
+            "staging-api-02": "done",
+            "staging-api-03": "not restarted",
+            "staging-api-04": "not restarted",
+        }
         assert "STOPPED" in text_of(app, "#progress-result")
         rollback = progress.query_one("#rollback", Button)
         assert not rollback.has_class("-hidden")
@@ -621,10 +643,11 @@ async def test_pause_then_stop_a_roll_and_roll_back_what_changed(tmp_path: Path)
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the rollback's confirmation")
         assert app.screen.preview.direction == "rollback"
     rec.close()
-    said = [r.get("kind") or r.get("text", "") for r in recorded(tmp_path / "d.jsonl")
-            if r["t"] in ("event", "note")]
-    at = {w: next(i for i, x in enumerate(said) if w in x) for w in (
-        "asked to pause", "paused", "resumed: advance", "asked to stop", "stopping")}
+    said = [r.get("kind") or r.get("text", "") for r in recorded(tmp_path / "d.jsonl") if r["t"] in ("event", "note")]
+    at = {
+        w: next(i for i, x in enumerate(said) if w in x)
+        for w in ("asked to pause", "paused", "resumed: advance", "asked to stop", "stopping")
+    }
     assert at["asked to pause"] < at["paused"] < at["resumed: advance"] < at["asked to stop"] < at["stopping"]
 
 
@@ -640,8 +663,10 @@ async def test_the_confirmation_puts_where_and_how_much_above_the_hosts() -> Non
         shown = screen_text(app)
         assert "[[staging]] ADVANCE pg-5 for api" in shown  # brackets and all: not eaten as markup
         head = text_of(app, "#confirm-summary")
-        assert head.startswith("2 config change(s); restarts 10 instance(s) of api (recreates voiceai-api on each), "
-                               "one at a time, about 200 s in all")
+        assert head.startswith(
+            "2 config change(s); restarts 10 instance(s) of api (recreates voiceai-api on each), "
+            "one at a time, about 200 s in all"
+        )
         assert "restarts 10 instance(s)" in shown  # the summary is on screen,
         assert "pgbouncer_offers_tls_and_ca_files" in shown  # and so is the gate, above the host list
         assert "Not open: pgbouncer_offers_tls_and_ca_files" in head and "The cockpit offers no override" in head
@@ -652,9 +677,13 @@ async def test_the_confirmation_puts_where_and_how_much_above_the_hosts() -> Non
 async def test_a_rollback_confirmation_lists_blockers_and_warnings_by_id() -> None:
     from tests.engine_double import Blocker
 
-    engine = FakeEngine([scenario("straggler")], blockers=(
-        Blocker("later:pg-6", "pg-6 is configured: roll it back first"),
-        Blocker("unmeasured:redis-2", "redis-2 could not be measured; the store says it is off", "warn")))
+    engine = FakeEngine(
+        [scenario("straggler")],
+        blockers=(
+            Blocker("later:pg-6", "pg-6 is configured: roll it back first"),
+            Blocker("unmeasured:redis-2", "redis-2 could not be measured; the store says it is off", "warn"),
+        ),
+    )
     app = drive_app(engine)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
@@ -765,8 +794,11 @@ async def test_no_python_none_true_or_false_on_any_screen() -> None:
 
     odd = f.with_leg_unknown(scenario("straggler"), "redis", Why.TIMEOUT)
     snaps = [scenario("fresh"), odd, f.without_database(scenario("cert-fail"), Why.UNREACHABLE)]
-    app = watch_app(snaps, lock={"who": "alice", "where": None, "step": None, "since": T0, "token": "t"},
-                    journal=({"ts": T0 - 5, "who": None, "event": "apply", "step": None, "ok": None},))
+    app = watch_app(
+        snaps,
+        lock={"who": "alice", "where": None, "step": None, "since": T0, "token": "t"},
+        journal=({"ts": T0 - 5, "who": None, "event": "apply", "step": None, "ok": None},),
+    )
     seen: list[str] = []
     async with app.run_test(size=(120, 40)) as pilot:
         for n in range(len(snaps)):
@@ -803,11 +835,16 @@ async def test_events_are_in_time_order_whatever_order_they_arrive_in() -> None:
         events = app.main.query_one("#events")
         events.reset([])
         events.append([LogLine(T0 + 10, "action", "confirmed"), LogLine(T0 + 20, "outcome", "done")])
-        events.append([LogLine(T0 + 12, "journal", "alice apply pg-5 api"),
-                       LogLine(T0 + 11, "journal", "alice intent pg-5")])  # the journal, read late
+        events.append(
+            [LogLine(T0 + 12, "journal", "alice apply pg-5 api"), LogLine(T0 + 11, "journal", "alice intent pg-5")]
+        )  # the journal, read late
         await pilot.pause()
-        assert [line.text for line in events.shown] == ["confirmed", "alice intent pg-5", "alice apply pg-5 api",
-                                                        "done"]
+        assert [line.text for line in events.shown] == [
+            "confirmed",
+            "alice intent pg-5",
+            "alice apply pg-5 api",
+            "done",
+        ]
         rendered = [strip.text for strip in events.lines]
         assert [r.split(" ", 2)[-1].strip() for r in rendered] == [line.text for line in events.shown]
         await pilot.press("slash", *"alice", "enter")
@@ -869,8 +906,13 @@ def test_connections_are_listed_in_a_stable_order() -> None:
     snap = scenario("straggler")
     db = snap.database
     assert isinstance(db, DatabaseState)
-    flipped = dataclasses.replace(db, legs={k: (dataclasses.replace(v, connections=tuple(reversed(v.connections)))
-                                                if hasattr(v, "connections") else v) for k, v in db.legs.items()})
+    flipped = dataclasses.replace(
+        db,
+        legs={
+            k: (dataclasses.replace(v, connections=tuple(reversed(v.connections))) if hasattr(v, "connections") else v)
+            for k, v in db.legs.items()
+        },
+    )
     other = dataclasses.replace(snap, database=flipped)
     assert database_text(snap).plain == database_text(other).plain
     inst = snap.instances[3]

@@ -55,14 +55,14 @@ async def drive_next_to_outcome(pilot: Pilot[Any], key: str, reason: str) -> Any
     await wait_for(pilot, lambda: next_key(app) == key, f"{key} as the next step", 60)
     await pilot.press("n")
     await confirm_with_reason(pilot, reason)
-    await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                   "the outcome", 180)
+    await wait_for(
+        pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None, "the outcome", 180
+    )
     return app.screen
 
 
 def meter(spec: LabSpec, host_name: str, proc: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((Path(spec.host(host_name).root) / f"var/lib/lab/{proc}.meter.json")
-                                      .read_text())
+    data: dict[str, Any] = json.loads((Path(spec.host(host_name).root) / f"var/lib/lab/{proc}.meter.json").read_text())
     return data
 
 
@@ -70,8 +70,12 @@ async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
     from tui.screens.confirm import ConfirmScreen
 
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None,
-                   "the confirmation screen, focused", 60)
+    await wait_for(
+        pilot,
+        lambda: isinstance(app.screen, ConfirmScreen) and app.focused is not None,
+        "the confirmation screen, focused",
+        60,
+    )
     confirm = app.screen
     assert app.focused is confirm.query_one("#reason")  # the focus is in the reason; Enter there never confirms
     confirm.query_one("#reason", Input).value = reason
@@ -83,8 +87,7 @@ async def confirm_with_reason(pilot: Pilot[Any], reason: str) -> Any:
 
 async def test_drive_advances_a_service_and_sees_it_verified(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "pg-4")  # next: pg-5 for api
-    live = build_live_app("drive", Path(lab.dir) / "inventory.toml", None,
-                          recordings=tmp_path, poll_interval=0.5)
+    live = build_live_app("drive", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path, poll_interval=0.5)
     app, recorder, path = live.app, live.recorder, live.path
     try:
         async with app.run_test(size=(100, 30)) as pilot:
@@ -109,8 +112,7 @@ async def test_a_failing_step_rolls_back_by_itself_and_says_so(lab: LabSpec, tmp
     api2 = lab.host("staging-api-02")
     script = Path(api2.root) / "opt/services/api/update.sh"
     os.chmod(script, 0o644)  # update.sh cannot run on the second instance
-    live = build_live_app("drive", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
-                          poll_interval=0.5)
+    live = build_live_app("drive", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path, poll_interval=0.5)
     app, recorder = live.app, live.recorder
     try:
         async with app.run_test(size=(100, 30)) as pilot:
@@ -141,19 +143,23 @@ def _fleet_writes(spec: LabSpec) -> dict[str, Any]:
         if not token:
             break
     secrets = {s["Name"]: sorted(s.get("SecretVersionsToStages", {})) for s in sm.list_secrets()["SecretList"]}
-    backups = {h.name: sorted(p.name for p in (Path(h.root) / "opt/services/.backup").glob("*"))
-               for h in [spec.database, *spec.app_hosts()]}
+    backups = {
+        h.name: sorted(p.name for p in (Path(h.root) / "opt/services/.backup").glob("*"))
+        for h in [spec.database, *spec.app_hosts()]
+    }
     # the lock's holders: one parameter per generation, /${namespace}/cockpit/lock/<gen> (docs/lock.md)
-    lock_history = {n: json.loads(ssm.get_parameter(Name=n)["Parameter"]["Value"]).get("pid") for n in params
-                    if n.startswith(f"/{spec.namespace}/cockpit/lock/") and not n.endswith("/released")}
+    lock_history = {
+        n: json.loads(ssm.get_parameter(Name=n)["Parameter"]["Value"]).get("pid")
+        for n in params
+        if n.startswith(f"/{spec.namespace}/cockpit/lock/") and not n.endswith("/released")
+    }
     return {"params": params, "secrets": secrets, "backups": backups, "lock_pids": lock_history}
 
 
 async def test_watch_changes_nothing_while_another_process_drives(lab: LabSpec, tmp_path: Path) -> None:
     scenarios.apply(lab, "fresh")
     before = _fleet_writes(lab)
-    live = build_live_app("watch", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path,
-                          poll_interval=0.3)
+    live = build_live_app("watch", Path(lab.dir) / "inventory.toml", None, recordings=tmp_path, poll_interval=0.3)
     app, recorder, path = live.app, live.recorder, live.path
     assert not hasattr(app, "engine") or getattr(app, "engine", None) is None
     try:
@@ -162,15 +168,32 @@ async def test_watch_changes_nothing_while_another_process_drives(lab: LabSpec, 
             watched_alone = _fleet_writes(lab)
             assert watched_alone == before  # watching alone wrote nothing anywhere
             driver = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cli", "advance", "pg-2", "--yes", "--reason", "driven elsewhere",
-                "--inventory", str(Path(lab.dir) / "inventory.toml"), cwd=REPO,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                sys.executable,
+                "-m",
+                "cli",
+                "advance",
+                "pg-2",
+                "--yes",
+                "--reason",
+                "driven elsewhere",
+                "--inventory",
+                str(Path(lab.dir) / "inventory.toml"),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             waiter = asyncio.ensure_future(driver.communicate())
             await wait_for(pilot, waiter.done, "the other process's advance", 180)
             out = waiter.result()[0].decode()
             assert driver.returncode == 0, out
-            await wait_for(pilot, lambda: snap(app) is not None and snap(app).database is not None
-                           and snap(app).database.postgres_ssl is True, "the watch sees pg-2 live", 60)
+            await wait_for(
+                pilot,
+                lambda: (
+                    snap(app) is not None and snap(app).database is not None and snap(app).database.postgres_ssl is True
+                ),
+                "the watch sees pg-2 live",
+                60,
+            )
             # the watcher reads the fleet journal every few seconds: the driver's entries arrive
             await wait_for(pilot, lambda: "driven elsewhere" in path.read_text(), "the journal entry", 30)
     finally:
@@ -204,23 +227,29 @@ def actions(path: Path) -> list[dict[str, Any]]:
     return [r for r in (json.loads(x) for x in path.read_text().splitlines()) if r["t"] == "action"]
 
 
-async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_request(small_lab: LabSpec,
-                                                                                  tmp_path: Path) -> None:
+async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_request(
+    small_lab: LabSpec, tmp_path: Path
+) -> None:
     """Three api instances: pause the roll during the first restart, stop it while paused, roll back the
     instance that changed; the apps' availability meters count every request all along."""
     from tui.screens.progress import ProgressScreen
 
     scenarios.apply(small_lab, "pg-4")  # next: pg-5 for api; the meters start from zero
-    live = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
-                          recordings=tmp_path, poll_interval=0.5)
+    live = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None, recordings=tmp_path, poll_interval=0.5)
     app, recorder, path = live.app, live.recorder, live.path
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             await wait_for(pilot, lambda: next_key(app) == "pg-5:api", "pg-5 for api as the next step", 60)
             await pilot.press("n")
             await confirm_with_reason(pilot, "tui lab: pause and stop")
-            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen)
-                           and app.screen.statuses["staging-api-01"] == "restarting", "the first restart", 120)
+            await wait_for(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, ProgressScreen) and app.screen.statuses["staging-api-01"] == "restarting"
+                ),
+                "the first restart",
+                120,
+            )
             progress = app.screen
             await pilot.press("p")  # pause after the instance restarting now
             await wait_for(pilot, lambda: progress.state == "paused", "the roll paused", 180)
@@ -239,14 +268,25 @@ async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_reque
             confirm = await confirm_with_reason(pilot, "tui lab: back after the stop")
             assert confirm.preview.direction == "rollback"
             assert [r.host for r in confirm.preview.restarts] == ["staging-api-01"]  # only what changed
-            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None
-                           and app.screen.preview.direction == "rollback", "the rollback's outcome", 180)
+            await wait_for(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, ProgressScreen)
+                    and app.screen.outcome is not None
+                    and app.screen.preview.direction == "rollback"
+                ),
+                "the rollback's outcome",
+                180,
+            )
             assert app.screen.outcome.ok, app.screen.outcome.reason
     finally:
         recorder.close()
     assert meter(small_lab, "staging-api-01", "api")["db"]["tls"] is False  # back on plaintext
-    failed = {k: (m["requests_failed"], m.get("last_failure")) for k, m in control.meters(small_lab).items()
-              if m["requests_failed"]}
+    failed = {
+        k: (m["requests_failed"], m.get("last_failure"))
+        for k, m in control.meters(small_lab).items()
+        if m["requests_failed"]
+    }
     assert not failed, failed
     assert sum(m["requests_ok"] for m in control.meters(small_lab).values()) > 0  # the meters did count
     kinds = [a["kind"] for a in actions(path)]
@@ -255,8 +295,9 @@ async def test_pause_stop_and_roll_back_a_rolling_advance_without_a_failed_reque
     assert [n for n in notes if "asked to pause" in n] and [n for n in notes if "asked to stop" in n]
 
 
-async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSpec, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_every_failure_of_an_action_is_shown_and_recorded(
+    small_lab: LabSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Through the real engine: a lock another operator holds, the engine's own error (this machine's journal
     cannot be written: it releases the lock and says so), a refusal (compare-and-swap). Each in a dialog, or
     the progress screen, that stays — and in the recording. (The engine's errors in a preview, and a worker
@@ -268,8 +309,7 @@ async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSp
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # this test's own local journal
     scenarios.apply(small_lab, "pg-4")
-    live = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None,
-                          recordings=tmp_path, poll_interval=0.5)
+    live = build_live_app("drive", Path(small_lab.dir) / "inventory.toml", None, recordings=tmp_path, poll_interval=0.5)
     app, recorder, path = live.app, live.recorder, live.path
     engine: Any = app.config.engine
     other = FleetLock(engine.lock.aws, small_lab.namespace)  # another operator's lock, the real writer
@@ -310,8 +350,12 @@ async def test_every_failure_of_an_action_is_shown_and_recorded(small_lab: LabSp
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", 60)
             await asyncio.to_thread(set_var, small_lab, "api", "DATABASE_SSL_MODE", "require")
             await confirm_with_reason(pilot, "tui lab: refused")
-            await wait_for(pilot, lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
-                           "the refusal", 120)
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, ProgressScreen) and app.screen.outcome is not None,
+                "the refusal",
+                120,
+            )
             assert app.screen.outcome.stage == "refused"
             assert "REFUSED" in str(app.screen.query_one("#progress-result").render())
             assert app.screen.query_one("#rollback").has_class("-hidden")

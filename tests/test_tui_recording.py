@@ -32,9 +32,12 @@ def _without_check_timings(s):  # type: ignore[no-untyped-def]
 
     db = s.database
     return dataclasses.replace(
-        s, checks=strip(s.checks), certs=strip(s.certs),
+        s,
+        checks=strip(s.checks),
+        certs=strip(s.certs),
         database=dataclasses.replace(db, checks=strip(db.checks)) if db else None,
-        instances=tuple(dataclasses.replace(i, checks=strip(i.checks)) for i in s.instances))
+        instances=tuple(dataclasses.replace(i, checks=strip(i.checks)) for i in s.instances),
+    )
 
 
 def as_recorded(s):  # type: ignore[no-untyped-def]
@@ -50,11 +53,16 @@ def test_keyed_form_round_trips() -> None:
 
 
 def test_diffs_reproduce_every_snapshot(tmp_path: Path) -> None:
-    snaps = [scenario(n, taken_at=f.T0 + i) for i, n in enumerate(
-        ["fresh", "fresh", "cert-fail", "ready-pg5", "straggler", "straggler", "ready-pg5", "done"])]
+    snaps = [
+        scenario(n, taken_at=f.T0 + i)
+        for i, n in enumerate(
+            ["fresh", "fresh", "cert-fail", "ready-pg5", "straggler", "straggler", "ready-pg5", "done"]
+        )
+    ]
     # a connection appearing mid-list, an instance disappearing, a timing changing
-    snaps.append(f.with_connections(snaps[-1], Connection("leg1", "api", "staging-api-01", "10.0.2.11:1", True),
-                                    leg="leg1"))
+    snaps.append(
+        f.with_connections(snaps[-1], Connection("leg1", "api", "staging-api-01", "10.0.2.11:1", True), leg="leg1")
+    )
     snaps.append(dataclasses.replace(snaps[-1], instances=snaps[-1].instances[1:], taken_at=f.T0 + 20))
     path = tmp_path / "r.jsonl"
     clock = Clock(f.T0)
@@ -146,14 +154,34 @@ def test_retention_keeps_the_newest(tmp_path: Path) -> None:
 # -- redaction ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["REDIS_PASSWORD", "pgbouncer_admin_password", "INTERNAL_TLS_KEY_B64", "token",
-                                  "AWS_SECRET_ACCESS_KEY", "private_key", "secret"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "REDIS_PASSWORD",
+        "pgbouncer_admin_password",
+        "INTERNAL_TLS_KEY_B64",
+        "token",
+        "AWS_SECRET_ACCESS_KEY",
+        "private_key",
+        "secret",
+    ],
+)
 def test_secret_key_names(name: str) -> None:
     assert secret_key(name)
 
 
-@pytest.mark.parametrize("name", ["DATABASE_SSL_MODE", "postgres_password_key", "secret_name", "fingerprint",
-                                  "tls_auth_clients", "REDIS_TLS_CA_FILE", "key_match"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DATABASE_SSL_MODE",
+        "postgres_password_key",
+        "secret_name",
+        "fingerprint",
+        "tls_auth_clients",
+        "REDIS_TLS_CA_FILE",
+        "key_match",
+    ],
+)
 def test_names_that_are_not_secrets(name: str) -> None:
     assert not secret_key(name)
 
@@ -181,32 +209,54 @@ def test_redaction_in_strings() -> None:
 
 def test_redaction_by_key_keeps_shapes() -> None:
     r = Redactor()
-    out = r.value({"configured": {"REDIS_PASSWORD": {"value": "pw", "source": "secrets", "version": 3}},
-                   "evidence": {"password": "pw2", "answer": "S", "n": 5}})
+    out = r.value(
+        {
+            "configured": {"REDIS_PASSWORD": {"value": "pw", "source": "secrets", "version": 3}},
+            "evidence": {"password": "pw2", "answer": "S", "n": 5},
+        }
+    )
     # values only: where a secret comes from is not the secret
-    assert out == {"configured": {"REDIS_PASSWORD": {"value": REDACTED, "source": "secrets", "version": 3}},
-                   "evidence": {"password": REDACTED, "answer": "S", "n": 5}}
+    assert out == {
+        "configured": {"REDIS_PASSWORD": {"value": REDACTED, "source": "secrets", "version": 3}},
+        "evidence": {"password": REDACTED, "answer": "S", "n": 5},
+    }
 
 
 def test_no_secret_reaches_a_recording(tmp_path: Path) -> None:
     """Secrets in snapshots, events, journal entries and previews: a scan of the file finds none."""
     snap = scenario("straggler")
-    leaky = CheckResult("redis.plain", "db:6379", Verdict.OK, f"AUTH ok (requirepass \"{LAB_SECRETS[1]}\")",
-                        {"password": LAB_SECRETS[1], "dsn": f"postgresql://postgres:{LAB_SECRETS[0]}@db/app",
-                         "key": f"-----BEGIN EC PRIVATE KEY-----\n{FAKE_KEY_B64}\n-----END EC PRIVATE KEY-----"})
+    leaky = CheckResult(
+        "redis.plain",
+        "db:6379",
+        Verdict.OK,
+        f'AUTH ok (requirepass "{LAB_SECRETS[1]}")',
+        {
+            "password": LAB_SECRETS[1],
+            "dsn": f"postgresql://postgres:{LAB_SECRETS[0]}@db/app",
+            "key": f"-----BEGIN EC PRIVATE KEY-----\n{FAKE_KEY_B64}\n-----END EC PRIVATE KEY-----",
+        },
+    )
     snap = dataclasses.replace(snap, checks=(*snap.checks, leaky))
-    snap = f.with_config(snap, "api", "INTERNAL_TLS_KEY_B64",
-                         type(snap.configured["api"]["DATABASE_SSL_MODE"])(FAKE_KEY_B64, "secrets", None))
+    snap = f.with_config(
+        snap,
+        "api",
+        "INTERNAL_TLS_KEY_B64",
+        type(snap.configured["api"]["DATABASE_SSL_MODE"])(FAKE_KEY_B64, "secrets", None),
+    )
     path = tmp_path / "r.jsonl"
     rec = Recorder(path, env="staging", mode="drive", clock=Clock(), redactor=Redactor(known=[LAB_SECRETS[2]]))
     rec.snapshot(snap)
-    rec.snapshot(dataclasses.replace(snap, taken_at=snap.taken_at + 1,
-                                     checks=(*snap.checks, dataclasses.replace(leaky, target="db2"))))
+    rec.snapshot(
+        dataclasses.replace(
+            snap, taken_at=snap.taken_at + 1, checks=(*snap.checks, dataclasses.replace(leaky, target="db2"))
+        )
+    )
     rec.record("event", kind="output", host="h", text=f"PGBOUNCER_ADMIN_PASSWORD={LAB_SECRETS[2]} ok")
     rec.record("event", kind="output", host="h", text=f"admin pw is {LAB_SECRETS[2]}")
     rec.record("journal", entry={"who": "a", "event": "apply", "reason": f"token: {LAB_SECRETS[0]}"})
-    rec.record("action", kind="preview", step="certs",
-               preview={"changes": [f"INTERNAL_TLS_KEY_B64: (x → {FAKE_KEY_B64})"]})
+    rec.record(
+        "action", kind="preview", step="certs", preview={"changes": [f"INTERNAL_TLS_KEY_B64: (x → {FAKE_KEY_B64})"]}
+    )
     rec.close()
     text = path.read_text()
     for secret in (*LAB_SECRETS, FAKE_KEY_B64):
@@ -227,6 +277,7 @@ def test_make_recording_has_no_secret(tmp_path: Path) -> None:
 def churned(snap, n: int):  # type: ignore[no-untyped-def]
     """`snap` as the collector gives it round `n`: the cert expiry's clock, probe timings, and the servers'
     client lists (SHOW CLIENTS, CLIENT LIST) in a new order — nothing about the fleet changed."""
+
     def evidence(c: CheckResult) -> CheckResult:
         ev = dict(c.evidence)
         if c.check == "certs.expiry":
@@ -235,7 +286,7 @@ def churned(snap, n: int):  # type: ignore[no-untyped-def]
             ev["rtt_ms"] = 1.0 + n % 7
         if c.check == "redis.clients":
             plain = list(ev.get("plaintext", ()))
-            ev["plaintext"] = plain[n % len(plain):] + plain[:n % len(plain)] if plain else plain
+            ev["plaintext"] = plain[n % len(plain) :] + plain[: n % len(plain)] if plain else plain
         return dataclasses.replace(c, evidence=ev, duration_ms=float(n % 5))
 
     def rotated(view: LegView) -> LegView:
@@ -246,24 +297,41 @@ def churned(snap, n: int):  # type: ignore[no-untyped-def]
     db = snap.database
     legs = {leg: rotated(v) if isinstance(v, LegView) else v for leg, v in db.legs.items()}
     return dataclasses.replace(
-        snap, taken_at=f.T0 + n, checks=tuple(evidence(c) for c in snap.checks),
+        snap,
+        taken_at=f.T0 + n,
+        checks=tuple(evidence(c) for c in snap.checks),
         certs=tuple(evidence(c) for c in snap.certs),
-        database=dataclasses.replace(db, legs=legs, checks=tuple(evidence(c) for c in db.checks)))
+        database=dataclasses.replace(db, legs=legs, checks=tuple(evidence(c) for c in db.checks)),
+    )
 
 
 def lab_shaped(snap):  # type: ignore[no-untyped-def]
     """The factory snapshot with the evidence the real probes put in it (clocks, timings, client lists)."""
-    clients = [{"name": s, "addr": f"10.0.2.{10 + i}:{40000 + i}", "laddr": "10.0.1.20:6379"}
-               for i, s in enumerate(f.SERVICES)]
-    extra = (CheckResult("redis.clients", f"{f.DB_HOST}:6379", Verdict.WARN, "5 of 5 clients on plaintext",
-                         {"total": 5, "tls": 0, "plaintext": clients}),
-             CheckResult("ssh.reachable", f.DB_HOST, Verdict.OK, "reachable", {"rtt_ms": 1.0, "reused": True}))
-    certs = tuple(dataclasses.replace(c, evidence={"not_after": "2027-06-01T00:00:00+00:00", "days_left": 137,
-                                                   "now": "2027-01-15T08:00:00+00:00"})
-                  if c.check == "certs.expiry" else c for c in snap.certs)
+    clients = [
+        {"name": s, "addr": f"10.0.2.{10 + i}:{40000 + i}", "laddr": "10.0.1.20:6379"} for i, s in enumerate(f.SERVICES)
+    ]
+    extra = (
+        CheckResult(
+            "redis.clients",
+            f"{f.DB_HOST}:6379",
+            Verdict.WARN,
+            "5 of 5 clients on plaintext",
+            {"total": 5, "tls": 0, "plaintext": clients},
+        ),
+        CheckResult("ssh.reachable", f.DB_HOST, Verdict.OK, "reachable", {"rtt_ms": 1.0, "reused": True}),
+    )
+    certs = tuple(
+        dataclasses.replace(
+            c, evidence={"not_after": "2027-06-01T00:00:00+00:00", "days_left": 137, "now": "2027-01-15T08:00:00+00:00"}
+        )
+        if c.check == "certs.expiry"
+        else c
+        for c in snap.certs
+    )
     db = snap.database
-    return dataclasses.replace(snap, certs=certs, checks=(*certs, *extra),
-                               database=dataclasses.replace(db, checks=(*db.checks, *extra)))
+    return dataclasses.replace(
+        snap, certs=certs, checks=(*certs, *extra), database=dataclasses.replace(db, checks=(*db.checks, *extra))
+    )
 
 
 def test_volatile_evidence_and_server_order_make_no_diff(tmp_path: Path) -> None:
@@ -289,9 +357,15 @@ def test_volatile_evidence_and_server_order_make_no_diff(tmp_path: Path) -> None
 
 def test_a_real_change_inside_evidence_still_diffs(tmp_path: Path) -> None:
     base = lab_shaped(scenario("straggler"))
-    gone = dataclasses.replace(base, checks=tuple(
-        dataclasses.replace(c, evidence={**c.evidence, "total": 4, "plaintext": c.evidence["plaintext"][1:]})
-        if c.check == "redis.clients" else c for c in base.checks))
+    gone = dataclasses.replace(
+        base,
+        checks=tuple(
+            dataclasses.replace(c, evidence={**c.evidence, "total": 4, "plaintext": c.evidence["plaintext"][1:]})
+            if c.check == "redis.clients"
+            else c
+            for c in base.checks
+        ),
+    )
     path = tmp_path / "r.jsonl"
     rec = Recorder(path, env="staging", mode="watch", full_every=10_000, clock=Clock())
     rec.snapshot(base, ts=f.T0)
@@ -316,37 +390,60 @@ def test_every_record_round_trips_through_its_class(tmp_path: Path) -> None:
         assert rec is not None
         seen.add(type(rec).__name__)
         assert parse_record(rec.to_json()) == rec
-    assert seen >= {"Header", "Frame", "Diff", "Verdicts", "Lock", "Journal", "Action", "Event", "Outcome", "Note",
-                    "End"}
-    kinds = {r.kind for r in map(parse_record, map(json.loads, path.read_text().splitlines()))
-             if isinstance(r, Action)}
-    assert kinds >= {ActionKind.LOCK, ActionKind.LOCK_REFUSED, ActionKind.PREVIEW, ActionKind.CONFIRM,
-                     ActionKind.CANCEL, ActionKind.ERROR, ActionKind.UNLOCK}
-    preview = next(r.preview for r in map(parse_record, map(json.loads, path.read_text().splitlines()))
-                   if isinstance(r, Action) and r.preview is not None)
+    assert seen >= {
+        "Header",
+        "Frame",
+        "Diff",
+        "Verdicts",
+        "Lock",
+        "Journal",
+        "Action",
+        "Event",
+        "Outcome",
+        "Note",
+        "End",
+    }
+    kinds = {r.kind for r in map(parse_record, map(json.loads, path.read_text().splitlines())) if isinstance(r, Action)}
+    assert kinds >= {
+        ActionKind.LOCK,
+        ActionKind.LOCK_REFUSED,
+        ActionKind.PREVIEW,
+        ActionKind.CONFIRM,
+        ActionKind.CANCEL,
+        ActionKind.ERROR,
+        ActionKind.UNLOCK,
+    }
+    preview = next(
+        r.preview
+        for r in map(parse_record, map(json.loads, path.read_text().splitlines()))
+        if isinstance(r, Action) and r.preview is not None
+    )
     assert "/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)" in preview.changes
     assert [g.status for g in preview.gates] == ["open"] and len(preview.restarts) == 2
 
 
-@pytest.mark.parametrize(("line", "field"), [
-    ({"t": "action", "ts": 1.0, "kind": "explode"}, "action.kind"),
-    ({"t": "action", "ts": 1.0, "kind": "preview"}, "action.preview"),
-    ({"t": "action", "ts": 1.0, "kind": "confirm", "reason": 42}, "action.reason"),
-    ({"t": "action", "ts": 1.0, "kind": "confirm", "direction": "sideways"}, "action.direction"),
-    ({"t": "outcome", "ts": 1.0, "outcome": {"ok": "yes"}}, "outcome.outcome.ok"),
-    ({"t": "outcome", "ts": 1.0}, "outcome"),
-    ({"t": "note", "ts": float("nan"), "text": "x"}, "note.ts"),
-    ({"t": "note", "ts": -5, "text": "x"}, "note.ts"),
-    ({"t": "note", "ts": "08:00", "text": "x"}, "note.ts"),
-    ({"t": "note", "ts": 1e300, "text": "x"}, "note.ts"),
-    ({"t": "note", "ts": 1.0, "text": "x", "level": "panic"}, "note.level"),
-    ({"t": "lock", "ts": 1.0, "holder": {"who": ["a"]}}, "lock.holder.who"),
-    ({"t": "diff", "ts": 1.0, "seq": 2, "ops": [{"op": "add", "path": "x"}]}, "diff.ops[0]"),
-    ({"t": "diff", "ts": 1.0, "seq": 2, "ops": [{"op": "move", "path": "/x"}]}, "diff.ops[0].op"),
-    ({"t": "frame", "ts": 1.0, "seq": 1, "snapshot": []}, "frame.snapshot"),
-    ({"t": "verdict", "ts": 1.0, "changes": [{"what": 3}]}, "verdict.changes[0].what"),
-    ({"t": "journal", "ts": 1.0, "entry": "apply"}, "journal.entry"),
-])
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ({"t": "action", "ts": 1.0, "kind": "explode"}, "action.kind"),
+        ({"t": "action", "ts": 1.0, "kind": "preview"}, "action.preview"),
+        ({"t": "action", "ts": 1.0, "kind": "confirm", "reason": 42}, "action.reason"),
+        ({"t": "action", "ts": 1.0, "kind": "confirm", "direction": "sideways"}, "action.direction"),
+        ({"t": "outcome", "ts": 1.0, "outcome": {"ok": "yes"}}, "outcome.outcome.ok"),
+        ({"t": "outcome", "ts": 1.0}, "outcome"),
+        ({"t": "note", "ts": float("nan"), "text": "x"}, "note.ts"),
+        ({"t": "note", "ts": -5, "text": "x"}, "note.ts"),
+        ({"t": "note", "ts": "08:00", "text": "x"}, "note.ts"),
+        ({"t": "note", "ts": 1e300, "text": "x"}, "note.ts"),
+        ({"t": "note", "ts": 1.0, "text": "x", "level": "panic"}, "note.level"),
+        ({"t": "lock", "ts": 1.0, "holder": {"who": ["a"]}}, "lock.holder.who"),
+        ({"t": "diff", "ts": 1.0, "seq": 2, "ops": [{"op": "add", "path": "x"}]}, "diff.ops[0]"),
+        ({"t": "diff", "ts": 1.0, "seq": 2, "ops": [{"op": "move", "path": "/x"}]}, "diff.ops[0].op"),
+        ({"t": "frame", "ts": 1.0, "seq": 1, "snapshot": []}, "frame.snapshot"),
+        ({"t": "verdict", "ts": 1.0, "changes": [{"what": 3}]}, "verdict.changes[0].what"),
+        ({"t": "journal", "ts": 1.0, "entry": "apply"}, "journal.entry"),
+    ],
+)
 def test_a_record_of_the_wrong_shape_is_refused_by_name(line: dict[str, object], field: str) -> None:
     with pytest.raises(RecordError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse_record(line)
@@ -354,22 +451,40 @@ def test_a_record_of_the_wrong_shape_is_refused_by_name(line: dict[str, object],
 
 def test_what_the_readers_accept_from_older_and_newer_writers() -> None:
     assert parse_record({"t": "hologram", "ts": 1.0}) is None  # a type this reader does not know
-    a = parse_record({"t": "action", "ts": 1.0, "kind": "preview", "step": "pg-5", "preview": {
-        "step": "pg-5", "changes": ["a"], "blockers": ["old style", {"id": "lock", "text": "new style"}]}})
+    a = parse_record(
+        {
+            "t": "action",
+            "ts": 1.0,
+            "kind": "preview",
+            "step": "pg-5",
+            "preview": {
+                "step": "pg-5",
+                "changes": ["a"],
+                "blockers": ["old style", {"id": "lock", "text": "new style"}],
+            },
+        }
+    )
     assert isinstance(a, Action) and a.preview is not None
     assert a.preview.blockers == (Blocker("old style"), Blocker("new style", "lock"))
     o = parse_record({"t": "outcome", "ts": 1.0, "outcome": {"ok": False, "stage": "stopped", "reason": "r"}})
     assert isinstance(o, Outcome) and o.outcome.stage == "stopped"
     e = parse_record({"t": "event", "ts": 1.0, "kind": "drain", "text": "draining"})
     assert isinstance(e, Event) and e.kind == "drain"
-    j = parse_record({"t": "journal", "ts": 1.0, "entry": {"event": "apply-done", "ok": False, "stage": "refused",
-                                                             "who": "bob"}})
+    j = parse_record(
+        {"t": "journal", "ts": 1.0, "entry": {"event": "apply-done", "ok": False, "stage": "refused", "who": "bob"}}
+    )
     assert isinstance(j, Journal) and j.entry.refused
     assert isinstance(parse_record({"t": "lock", "ts": 1.0, "holder": None, "known": False, "error": "x"}), Lock)
     assert isinstance(parse_record({"t": "verdict", "ts": 1.0, "seq": 3, "changes": []}), Verdicts)
     assert PreviewSummary.from_json({"direction": "rollback"}).direction is Direction.ROLLBACK
-    newer = {"step": "pg-5", "changes": [], "recreates": ["api"], "estimate_s": 40, "direction": "advance",
-             "blockers": [{"id": "h1", "text": "t", "kind": "hazard"}]}
+    newer = {
+        "step": "pg-5",
+        "changes": [],
+        "recreates": ["api"],
+        "estimate_s": 40,
+        "direction": "advance",
+        "blockers": [{"id": "h1", "text": "t", "kind": "hazard"}],
+    }
     assert {k: v for k, v in PreviewSummary.from_json(newer).to_json().items() if k in newer} == newer
 
 
@@ -379,8 +494,12 @@ def test_a_record_the_recorder_refuses_becomes_an_error_note(tmp_path: Path) -> 
     out = rec.record("action", kind="teleport", step="pg-5")
     # a field under a name the readers do not read is refused by name, not dropped
     dialect = rec.record("action", kind="preview", step="pg-5", preview={"changes": []}, change_lines=["x"])
-    rec.record("outcome", outcome={"ok": True, "stage": "done", "reason": "fine", "changed": ["A"]}, step="pg-5",
-               direction="advance")
+    rec.record(
+        "outcome",
+        outcome={"ok": True, "stage": "done", "reason": "fine", "changed": ["A"]},
+        step="pg-5",
+        direction="advance",
+    )
     rec.close()
     assert out["t"] == "note" and out["level"] == "error" and "action.kind" in out["text"]
     assert dialect["t"] == "note" and "no field 'change_lines'" in dialect["text"]
@@ -398,8 +517,12 @@ def test_a_record_the_recorder_refuses_becomes_an_error_note(tmp_path: Path) -> 
 def test_special_files_are_refused_in_one_line_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
-    for p, what in ((fifo, "named pipe"), (tmp_path, "directory"), (Path("/dev/null"), "device"),
-                    (tmp_path / "nope.jsonl", "no such file")):
+    for p, what in (
+        (fifo, "named pipe"),
+        (tmp_path, "directory"),
+        (Path("/dev/null"), "device"),
+        (tmp_path / "nope.jsonl", "no such file"),
+    ):
         with pytest.raises(RecordingError, match=what) as exc:
             Recording.open(p)
         assert "\n" not in str(exc.value)
@@ -434,8 +557,11 @@ def test_prune_deletes_only_its_own_recordings(tmp_path: Path) -> None:
     d.mkdir()
     old = 1_000_000.0
     now = old + 100 * 86400
-    others = {"app.jsonl": '{"level":"info","msg":"started"}\n', "empty.jsonl": "",
-              "other-tool.jsonl": '{"t":"header","format":"someone-elses-recording","version":1}\n'}
+    others = {
+        "app.jsonl": '{"level":"info","msg":"started"}\n',
+        "empty.jsonl": "",
+        "other-tool.jsonl": '{"t":"header","format":"someone-elses-recording","version":1}\n',
+    }
     for name, text in others.items():
         (d / name).write_text(text)
     mine = d / "staging-old.jsonl"
@@ -458,8 +584,10 @@ def test_redaction_keeps_who_disagrees_on_the_key(tmp_path: Path) -> None:
     from probes.certagreement import check_agreement
 
     key_a, key_b = FAKE_KEY_B64, FAKE_KEY_B64[::-1]
-    agreement = check_agreement({"api": ("Q0E=", "Q0VSVA==", key_a), "web": ("Q0E=", "Q0VSVA==", key_a),
-                                 "voice": ("Q0E=", "Q0VSVA==", key_b)}, target="staging")
+    agreement = check_agreement(
+        {"api": ("Q0E=", "Q0VSVA==", key_a), "web": ("Q0E=", "Q0VSVA==", key_a), "voice": ("Q0E=", "Q0VSVA==", key_b)},
+        target="staging",
+    )
     assert agreement.verdict is Verdict.FAIL
     snap = scenario("ready-pg5")
     snap = dataclasses.replace(snap, certs=(*snap.certs, agreement), checks=(*snap.checks, agreement))
@@ -473,8 +601,10 @@ def test_redaction_keeps_who_disagrees_on_the_key(tmp_path: Path) -> None:
     ev = next(c for c in back.certs if c.check == "certs.agreement").evidence
     assert ev["differ"] == {"INTERNAL_TLS_KEY_B64": ["voice"]}
     assert ev["values"]["INTERNAL_TLS_KEY_B64"]["groups"] == [["api", "web"], ["voice"]]
-    assert "voice holds a different INTERNAL_TLS_KEY_B64 than api, web" in \
-        next(c for c in back.certs if c.check == "certs.agreement").summary
+    assert (
+        "voice holds a different INTERNAL_TLS_KEY_B64 than api, web"
+        in next(c for c in back.certs if c.check == "certs.agreement").summary
+    )
     # a password under a secret-named key is still a secret, in any shape
     r = Redactor(public=["api"])
     assert r.value({"REDIS_PASSWORD": ["hunter2-x", "api"]}) == {"REDIS_PASSWORD": [REDACTED, "api"]}

@@ -41,11 +41,13 @@ def table_cells(table: Any) -> list[tuple[str, ...]]:
 async def test_a_watch_recording_replays_to_the_same_screens(tmp_path: Path) -> None:
     clock = Clock(T0)
     path = tmp_path / "w.jsonl"
-    rec = Recorder(path, env="staging", mode="watch", services=("api", "web", "voice", "ops", "telpro"),
-                   full_every=4, clock=clock)
+    rec = Recorder(
+        path, env="staging", mode="watch", services=("api", "web", "voice", "ops", "telpro"), full_every=4, clock=clock
+    )
     names = ["fresh", "ready-pg5", "straggler", "straggler", "ready-pg5", "done"]
-    app = watch_app([scenario(n, taken_at=T0 + 2 * i) for i, n in enumerate(names)], clock=clock, recorder=rec,
-                    journal=JOURNAL)
+    app = watch_app(
+        [scenario(n, taken_at=T0 + 2 * i) for i, n in enumerate(names)], clock=clock, recorder=rec, journal=JOURNAL
+    )
     seen: list[tuple[float, list[tuple[str, ...]], list[tuple[str, ...]]]] = []
     async with app.run_test(size=(100, 30)) as pilot:
         for i in range(len(names)):
@@ -53,8 +55,13 @@ async def test_a_watch_recording_replays_to_the_same_screens(tmp_path: Path) -> 
             if i:
                 app.action_poll_now()
             await ready(pilot)
-            seen.append((clock.t, table_cells(app.main.query_one("#plan", PlanTable)),
-                         table_cells(app.main.query_one("#instances", InstanceTable))))
+            seen.append(
+                (
+                    clock.t,
+                    table_cells(app.main.query_one("#plan", PlanTable)),
+                    table_cells(app.main.query_one("#instances", InstanceTable)),
+                )
+            )
     rec.close()
     recording = Recording.open(path)
     replay = make_app("replay", recording=recording)
@@ -198,8 +205,17 @@ def test_report_escapes_what_was_recorded(tmp_path: Path) -> None:
     rec = Recorder(path, env="stag|ing", mode="watch", clock=Clock(T0), who=who)
     rec.snapshot(scenario("fresh", taken_at=T0))
     rec.record("note", text="a | pipe\nand a newline\r\x1b]0;title\x07 # not a heading", level="error")
-    rec.record("journal", entry={"ts": T0 + 1, "who": "mallory`code`", "event": "apply-done", "step": "pg-2",
-                                 "ok": True, "reason": "**bold** ~~gone~~ <script>"})
+    rec.record(
+        "journal",
+        entry={
+            "ts": T0 + 1,
+            "who": "mallory`code`",
+            "event": "apply-done",
+            "step": "pg-2",
+            "ok": True,
+            "reason": "**bold** ~~gone~~ <script>",
+        },
+    )
     rec.close()
     text = report(Recording.open(path), default_plan())
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
@@ -235,8 +251,14 @@ def test_replay_command_writes_the_report(tmp_path: Path, capsys: pytest.Capture
 
 
 def cockpit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -244,15 +266,18 @@ def drive_rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_drive_recording(tmp_path_factory.mktemp("rec") / "drive.jsonl")
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["--at", "garbage"], "--at garbage: cannot read 'garbage'"),
-    (["--at", "23:59:00"], "--at 23:59:00: the recording runs 08:00:00–08:02:42 UTC"),
-    (["--at", "@nan"], "--at @nan: cannot read"),
-    (["--report", "/nonexistent-dir/sub/out.md"], "the directory /nonexistent-dir/sub does not exist"),
-    (["--report", "/tmp"], "--report /tmp: is a directory"),
-    (["--report", "-", "--at", "+5s"], "pass one of them"),
-    (["--plan", "/nonexistent/plan.toml"], "--plan /nonexistent/plan.toml"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--at", "garbage"], "--at garbage: cannot read 'garbage'"),
+        (["--at", "23:59:00"], "--at 23:59:00: the recording runs 08:00:00–08:02:42 UTC"),
+        (["--at", "@nan"], "--at @nan: cannot read"),
+        (["--report", "/nonexistent-dir/sub/out.md"], "the directory /nonexistent-dir/sub does not exist"),
+        (["--report", "/tmp"], "--report /tmp: is a directory"),
+        (["--report", "-", "--at", "+5s"], "pass one of them"),
+        (["--plan", "/nonexistent/plan.toml"], "--plan /nonexistent/plan.toml"),
+    ],
+)
 def test_argument_errors_are_one_line(drive_rec: Path, args: list[str], says: str) -> None:
     r = cockpit("replay", str(drive_rec), *args)
     assert r.returncode == 2, r.stderr
@@ -272,17 +297,24 @@ def test_what_is_not_a_recording_file_is_one_line(tmp_path: Path) -> None:
     fifo = tmp_path / "live.jsonl"
     os.mkfifo(fifo)
     (tmp_path / "notes.jsonl").write_text('{"level": "info"}\n')
-    for path, says in ((fifo, "is a named pipe (FIFO), not a recording file"),
-                       (tmp_path, "is a directory, not a recording file"),
-                       (tmp_path / "missing.jsonl", "no such file"),
-                       (tmp_path / "notes.jsonl", "not a Rollout Cockpit recording")):
+    for path, says in (
+        (fifo, "is a named pipe (FIFO), not a recording file"),
+        (tmp_path, "is a directory, not a recording file"),
+        (tmp_path / "missing.jsonl", "no such file"),
+        (tmp_path / "notes.jsonl", "not a Rollout Cockpit recording"),
+    ):
         r = cockpit("replay", str(path), "--report", timeout=30)
         assert r.returncode == 2 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_a_closed_pipe_ends_the_report_quietly(drive_rec: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "replay", str(drive_rec), "--report"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "replay", str(drive_rec), "--report"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # `| head` that has already gone: every write meets a closed pipe
     err = proc.stderr.read().decode()
@@ -290,8 +322,9 @@ def test_a_closed_pipe_ends_the_report_quietly(drive_rec: Path) -> None:
     assert err == ""
 
 
-def test_ctrl_c_during_the_report_is_a_clean_exit(drive_rec: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_ctrl_c_during_the_report_is_a_clean_exit(
+    drive_rec: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import session.report.document
     from cli.main import main
 
@@ -311,15 +344,27 @@ def test_report_counts_an_automatic_rollback_and_a_stop_once_each(tmp_path: Path
     base = {"step": "pg-5", "service": "api", "direction": "advance", "who": "tester"}
     for kind in ("lock", "confirm"):
         rec.record("action", kind=kind, **base, **({"reason": "window 42"} if kind == "confirm" else {}))
-    rec.record("outcome", outcome={"ok": False, "stage": "verify", "reason": "api-02 unhealthy",
-                                   "rolled_back": {"ok": True, "stage": "done", "reason": "restored"}},
-               reason="window 42", **base)
+    rec.record(
+        "outcome",
+        outcome={
+            "ok": False,
+            "stage": "verify",
+            "reason": "api-02 unhealthy",
+            "rolled_back": {"ok": True, "stage": "done", "reason": "restored"},
+        },
+        reason="window 42",
+        **base,
+    )
     rec.record("action", kind="unlock", **base)
     clock.t += 10
     web = {**base, "service": "web"}
     rec.record("action", kind="confirm", reason="web now", **web)
-    rec.record("outcome", outcome={"ok": False, "stage": "stopped", "reason": "stopped after staging-web-01"},
-               reason="web now", **web)
+    rec.record(
+        "outcome",
+        outcome={"ok": False, "stage": "stopped", "reason": "stopped after staging-web-01"},
+        reason="web now",
+        **web,
+    )
     rec.close()
     text = report(Recording.open(path), default_plan()).split("## Actions")[0]
     assert "- Rollbacks: 1\n" in text and "automatic, done" in text

@@ -23,8 +23,9 @@ SIZES = [(100, 30), (80, 24)]
 Compare = Callable[..., bool]
 
 
-def prepared(*keys: str, until: Callable[[Any], bool] | None = None,
-             then: Callable[[Pilot[Any]], Awaitable[None]] | None = None) -> Callable[[Pilot[Any]], Awaitable[None]]:
+def prepared(
+    *keys: str, until: Callable[[Any], bool] | None = None, then: Callable[[Pilot[Any]], Awaitable[None]] | None = None
+) -> Callable[[Pilot[Any]], Awaitable[None]]:
     async def run_before(pilot: Pilot[Any]) -> None:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
@@ -45,15 +46,20 @@ def prepared(*keys: str, until: Callable[[Any], bool] | None = None,
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("state", ["fresh", "straggler"])
 def test_watch(snap_compare: Compare, state: str, size: tuple[int, int]) -> None:
-    app = watch_app([scenario(state)], lock={"who": "alice", "where": "bastion-1", "step": "pg-5",
-                                            "since": T0 - 125, "token": "t"} if state == "straggler" else None)
+    app = watch_app(
+        [scenario(state)],
+        lock={"who": "alice", "where": "bastion-1", "step": "pg-5", "since": T0 - 125, "token": "t"}
+        if state == "straggler"
+        else None,
+    )
     assert snap_compare(app, terminal_size=size, run_before=prepared())
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_drive_protected_failing_cert(snap_compare: Compare, size: tuple[int, int]) -> None:
-    app = drive_app(FakeEngine([scenario("cert-fail")], env="production", protected=True), env="production",
-                    protected=True)
+    app = drive_app(
+        FakeEngine([scenario("cert-fail")], env="production", protected=True), env="production", protected=True
+    )
     assert snap_compare(app, terminal_size=size, run_before=prepared())
 
 
@@ -66,8 +72,11 @@ def test_confirm_protected(snap_compare: Compare, size: tuple[int, int]) -> None
         pilot.app.screen.query_one("#reason", Input).value = "change window 42"
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=size, run_before=prepared(
-        "a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=reason))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=prepared("a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=reason),
+    )
 
 
 def test_progress_failure(snap_compare: Compare) -> None:
@@ -84,8 +93,11 @@ def test_progress_failure(snap_compare: Compare) -> None:
                 break
             await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(100, 30), run_before=prepared(
-        "a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=confirm))
+    assert snap_compare(
+        app,
+        terminal_size=(100, 30),
+        run_before=prepared("a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=confirm),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -94,8 +106,9 @@ def test_confirm_many_instances_blocked(snap_compare: Compare, size: tuple[int, 
     the command line that would override it are named."""
     engine = FakeEngine([scenario("ready-pg5")], extra_hosts=8, gates_closed=True)
     app = drive_app(engine)
-    assert snap_compare(app, terminal_size=size, run_before=prepared(
-        "a", until=lambda a: isinstance(a.screen, ConfirmScreen)))
+    assert snap_compare(
+        app, terminal_size=size, run_before=prepared("a", until=lambda a: isinstance(a.screen, ConfirmScreen))
+    )
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -110,15 +123,20 @@ def test_progress_paused(snap_compare: Compare, size: tuple[int, int]) -> None:
         screen.query_one("#reason", Input).value = "window 42"
         await pilot.pause()
         screen.query_one("#confirm").press()
-        await wait(pilot, lambda a: isinstance(a.screen, ProgressScreen)
-                   and a.screen.statuses["staging-api-01"] == "restarting")
+        await wait(
+            pilot,
+            lambda a: isinstance(a.screen, ProgressScreen) and a.screen.statuses["staging-api-01"] == "restarting",
+        )
         await pilot.press("p")
         clock.t += 42
         engine.go()
         await wait(pilot, lambda a: isinstance(a.screen, ProgressScreen) and a.screen.state == "paused")
 
-    assert snap_compare(app, terminal_size=size, run_before=prepared(
-        "a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=pause_after_the_first))
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=prepared("a", until=lambda a: isinstance(a.screen, ConfirmScreen), then=pause_after_the_first),
+    )
 
 
 async def wait(pilot: Pilot[Any], cond: Callable[[Any], bool]) -> None:

@@ -40,32 +40,63 @@ def lab_like(snap: FleetSnapshot, *, cert_fail: bool = False) -> FleetSnapshot:
     db = snap.database
     assert db is not None
     target = f"{f.DB_HOST}"
-    pg = CheckResult("tls.postgres", f"{target}:5432",
-                     Verdict.OK,
-                     "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal" if db.postgres_ssl
-                     else "plaintext only: TLS not offered (POSTGRES_TLS_ENABLED is not on)",
-                     {"answer": "S" if db.postgres_ssl else "N", "tls_version": "TLSv1.3" if db.postgres_ssl else None,
-                      "fingerprint": "9f" * 32, "sans": ["DNS:staging-database-01.voiceai.internal"]}, 3.2)
+    pg = CheckResult(
+        "tls.postgres",
+        f"{target}:5432",
+        Verdict.OK,
+        "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal"
+        if db.postgres_ssl
+        else "plaintext only: TLS not offered (POSTGRES_TLS_ENABLED is not on)",
+        {
+            "answer": "S" if db.postgres_ssl else "N",
+            "tls_version": "TLSv1.3" if db.postgres_ssl else None,
+            "fingerprint": "9f" * 32,
+            "sans": ["DNS:staging-database-01.voiceai.internal"],
+        },
+        3.2,
+    )
     if cert_fail:
-        pg = dataclasses.replace(pg, verdict=Verdict.FAIL,
-                                 summary="certificate does not cover staging-database-01.voiceai.internal (SAN)")
+        pg = dataclasses.replace(
+            pg, verdict=Verdict.FAIL, summary="certificate does not cover staging-database-01.voiceai.internal (SAN)"
+        )
     offered = db.pgbouncer_client_tls_sslmode not in (None, "disable")
-    pb = CheckResult("tls.pgbouncer", f"{target}:6432", Verdict.OK,
-                     "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal" if offered
-                     else "plaintext only: TLS not offered (client_tls_sslmode=disable)",
-                     {"answer": "S" if offered else "N"}, 1.4)
-    rp = CheckResult("listener.redis", f"{target}:6379", Verdict.OK,
-                     "Redis answered in plaintext" if db.redis_port else "plaintext listener dropped",
-                     {"listening": bool(db.redis_port)}, 0.8)
-    rt = CheckResult("tls.redis", f"{target}:6380", Verdict.OK,
-                     "TLSv1.3 ok" if db.redis_tls_port else "no TLS listener (REDIS_TLS_ENABLED is not true)",
-                     {"listening": bool(db.redis_tls_port)}, 1.5)
-    e2e = CheckResult("e2e.query", target, Verdict.OK if db.end_to_end_ok else Verdict.FAIL,
-                      "a query through PgBouncer answered in 4 ms" if db.end_to_end_ok else "no answer in 3 s", {}, 4.0)
+    pb = CheckResult(
+        "tls.pgbouncer",
+        f"{target}:6432",
+        Verdict.OK,
+        "TLSv1.3 ok, certificate covers staging-database-01.voiceai.internal"
+        if offered
+        else "plaintext only: TLS not offered (client_tls_sslmode=disable)",
+        {"answer": "S" if offered else "N"},
+        1.4,
+    )
+    rp = CheckResult(
+        "listener.redis",
+        f"{target}:6379",
+        Verdict.OK,
+        "Redis answered in plaintext" if db.redis_port else "plaintext listener dropped",
+        {"listening": bool(db.redis_port)},
+        0.8,
+    )
+    rt = CheckResult(
+        "tls.redis",
+        f"{target}:6380",
+        Verdict.OK,
+        "TLSv1.3 ok" if db.redis_tls_port else "no TLS listener (REDIS_TLS_ENABLED is not true)",
+        {"listening": bool(db.redis_tls_port)},
+        1.5,
+    )
+    e2e = CheckResult(
+        "e2e.query",
+        target,
+        Verdict.OK if db.end_to_end_ok else Verdict.FAIL,
+        "a query through PgBouncer answered in 4 ms" if db.end_to_end_ok else "no answer in 3 s",
+        {},
+        4.0,
+    )
     checks = (pg, pb, rp, rt, e2e)
     certs = snap.certs
-    return dataclasses.replace(snap, database=dataclasses.replace(db, checks=checks),
-                               checks=tuple(certs) + checks)
+    return dataclasses.replace(snap, database=dataclasses.replace(db, checks=checks), checks=tuple(certs) + checks)
 
 
 def scenario(name: str, taken_at: float = T0) -> FleetSnapshot:
@@ -75,8 +106,9 @@ def scenario(name: str, taken_at: float = T0) -> FleetSnapshot:
     if name == "ready-pg5":
         return lab_like(f.fleet(pg=4, redis=1, taken_at=taken_at))
     if name == "straggler":
-        return lab_like(f.fleet(pg=5, redis=1, running={"staging-voice-02": {"DATABASE_SSL_MODE": None}},
-                                taken_at=taken_at))
+        return lab_like(
+            f.fleet(pg=5, redis=1, running={"staging-voice-02": {"DATABASE_SSL_MODE": None}}, taken_at=taken_at)
+        )
     if name == "cert-fail":
         return lab_like(f.fleet(pg=2, certs="bad-san", taken_at=taken_at), cert_fail=True)
     if name == "done":
@@ -91,8 +123,13 @@ def scenario(name: str, taken_at: float = T0) -> FleetSnapshot:
 class FakeFeed:
     """Observations from a list of snapshots (the last one repeats)."""
 
-    def __init__(self, snaps: Sequence[FleetSnapshot], *, lock: dict[str, Any] | None = None,
-                 journal: Sequence[dict[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        snaps: Sequence[FleetSnapshot],
+        *,
+        lock: dict[str, Any] | None = None,
+        journal: Sequence[dict[str, Any]] = (),
+    ) -> None:
         self.snaps = list(snaps)
         self.i = 0
         self.lock = lock
@@ -107,24 +144,63 @@ class FakeFeed:
 # -- apps and recordings ----------------------------------------------------------------------------
 
 
-def watch_app(snaps: Sequence[FleetSnapshot], *, clock: Callable[[], float] | None = None,
-              recorder: Recorder | None = None, protected: bool = False, env: str = "staging",
-              lock: dict[str, Any] | None = None, journal: Sequence[dict[str, Any]] = ()) -> CockpitApp:
-    return make_app("watch", env_name=env, protected=protected, services=SERVICES,
-                    feed=FakeFeed(snaps, lock=lock, journal=journal), clock=clock or Clock(),
-                    recorder=recorder, poll_interval=None, screenshots=screenshots_dir())
+def watch_app(
+    snaps: Sequence[FleetSnapshot],
+    *,
+    clock: Callable[[], float] | None = None,
+    recorder: Recorder | None = None,
+    protected: bool = False,
+    env: str = "staging",
+    lock: dict[str, Any] | None = None,
+    journal: Sequence[dict[str, Any]] = (),
+) -> CockpitApp:
+    return make_app(
+        "watch",
+        env_name=env,
+        protected=protected,
+        services=SERVICES,
+        feed=FakeFeed(snaps, lock=lock, journal=journal),
+        clock=clock or Clock(),
+        recorder=recorder,
+        poll_interval=None,
+        screenshots=screenshots_dir(),
+    )
 
 
-def drive_app(engine: Any, *, clock: Callable[[], float] | None = None, recorder: Recorder | None = None,
-              protected: bool = False, env: str = "staging") -> CockpitApp:
-    return make_app("drive", env_name=env, protected=protected, services=SERVICES,
-                    feed=FakeFeed(engine.snaps), engine=engine, clock=clock or Clock(), recorder=recorder,
-                    poll_interval=None, screenshots=screenshots_dir())
+def drive_app(
+    engine: Any,
+    *,
+    clock: Callable[[], float] | None = None,
+    recorder: Recorder | None = None,
+    protected: bool = False,
+    env: str = "staging",
+) -> CockpitApp:
+    return make_app(
+        "drive",
+        env_name=env,
+        protected=protected,
+        services=SERVICES,
+        feed=FakeFeed(engine.snaps),
+        engine=engine,
+        clock=clock or Clock(),
+        recorder=recorder,
+        poll_interval=None,
+        screenshots=screenshots_dir(),
+    )
 
 
 JOURNAL = (
-    {"v": 1, "ts": T0 - 600, "env": "staging", "who": "alice", "where": "bastion", "event": "apply",
-     "step": "pg-4", "ok": True, "reason": "change window 42"},
+    {
+        "v": 1,
+        "ts": T0 - 600,
+        "env": "staging",
+        "who": "alice",
+        "where": "bastion",
+        "event": "apply",
+        "step": "pg-4",
+        "ok": True,
+        "reason": "change window 42",
+    },
 )
 
 
@@ -132,12 +208,21 @@ def make_recording(path: Path, *, full_every: float = 5.0) -> Path:
     """A fixed recording: the fleet from fresh to a straggler, an action cycle with a failure and its
     rollback, lock and journal records — what a drive session writes."""
     clock = Clock(T0)
-    rec = Recorder(path, env="staging", mode="drive", protected=False, plan="internal-encryption",
-                   services=SERVICES, full_every=full_every, clock=clock, who="tester")
+    rec = Recorder(
+        path,
+        env="staging",
+        mode="drive",
+        protected=False,
+        plan="internal-encryption",
+        services=SERVICES,
+        full_every=full_every,
+        clock=clock,
+        who="tester",
+    )
     from session.view import build_view, verdict_changes
 
     plan = default_plan()
-    states = (["fresh"] * 3 + ["cert-fail"] * 3 + ["ready-pg5"] * 6 + ["straggler"] * 6 + ["ready-pg5"] * 4)
+    states = ["fresh"] * 3 + ["cert-fail"] * 3 + ["ready-pg5"] * 6 + ["straggler"] * 6 + ["ready-pg5"] * 4
     prev = None
     base = {"step": "pg-5", "service": "api", "direction": "advance", "who": "tester"}
     for n, name in enumerate(states):
@@ -154,26 +239,47 @@ def make_recording(path: Path, *, full_every: float = 5.0) -> Path:
             rec.record("lock", holder=None, known=True)
         if n == 12:
             rec.record("action", kind="lock", **base)
-            rec.record("lock", holder={"who": "tester", "where": "here", "step": "pg-5", "since": clock.t,
-                                       "token": "t"}, known=True)
-            rec.record("action", kind="preview", preview={"change_lines": [
-                "/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)"], "restarts": [
-                {"host": "staging-api-01"}, {"host": "staging-api-02"}], "gates": [
-                {"gate": "pgbouncer_offers_tls_and_ca_files", "status": "open", "reason": "ok"}]}, **base)
+            rec.record(
+                "lock",
+                holder={"who": "tester", "where": "here", "step": "pg-5", "since": clock.t, "token": "t"},
+                known=True,
+            )
+            rec.record(
+                "action",
+                kind="preview",
+                preview={
+                    "change_lines": ["/voiceai/staging/api/DATABASE_SSL_MODE: (unset → verify-full)"],
+                    "restarts": [{"host": "staging-api-01"}, {"host": "staging-api-02"}],
+                    "gates": [{"gate": "pgbouncer_offers_tls_and_ca_files", "status": "open", "reason": "ok"}],
+                },
+                **base,
+            )
             rec.record("action", kind="confirm", reason="change window 42: api first", **base)
             rec.record("event", kind="restart", host="staging-api-01", text="update.sh --restart-only", at=clock.t)
-            rec.record("event", kind="output", host="staging-api-01",
-                       text=f"REDIS_PASSWORD={LAB_SECRETS[1]} postgresql://postgres:{LAB_SECRETS[0]}@db/x",
-                       at=clock.t)
+            rec.record(
+                "event",
+                kind="output",
+                host="staging-api-01",
+                text=f"REDIS_PASSWORD={LAB_SECRETS[1]} postgresql://postgres:{LAB_SECRETS[0]}@db/x",
+                at=clock.t,
+            )
             rec.record("event", kind="error", host="staging-api-02", text="health check failed", at=clock.t)
-            rec.record("outcome", outcome={"ok": False, "stage": "verify", "reason": "staging-api-02 unhealthy"},
-                       reason="change window 42: api first", **base)
+            rec.record(
+                "outcome",
+                outcome={"ok": False, "stage": "verify", "reason": "staging-api-02 unhealthy"},
+                reason="change window 42: api first",
+                **base,
+            )
             rec.record("action", kind="unlock", **base)
         if n == 14:
             rb = {**base, "direction": "rollback"}
             rec.record("action", kind="confirm", reason="api-02 unhealthy: back", **rb)
-            rec.record("outcome", outcome={"ok": True, "stage": "verified", "reason": "rolled back"},
-                       reason="api-02 unhealthy: back", **rb)
+            rec.record(
+                "outcome",
+                outcome={"ok": True, "stage": "verified", "reason": "rolled back"},
+                reason="api-02 unhealthy: back",
+                **rb,
+            )
             rec.record("lock", holder=None, known=True)
     rec.close()
     return path

@@ -22,8 +22,13 @@ class TableApp(App[None]):
 
 
 def rows(state_style: str) -> list[tuple[str, tuple[Cell, ...]]]:
-    return [(f"pg-{i}", (styled(f"pg-{i}", ""), styled("database", ""), styled("verified", state_style),
-                         styled("open", "green"))) for i in range(1, 8)]
+    return [
+        (
+            f"pg-{i}",
+            (styled(f"pg-{i}", ""), styled("database", ""), styled("verified", state_style), styled("open", "green")),
+        )
+        for i in range(1, 8)
+    ]
 
 
 async def test_a_colour_only_change_updates_the_cell() -> None:

@@ -36,11 +36,16 @@ def has_private(where: str, name: str) -> bool:
     return name in vars(cls()) or hasattr(cls, name)
 
 
-@pytest.mark.parametrize(("where", "name"), PRIVATE_NAMES + TEST_PRIVATE_NAMES,
-                         ids=[f"{w}.{n}" for w, n in PRIVATE_NAMES + TEST_PRIVATE_NAMES])
+@pytest.mark.parametrize(
+    ("where", "name"),
+    PRIVATE_NAMES + TEST_PRIVATE_NAMES,
+    ids=[f"{w}.{n}" for w, n in PRIVATE_NAMES + TEST_PRIVATE_NAMES],
+)
 def test_each_private_exists_in_the_installed_textual(where: str, name: str) -> None:
-    assert has_private(where, name), (f"textual {textual.__version__} has no {name} on {where}: "
-                                      "tui/textual_internals.py must be brought up to date with it")
+    assert has_private(where, name), (
+        f"textual {textual.__version__} has no {name} on {where}: "
+        "tui/textual_internals.py must be brought up to date with it"
+    )
 
 
 @pytest.mark.parametrize("owner", ["textual.widget:Widget", "textual.scroll_view:ScrollView"])
@@ -61,10 +66,19 @@ def test_the_checker_can_fail() -> None:
 def test_no_other_module_of_tui_uses_them() -> None:
     """Every use of a pinned private is in tui/textual_internals.py."""
     names = sorted({name for _, name in PRIVATE_NAMES if name.startswith("_")})
-    pattern = re.compile(r"\.(" + "|".join(map(re.escape, names)) + r")\b|\bdef (" + "|".join(
-        map(re.escape, names)) + r")\b|textual\.widgets\._tabs")
-    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
-             for p in sorted((ROOT / "tui").rglob("*.py")) if p.name != "textual_internals.py"
-             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    pattern = re.compile(
+        r"\.("
+        + "|".join(map(re.escape, names))
+        + r")\b|\bdef ("
+        + "|".join(map(re.escape, names))
+        + r")\b|textual\.widgets\._tabs"
+    )
+    found = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in sorted((ROOT / "tui").rglob("*.py"))
+        if p.name != "textual_internals.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not found, "Textual privates outside tui/textual_internals.py:\n" + "\n".join(found)
     assert len(names) > 10  # the list is the module's, not empty

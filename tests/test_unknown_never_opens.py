@@ -84,8 +84,9 @@ def recorded(s: FleetSnapshot) -> tuple[FleetSnapshot, set[Path]]:
     log: set[Path] = set()
     db = s.database if isinstance(s.database, Unknown) else _recording(s.database, ("database",), log)
     insts = tuple(_recording(i, ("instance", i.host), log) for i in s.instances)
-    configured = _Reads({svc: _Reads(v, ("configured", svc), log) for svc, v in s.configured.items()},
-                        ("configured",), log)
+    configured = _Reads(
+        {svc: _Reads(v, ("configured", svc), log) for svc, v in s.configured.items()}, ("configured",), log
+    )
     return dataclasses.replace(s, database=db, instances=insts, configured=configured), log
 
 
@@ -138,7 +139,7 @@ def cases() -> Iterator[tuple[str, str | None, int, int, FleetSnapshot]]:
     for pg, redis in STATES:
         snap = fleet(pg, redis)
         for name, spec in GATES.items():
-            for svc in (SERVICES if spec.per_service else (None,)):
+            for svc in SERVICES if spec.per_service else (None,):
                 yield name, svc, pg, redis, snap
 
 
@@ -171,8 +172,13 @@ def test_an_unobserved_database_or_unreadable_certs_open_nothing() -> None:
         if not _open(name, snap, svc):
             continue
         no_db = dataclasses.replace(snap, database=UNKNOWN)
-        assert not _open(name, no_db, svc) or name in ("certs_valid", "telpro_ssl_build", "ca_files",
-                                                        "service_postgres_tls", "service_redis_tls"), name
+        assert not _open(name, no_db, svc) or name in (
+            "certs_valid",
+            "telpro_ssl_build",
+            "ca_files",
+            "service_postgres_tls",
+            "service_redis_tls",
+        ), name
         errors = tuple(dataclasses.replace(c, verdict=Verdict.ERROR, why=Why.REFUSED) for c in snap.certs)
         if name == "certs_valid":
             assert not _open(name, dataclasses.replace(snap, certs=errors, checks=errors), svc)
@@ -181,7 +187,8 @@ def test_an_unobserved_database_or_unreadable_certs_open_nothing() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(STATES), st.sampled_from(sorted(GATES)), st.sampled_from(SERVICES), st.data())
 def test_any_set_of_unknown_facts_never_opens_a_closed_or_unknown_gate(
-        state: tuple[int, int], name: str, service: str, data: st.DataObject) -> None:
+    state: tuple[int, int], name: str, service: str, data: st.DataObject
+) -> None:
     """Unknowns only ever take a gate away from "open": a gate that is closed or unknown stays so however
     many more facts become unknown, and an open one opens only if none of the facts it read changed."""
     svc = service if GATES[name].per_service else None

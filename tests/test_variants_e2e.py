@@ -34,9 +34,16 @@ def variant_lab(request: pytest.FixtureRequest) -> Iterator[LabSpec]:
 
 def cockpit(spec: LabSpec, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     inventory = str(Path(spec.dir) / "inventory.toml")
-    return subprocess.run([sys.executable, "-m", "cli", *args, "--inventory", inventory], capture_output=True,
-                          text=True, timeout=900, check=False, cwd=REPO, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "XDG_STATE_HOME": str(state)})
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args, "--inventory", inventory],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "XDG_STATE_HOME": str(state)},
+    )
 
 
 def plan_json(spec: LabSpec, state: Path) -> dict[str, object]:
@@ -84,8 +91,9 @@ def test_whole_runbook_and_back_on_every_variant(variant_lab: LabSpec, tmp_path:
         if not spec.has("envfile"):
             assert "INTERNAL_TLS_KEY_B64" not in secret(spec, aws.secret_name(spec, svc)), (spec.variants, svc)
     for step, svc in reversed(done):  # the full rollback, newest first
-        args = ["rollback", step, "--yes", "--reason", "variant rollback"] + (["--service", svc] if svc and
-                                                                             step in ("pg-5", "redis-2") else [])
+        args = ["rollback", step, "--yes", "--reason", "variant rollback"] + (
+            ["--service", svc] if svc and step in ("pg-5", "redis-2") else []
+        )
         r = cockpit(spec, tmp_path, *args)
         assert r.returncode == 0, f"{spec.variants} {step} {svc}: {r.stdout}\n{r.stderr}"
     bottom = plan_json(spec, tmp_path)
@@ -95,8 +103,11 @@ def test_whole_runbook_and_back_on_every_variant(variant_lab: LabSpec, tmp_path:
         for t in s["targets"]:  # type: ignore[index]
             assert t["configured"] is False and t["state"] == "pending", (spec.variants, s["step"], t)  # type: ignore[index]
     assert not bottom["dangers"], bottom["dangers"]
-    failed = {k: (m["requests_failed"], m.get("last_failure")) for k, m in control.meters(spec).items()
-              if m["requests_failed"]}
+    failed = {
+        k: (m["requests_failed"], m.get("last_failure"))
+        for k, m in control.meters(spec).items()
+        if m["requests_failed"]
+    }
     assert not failed, (spec.variants, failed)
     if spec.has("envfile"):  # what was pinned by hand before the rollout is there again, not deleted
         assert envfiles(spec) == before_files

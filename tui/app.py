@@ -47,8 +47,17 @@ JOURNAL_BACKLOG = 30  # journal entries shown from before the session started
 # (TEXTUAL_COLOR_SYSTEM=standard): there its orange warning and accent both become the error's bright red,
 # so a WARN looked like a FAIL and every focus border and key hint looked like an alarm. Here warnings go to
 # yellow, the accent (focus, key hints) to cyan, errors stay red.
-COCKPIT_THEME = Theme(name="cockpit", primary="#0178D4", secondary="#004578", warning="#ffb000", error="#ba3c5b",
-                      success="#4EBF71", accent="#2fb8d8", foreground="#e0e0e0", dark=True)
+COCKPIT_THEME = Theme(
+    name="cockpit",
+    primary="#0178D4",
+    secondary="#004578",
+    warning="#ffb000",
+    error="#ba3c5b",
+    success="#4EBF71",
+    accent="#2fb8d8",
+    foreground="#e0e0e0",
+    dark=True,
+)
 
 
 def literal(text: str) -> str:
@@ -129,11 +138,23 @@ class CockpitApp(App[None]):
         self.theme = COCKPIT_THEME.name
         self.config = config
         self.clock = config.clock
-        self.recorder = config.recorder or Recorder(None, env=config.env_name, mode=config.mode,
-                                                    protected=config.protected, plan=config.plan.name,
-                                                    services=config.services, clock=config.clock)
-        self.context = ScreenContext(env_name=config.env_name, protected=config.protected, plan=config.plan,
-                                     services=config.services, recorder=self.recorder, clock=config.clock)
+        self.recorder = config.recorder or Recorder(
+            None,
+            env=config.env_name,
+            mode=config.mode,
+            protected=config.protected,
+            plan=config.plan.name,
+            services=config.services,
+            clock=config.clock,
+        )
+        self.context = ScreenContext(
+            env_name=config.env_name,
+            protected=config.protected,
+            plan=config.plan,
+            services=config.services,
+            recorder=self.recorder,
+            clock=config.clock,
+        )
         self.main = self._build_main()
         self.view: FleetView | None = None
         self._journal_seen: set[tuple[Any, ...]] | None = None
@@ -301,13 +322,23 @@ class CockpitApp(App[None]):
         that stays until it is read. The same error again while its dialog is open is not shown twice."""
         err = worker.error
         text = f"{worker.name or 'a task'} failed: {type(err).__name__}: {err}"
-        rec = (self.recorder.record("action", kind="error", error=f"the cockpit failed inside an action: {text}",
-                                    who=self.recorder.header.get("who") or "") if self.config.mode == "drive"
-               else self.recorder.record("note", text=text, level="error"))
+        rec = (
+            self.recorder.record(
+                "action",
+                kind="error",
+                error=f"the cockpit failed inside an action: {text}",
+                who=self.recorder.header.get("who") or "",
+            )
+            if self.config.mode == "drive"
+            else self.recorder.record("note", text=text, level="error")
+        )
         self.log_record(rec)
-        self.show_problem("Something failed inside the cockpit", text,
-                          "The action was not finished. Look at the fleet (the plan and the lock) before you try "
-                          "again; if it repeats, report it with the recording.")
+        self.show_problem(
+            "Something failed inside the cockpit",
+            text,
+            "The action was not finished. Look at the fleet (the plan and the lock) before you try "
+            "again; if it repeats, report it with the recording.",
+        )
 
     def show_problem(self, what: str, error: str, todo: str = "") -> None:
         """A failure in a dialog that stays until it is read (Enter or Escape closes it)."""
@@ -340,10 +371,14 @@ class CockpitApp(App[None]):
         rows = [(b.key_display or b.key, b.description, b.id or "") for b in self.BINDINGS if isinstance(b, Binding)]
         if self.config.mode == "replay":
             rows = [r for r in rows if r[2] != "refresh"]
-        rows += [("ctrl+p", "Command palette", "palette"), ("tab / shift+tab", "Next / previous panel", ""),
-                 ("enter", "Open the highlighted row", ""), ("escape", "Close a dialog", ""),
-                 ("j / k", "Down / up in a table or the events", ""),
-                 ("g / G", "First / last row (oldest / newest event)", "")]
+        rows += [
+            ("ctrl+p", "Command palette", "palette"),
+            ("tab / shift+tab", "Next / previous panel", ""),
+            ("enter", "Open the highlighted row", ""),
+            ("escape", "Close a dialog", ""),
+            ("j / k", "Down / up in a table or the events", ""),
+            ("g / G", "First / last row (oldest / newest event)", ""),
+        ]
         if self.config.mode == "drive":
             rows += [("p / s", "While a roll runs: pause (resume) / stop after the current instance", "")]
         sections.append((self.HELP_SECTION, rows))
@@ -352,8 +387,9 @@ class CockpitApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        title = modal_title(self.config.env_name, f"keys and actions ({self.config.mode})",
-                            protected=self.config.protected)
+        title = modal_title(
+            self.config.env_name, f"keys and actions ({self.config.mode})", protected=self.config.protected
+        )
         self.push_screen(HelpScreen(help_text(self.config.mode, self.key_sections()), title=title))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -364,8 +400,11 @@ class CockpitApp(App[None]):
         shots = self.config.screenshots
         for command in super().get_system_commands(screen):
             if command.title == "Screenshot" and shots is not None:
-                yield SystemCommand("Screenshot", literal(f"Save an SVG of the screen in {shots}"),
-                                    lambda: self.set_timer(0.1, self.save_screenshot_here))
+                yield SystemCommand(
+                    "Screenshot",
+                    literal(f"Save an SVG of the screen in {shots}"),
+                    lambda: self.set_timer(0.1, self.save_screenshot_here),
+                )
             else:
                 yield command
         for command in self._own_commands():
@@ -377,8 +416,7 @@ class CockpitApp(App[None]):
                 action = self._action_for(bid)
                 if action is None:
                     continue
-                yield SystemCommand(f"{what} [{keys}]", f"{section}: {what} (key {keys})",
-                                    self._palette_runner(action))
+                yield SystemCommand(f"{what} [{keys}]", f"{section}: {what} (key {keys})", self._palette_runner(action))
         yield SystemCommand("Help [?]", "Every key and action of this mode", self.action_help)
         if self.config.mode != "replay":
             yield SystemCommand("Refresh now [ctrl+l]", "Poll the fleet now", self.action_poll_now)
@@ -404,11 +442,21 @@ class CockpitApp(App[None]):
         return run
 
 
-def make_app(mode: Mode, *, plan: Plan | None = None, env_name: str | None = None, protected: bool | None = None,
-             services: Sequence[str] | None = None, feed: Feed | None = None, engine: EngineLike | None = None,
-             recorder: Recorder | None = None, recording: Recording | None = None,
-             clock: Callable[[], float] = time.time, poll_interval: float | None = 1.0,
-             screenshots: Path | None = None) -> CockpitApp:
+def make_app(
+    mode: Mode,
+    *,
+    plan: Plan | None = None,
+    env_name: str | None = None,
+    protected: bool | None = None,
+    services: Sequence[str] | None = None,
+    feed: Feed | None = None,
+    engine: EngineLike | None = None,
+    recorder: Recorder | None = None,
+    recording: Recording | None = None,
+    clock: Callable[[], float] = time.time,
+    poll_interval: float | None = 1.0,
+    screenshots: Path | None = None,
+) -> CockpitApp:
     """Build the cockpit for `mode`.
 
     drive: `engine` (the plans engine) and `feed` (snapshots via the engine, the lock, the journal).
@@ -437,7 +485,19 @@ def make_app(mode: Mode, *, plan: Plan | None = None, env_name: str | None = Non
             raise ValueError("drive mode needs the engine")
         if env_name is None or services is None:
             raise ValueError(f"{mode} needs env_name and services")
-    return CockpitApp(CockpitConfig(
-        mode=mode, env_name=env_name or "?", protected=bool(protected), plan=plan, services=tuple(services or ()),
-        feed=feed, engine=engine, recorder=recorder, recording=recording, clock=clock, poll_interval=poll_interval,
-        screenshots=screenshots))
+    return CockpitApp(
+        CockpitConfig(
+            mode=mode,
+            env_name=env_name or "?",
+            protected=bool(protected),
+            plan=plan,
+            services=tuple(services or ()),
+            feed=feed,
+            engine=engine,
+            recorder=recorder,
+            recording=recording,
+            clock=clock,
+            poll_interval=poll_interval,
+            screenshots=screenshots,
+        )
+    )

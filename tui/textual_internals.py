@@ -79,10 +79,25 @@ class SteadyScrollBar(ScrollBar):
         if parent is None:
             return None
         s = parent.styles  # ScrollBar.render reads its colours from the parent
-        return (self.size, self.display, self.grabbed, self.mouse_over, self.window_virtual_size, self.window_size,
-                self.position, self.thickness, self.vertical, s.scrollbar_background, s.scrollbar_color,
-                s.scrollbar_background_hover, s.scrollbar_color_hover, s.scrollbar_background_active,
-                s.scrollbar_color_active, parent.background_colors, self.screen.styles.scrollbar_color.a)
+        return (
+            self.size,
+            self.display,
+            self.grabbed,
+            self.mouse_over,
+            self.window_virtual_size,
+            self.window_size,
+            self.position,
+            self.thickness,
+            self.vertical,
+            s.scrollbar_background,
+            s.scrollbar_color,
+            s.scrollbar_background_hover,
+            s.scrollbar_color_hover,
+            s.scrollbar_background_active,
+            s.scrollbar_color_active,
+            parent.background_colors,
+            self.screen.styles.scrollbar_color.a,
+        )
 
     def render(self):  # type: ignore[no-untyped-def]
         self._painted = self._paint_inputs()
@@ -105,8 +120,11 @@ class SteadyScrollBars(_WidgetBase):
     """
 
     def _steady_bar(self, vertical: bool) -> SteadyScrollBar:
-        bar = SteadyScrollBar(vertical=vertical, name="vertical" if vertical else "horizontal",
-                              thickness=self.scrollbar_size_vertical if vertical else self.scrollbar_size_horizontal)
+        bar = SteadyScrollBar(
+            vertical=vertical,
+            name="vertical" if vertical else "horizontal",
+            thickness=self.scrollbar_size_vertical if vertical else self.scrollbar_size_horizontal,
+        )
         bar.display = False
         self.app._start_widget(self, bar)
         return bar

@@ -139,7 +139,11 @@ class DatabaseProbe:
         checks += hba_checks
         checks += await decoded_files(self.env, self.files, self.hosts, db, material, owner_cfg)
         who, otel = legs(
-            pg_f, sampled.pgbouncer if sampled else None, sampled.redis if sampled else None, addr_map, db,
+            pg_f,
+            sampled.pgbouncer if sampled else None,
+            sampled.redis if sampled else None,
+            addr_map,
+            db,
             creds is None,
         )
         return _Round(listeners, sampled, hostssl_only, who, otel, checks)

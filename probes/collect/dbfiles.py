@@ -56,8 +56,10 @@ async def decoded_files(
     platform's key owner (the inventory's, else TLS_KEY_OWNER as configured, else the runbook's)."""
     ca_pem, cert_pem, key_pem = material
     base = env.host_path(db, TLS_DIR)
-    out = [await _decoded(files, db, base, fname, expected) for fname, expected in (("ca.crt", ca_pem),
-                                                                                     ("server.crt", cert_pem))]
+    out = [
+        await _decoded(files, db, base, fname, expected)
+        for fname, expected in (("ca.crt", ca_pem), ("server.crt", cert_pem))
+    ]
     out.append(await _key_file(env, hosts, db, base, key_pem, owner_cfg))
     return out
 
@@ -69,7 +71,9 @@ async def _decoded(files: HostFiles, db: Host, base: str, fname: str, expected: 
         return error_result("files.decoded", target, data.why, f"could not read it: {data.detail}")
     if isinstance(data, Missing):
         return CheckResult(
-            "files.decoded", target, Verdict.WARN,
+            "files.decoded",
+            target,
+            Verdict.WARN,
             "not decoded yet (no file) — restart the database service after pushing the material",
         )
     if expected is None:
@@ -77,7 +81,9 @@ async def _decoded(files: HostFiles, db: Host, base: str, fname: str, expected: 
     if _sha(data.strip()) == _sha(expected.strip()):
         return CheckResult("files.decoded", target, Verdict.OK, "matches Secrets Manager")
     return CheckResult(
-        "files.decoded", target, Verdict.FAIL,
+        "files.decoded",
+        target,
+        Verdict.FAIL,
         "differs from Secrets Manager — the host has not decoded the new material (restart the database service)",
     )
 

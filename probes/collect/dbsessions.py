@@ -99,7 +99,12 @@ class DbSessions:
         assert isinstance(creds.pg_user, str)
         d = self.env.database
         self._pg = PostgresSession(
-            ep[0], ep[1], user=creds.pg_user, password=creds.pg_password, dbname=d.dbname, ssl_ctx_or_none=ctx,
+            ep[0],
+            ep[1],
+            user=creds.pg_user,
+            password=creds.pg_password,
+            dbname=d.dbname,
+            ssl_ctx_or_none=ctx,
             timeout=self.timeout,
         )
 
@@ -122,7 +127,11 @@ class DbSessions:
         if self._redis is not None:
             await self._redis.aclose()
         self._redis = RedisSession(
-            ep[0], ep[1], password=creds.redis_password, timeout=self.timeout, ssl_context=ctx,
+            ep[0],
+            ep[1],
+            password=creds.redis_password,
+            timeout=self.timeout,
+            ssl_context=ctx,
             server_name=self.env.database.dns_name,
         )
         self._redis_key = key
@@ -133,8 +142,12 @@ class DbSessions:
         """The end-to-end query to run (or the healthy answer from under `probe_ttl` ago, or why not)."""
         d = self.env.database
         if not (isinstance(pb_ep, tuple) and isinstance(creds.pg_user, str)):
-            why = creds.pg_user if isinstance(creds.pg_user, Unknown) else Unknown(
-                ssh_why(pb_ep) if isinstance(pb_ep, SshError) else Why.NOT_CHECKED, "no tunnel to PgBouncer"
+            why = (
+                creds.pg_user
+                if isinstance(creds.pg_user, Unknown)
+                else Unknown(
+                    ssh_why(pb_ep) if isinstance(pb_ep, SshError) else Why.NOT_CHECKED, "no tunnel to PgBouncer"
+                )
             )
             return _value(why), (), False
         key = (pb_ep, creds.pg_user, creds.pg_password, d.dbname)
@@ -142,7 +155,12 @@ class DbSessions:
         if cached is not None and cached[1] == key and time.monotonic() - cached[0] < self.probe_ttl:
             return _value(cached[2]), key, True
         query = probe_end_to_end(
-            pb_ep[0], pb_ep[1], user=creds.pg_user, password=creds.pg_password, dbname=d.dbname, ssl="prefer",
+            pb_ep[0],
+            pb_ep[1],
+            user=creds.pg_user,
+            password=creds.pg_password,
+            dbname=d.dbname,
+            ssl="prefer",
             timeout=max(self.timeout, 3.0),
         )
         return query, key, False

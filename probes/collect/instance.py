@@ -127,9 +127,7 @@ class InstanceProbe:
         return cache.put(host.name, out)
 
     async def _running_check(self, host: Host) -> tuple[bool | Unknown, CheckResult | None]:
-        running, res = await self._command(
-            host, "running_check", "instance.running", self._running
-        )
+        running, res = await self._command(host, "running_check", "instance.running", self._running)
         if running is True:
             res = CheckResult(res.check, res.target, Verdict.OK, f"{host.service} is running", res.evidence)
         elif running is False:
@@ -139,9 +137,7 @@ class InstanceProbe:
         return running, res
 
     async def _telpro_check(self, host: Host) -> tuple[bool | Unknown, CheckResult | None]:
-        has, res = await self._command(
-            host, "telpro_ssl_check", "telpro.ssl_build", self._telpro
-        )
+        has, res = await self._command(host, "telpro_ssl_check", "telpro.ssl_build", self._telpro)
         if has is True:
             res = CheckResult(res.check, res.target, Verdict.OK, "image has hiredis_ssl", res.evidence)
         elif has is False:

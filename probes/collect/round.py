@@ -231,6 +231,7 @@ def _unread_config(configured: Mapping[str, Mapping[str, Configured]]) -> list[C
             if isinstance(v, Unknown):
                 seen.setdefault(v.detail, v)
         for detail, u in seen.items():
-            out.append(error_result("config.read", service, u.why, f"{service}'s configuration could not be read: "
-                                                                   f"{detail}"))
+            out.append(
+                error_result("config.read", service, u.why, f"{service}'s configuration could not be read: {detail}")
+            )
     return out

@@ -124,7 +124,6 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
-
 def text(value: object) -> str:
     if value is None:
         return ""
@@ -174,4 +173,3 @@ async def pump(reader: Reader, writer: Writer, both: tuple[Writer, Writer]) -> N
     except Exception:  # a reset on either side ends the forwarded connection
         for w in both:
             w.close()
-

@@ -68,16 +68,21 @@ def proxy_conflict(env: Environment, t: Target, options: asyncssh.SSHClientConne
         return None
     bastion = env.bastion
     if not t.jump:
-        return SshError(t.name, SshErrorKind.CONFIG,
-                        f"the ssh config ({cfg}) sends {t.label} through {via!r}, but the inventory says jump = "
-                        "false: the cockpit would go around it — set jump = true (and [bastion]) in the inventory, "
-                        "or remove ProxyJump/ProxyCommand for this host from the ssh config")
+        return SshError(
+            t.name,
+            SshErrorKind.CONFIG,
+            f"the ssh config ({cfg}) sends {t.label} through {via!r}, but the inventory says jump = "
+            "false: the cockpit would go around it — set jump = true (and [bastion]) in the inventory, "
+            "or remove ProxyJump/ProxyCommand for this host from the ssh config",
+        )
     target = via.rsplit("@", 1)[-1]
     host, _, port = target.partition(":")
     if bastion is None or host != bastion.address or (port and int(port) != bastion.port):
-        return SshError(t.name, SshErrorKind.CONFIG,
-                        f"the ssh config ({cfg}) sends {t.label} through {via!r}, but the inventory's bastion is "
-                        f"{bastion.address if bastion else 'none'}:{bastion.port if bastion else ''} — make them "
-                        "agree (the cockpit always jumps through the inventory's bastion)")
+        return SshError(
+            t.name,
+            SshErrorKind.CONFIG,
+            f"the ssh config ({cfg}) sends {t.label} through {via!r}, but the inventory's bastion is "
+            f"{bastion.address if bastion else 'none'}:{bastion.port if bastion else ''} — make them "
+            "agree (the cockpit always jumps through the inventory's bastion)",
+        )
     return None
-

@@ -245,7 +245,13 @@ class SshPool:
         return await self._sftp_call(host_name, f"reading {path}", path, read, timeout)
 
     async def append_file(
-        self, host_name: str, path: str, data: bytes, *, mode: int = 0o640, timeout: float | None = None  # noqa: ASYNC109 - enforced inside
+        self,
+        host_name: str,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o640,
+        timeout: float | None = None,  # noqa: ASYNC109 - enforced inside
     ) -> SshError | None:
         """Append `data` to `path` over SFTP (O_APPEND; created with `mode`, parent dirs made) — no
         remote shell, so no login-script cost. One write call, so a line is never interleaved."""
@@ -358,17 +364,15 @@ class SshPool:
                         chan_reader, chan_writer = await link.conn.open_connection(fwd.remote_host, fwd.remote_port)
             except Fail as f:
                 fwd.last_error = f.error
-                writer.close()
-                return
             except TimeoutError:
                 fwd.last_error = timeout_error(target, self._env.ssh.connect_timeout, f"opening a channel to {dest}")
-                writer.close()
-                return
             except Exception as exc:
                 fwd.last_error = op_error(target, target.link, exc, f"forwarding to {dest}")
+            else:
+                fwd.last_error = None
+            if fwd.last_error is not None:
                 writer.close()
                 return
-            fwd.last_error = None
             await asyncio.gather(
                 pump(reader, chan_writer, (writer, chan_writer)),
                 pump(chan_reader, writer, (writer, chan_writer)),

@@ -24,7 +24,12 @@ class ReadOnlyHosts(Reachable, Protocol):
     """Reading hosts: files, /proc, tunnels and the inventory's named checks — never a write."""
 
     async def read_file(
-        self, host_name: str, path: str, max_bytes: int, *, timeout: float | None = None  # noqa: ASYNC109
+        self,
+        host_name: str,
+        path: str,
+        max_bytes: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> bytes | SshError: ...
 
     async def read_head(
@@ -41,7 +46,11 @@ class ReadOnlyHosts(Reachable, Protocol):
     async def forward(self, host_name: str, remote_host: str, remote_port: int) -> tuple[str, int] | SshError: ...
 
     async def run_check(
-        self, host_name: str, name: ReadOnlyCommand, *, timeout: float | None = None  # noqa: ASYNC109
+        self,
+        host_name: str,
+        name: ReadOnlyCommand,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> CommandResult: ...
 
     async def aclose(self) -> None: ...
@@ -72,7 +81,12 @@ class ReadOnlyPool:
         return await self._pool.stat(host_name, path, timeout=timeout)
 
     async def read_file(
-        self, host_name: str, path: str, max_bytes: int, *, timeout: float | None = None  # noqa: ASYNC109
+        self,
+        host_name: str,
+        path: str,
+        max_bytes: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> bytes | SshError:
         return await self._pool.read_file(host_name, path, max_bytes, timeout=timeout)
 
@@ -92,7 +106,11 @@ class ReadOnlyPool:
         return await self._pool.forward(host_name, remote_host, remote_port)
 
     async def run_check(
-        self, host_name: str, name: ReadOnlyCommand, *, timeout: float | None = None  # noqa: ASYNC109
+        self,
+        host_name: str,
+        name: ReadOnlyCommand,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> CommandResult:
         """Run the inventory's `name` check on the host (its `running_check`, or `commands.telpro_ssl_check`)."""
         env = self._pool.env

@@ -48,8 +48,9 @@ async def read_until(
             data += block
             if enough(bytes(data)):
                 return bytes(data)
-    return SshError(host_name, SshErrorKind.TOO_LARGE,
-                    f"{path} on {host_name} is more than the {max_bytes} bytes allowed")
+    return SshError(
+        host_name, SshErrorKind.TOO_LARGE, f"{path} on {host_name} is more than the {max_bytes} bytes allowed"
+    )
 
 
 async def append(sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int) -> None:

@@ -16,14 +16,22 @@ from session.redact import Redactor
 
 def _steady(evidence: Mapping[str, Json]) -> dict[str, Json]:
     """Evidence without its clocks and with its connection lists sorted: what a diff would see of it."""
-    return {k: sorted(v, key=sort_key) if is_unordered(v) else v for k, v in evidence.items()
-            if not is_volatile(k, True, True)}
+    return {
+        k: sorted(v, key=sort_key) if is_unordered(v) else v
+        for k, v in evidence.items()
+        if not is_volatile(k, True, True)
+    }
 
 
 def _same_check(a: CheckResult, b: CheckResult) -> bool:
     """Equal but for what a diff ignores (timings, clocks in evidence, the order of connection lists)."""
-    return (a.check == b.check and a.target == b.target and a.verdict is b.verdict and a.summary == b.summary
-            and (a.evidence == b.evidence or _steady(a.evidence) == _steady(b.evidence)))
+    return (
+        a.check == b.check
+        and a.target == b.target
+        and a.verdict is b.verdict
+        and a.summary == b.summary
+        and (a.evidence == b.evidence or _steady(a.evidence) == _steady(b.evidence))
+    )
 
 
 def _same_legs(a: DatabaseState, b: DatabaseState) -> bool:
@@ -35,8 +43,11 @@ def _same_legs(a: DatabaseState, b: DatabaseState) -> bool:
     for leg, va in a.legs.items():
         vb = b.legs[leg]
         if isinstance(va, LegView) and isinstance(vb, LegView):
-            if va.own != vb.own or len(va.connections) != len(vb.connections) or \
-                    set(va.connections) != set(vb.connections):
+            if (
+                va.own != vb.own
+                or len(va.connections) != len(vb.connections)
+                or set(va.connections) != set(vb.connections)
+            ):
                 return False
         elif va != vb:
             return False
@@ -82,8 +93,9 @@ class SnapshotConverter:
         for leg, view in db.legs.items():
             js = self.r.value(to_json_value(view))
             if isinstance(js, dict) and isinstance(js.get("connections"), list):
-                js["connections"] = sorted_keyed(keyed_list(js["connections"], ("leg", "addr"),
-                                                            ("database", "legs", str(leg), "connections")))
+                js["connections"] = sorted_keyed(
+                    keyed_list(js["connections"], ("leg", "addr"), ("database", "legs", str(leg), "connections"))
+                )
             out[str(leg)] = js
         return out
 
@@ -100,8 +112,9 @@ class SnapshotConverter:
         if ps is not None and prev is not None and prev.configured == s.configured:
             out["configured"] = ps["configured"]
         else:
-            out["configured"] = r.value({svc: {var: cv.to_json() for var, cv in vs.items()}
-                                         for svc, vs in s.configured.items()})
+            out["configured"] = r.value(
+                {svc: {var: cv.to_json() for var, cv in vs.items()} for svc, vs in s.configured.items()}
+            )
         out["database"] = self._database(s, prev, ps, fresh)
         out["instances"] = self._instances(s, prev, ps, fresh)
         out["certs"] = self._checks_keyed(("certs",), s.certs, fresh)
@@ -113,8 +126,7 @@ class SnapshotConverter:
         self.state = out
         return out
 
-    def _database(self, s: FleetSnapshot, prev: FleetSnapshot | None, ps: dict[str, Json] | None,
-                  fresh: bool) -> Json:
+    def _database(self, s: FleetSnapshot, prev: FleetSnapshot | None, ps: dict[str, Json] | None, fresh: bool) -> Json:
         """The database's state; its legs reused from `ps` when their connections did not change."""
         r = self.r
         db = s.database
@@ -124,8 +136,13 @@ class SnapshotConverter:
         dbo: dict[str, Json] = {}
         for f_ in db.__dataclass_fields__:
             if f_ == "legs":
-                same = (pdb is not None and ps is not None and isinstance(ps.get("database"), dict)
-                        and "legs" in ps["database"] and _same_legs(pdb, db))
+                same = (
+                    pdb is not None
+                    and ps is not None
+                    and isinstance(ps.get("database"), dict)
+                    and "legs" in ps["database"]
+                    and _same_legs(pdb, db)
+                )
                 dbo[f_] = ps["database"]["legs"] if same and ps is not None else self._legs(db)
             elif f_ == "checks":
                 dbo[f_] = self._checks_keyed(("database",), db.checks, fresh)
@@ -133,8 +150,9 @@ class SnapshotConverter:
                 dbo[f_] = r.value(to_json_value(getattr(db, f_)), f_)
         return dbo
 
-    def _instances(self, s: FleetSnapshot, prev: FleetSnapshot | None, ps: dict[str, Json] | None,
-                   fresh: bool) -> dict[str, Json]:
+    def _instances(
+        self, s: FleetSnapshot, prev: FleetSnapshot | None, ps: dict[str, Json] | None, fresh: bool
+    ) -> dict[str, Json]:
         """The instances keyed by host; an instance that did not change is reused from `ps` whole."""
         r = self.r
         pinst = {i.host: i for i in prev.instances} if prev is not None else {}
@@ -147,10 +165,13 @@ class SnapshotConverter:
                 key = f"{inst.host} #{n}"
             old = pinst.get(inst.host)
             checks = self._checks_keyed(("instances", key), inst.checks, fresh)
-            if (old is not None and ps is not None and key in ps["instances"]
-                    and all(getattr(old, f_) == getattr(inst, f_) for f_ in inst.__dataclass_fields__
-                            if f_ != "checks")
-                    and ps["instances"][key]["checks"] == checks):
+            if (
+                old is not None
+                and ps is not None
+                and key in ps["instances"]
+                and all(getattr(old, f_) == getattr(inst, f_) for f_ in inst.__dataclass_fields__ if f_ != "checks")
+                and ps["instances"][key]["checks"] == checks
+            ):
                 insts[key] = ps["instances"][key]
                 continue
             io: dict[str, Json] = {}

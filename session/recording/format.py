@@ -183,4 +183,3 @@ def as_literal(allowed: Any, value: Any, where: str) -> str:
 
 def drop_none(d: dict[str, Json]) -> dict[str, Json]:
     return {k: v for k, v in d.items() if v is not None}
-

@@ -79,8 +79,9 @@ def open_regular(path: Path) -> int:
         raise RecordingError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     what = _file_kind(st.st_mode)
     if what is not None:
-        raise RecordingError(f"{path} is {what}, not a recording file: pass a .jsonl file written by "
-                             "`cockpit drive` or `cockpit watch`")
+        raise RecordingError(
+            f"{path} is {what}, not a recording file: pass a .jsonl file written by `cockpit drive` or `cockpit watch`"
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -128,7 +129,6 @@ def is_recording(path: Path) -> bool:
     except (ValueError, RecursionError):
         return False
     return isinstance(header, dict) and header.get("t") == "header" and header.get("format") == FORMAT
-
 
 
 class LineIndex:
@@ -184,12 +184,13 @@ class LineIndex:
                 nl = chunk.find(b"\n")
                 if nl < 0:
                     continue
-                self._damage(self._line, start, read - len(chunk) + nl - start,
-                             f"longer than {self.max_line >> 20} MiB")
+                self._damage(
+                    self._line, start, read - len(chunk) + nl - start, f"longer than {self.max_line >> 20} MiB"
+                )
                 self._line += 1
                 skipping = False
                 start = read - len(chunk) + nl + 1
-                buf = bytearray(chunk[nl + 1:])
+                buf = bytearray(chunk[nl + 1 :])
                 scan = 0
             else:
                 buf += chunk
@@ -237,7 +238,7 @@ class LineIndex:
             if not whole.strip():
                 return  # a blank line
             bad = _bad_json(whole)
-            self._damage(line, offset, length, bad or "not a recording line (no {\"t\":…,\"ts\":…} prefix)")
+            self._damage(line, offset, length, bad or 'not a recording line (no {"t":…,"ts":…} prefix)')
             return
         kind = m.group(1).decode()
         try:

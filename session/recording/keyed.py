@@ -148,8 +148,7 @@ def normalised(snapshot_json: Mapping[str, Json]) -> dict[str, Json]:
     state = keyed(snapshot_json)
 
     def checks(d: Json) -> Json:
-        return {k: normal_check(v) if isinstance(v, Mapping) else v for k, v in d.items()} \
-            if isinstance(d, dict) else d
+        return {k: normal_check(v) if isinstance(v, Mapping) else v for k, v in d.items()} if isinstance(d, dict) else d
 
     for name in ("checks", "certs"):
         state[name] = checks(state.get(name))
@@ -160,14 +159,18 @@ def normalised(snapshot_json: Mapping[str, Json]) -> dict[str, Json]:
         if isinstance(db.get("connections"), dict):  # schema 1
             db["connections"] = sorted_keyed(db["connections"])
         if isinstance(db.get("legs"), dict):
-            db["legs"] = {leg: {**v, "connections": sorted_keyed(v["connections"])}
-                          if isinstance(v, dict) and isinstance(v.get("connections"), dict) else v
-                          for leg, v in db["legs"].items()}
+            db["legs"] = {
+                leg: {**v, "connections": sorted_keyed(v["connections"])}
+                if isinstance(v, dict) and isinstance(v.get("connections"), dict)
+                else v
+                for leg, v in db["legs"].items()
+            }
         state["database"] = db
     insts = state.get("instances")
     if isinstance(insts, dict):
-        state["instances"] = {h: {**i, "checks": checks(i.get("checks"))} if isinstance(i, dict) else i
-                              for h, i in insts.items()}
+        state["instances"] = {
+            h: {**i, "checks": checks(i.get("checks"))} if isinstance(i, dict) else i for h, i in insts.items()
+        }
     return unkeyed(state)
 
 

@@ -98,13 +98,15 @@ class Recording(LineIndex):
         try:
             header = json.loads(first)
         except (ValueError, RecursionError) as exc:
-            raise RecordingError(f"{p}: the first line is not JSON ({str(exc).split(':')[0]}); "
-                                 "not a recording") from None
+            raise RecordingError(
+                f"{p}: the first line is not JSON ({str(exc).split(':')[0]}); not a recording"
+            ) from None
         if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("t") != "header":
             raise RecordingError(f"{p}: not a Rollout Cockpit recording (no {FORMAT!r} header)")
         if header.get("version") != FORMAT_VERSION:
-            raise RecordingError(f"{p}: recording format version {header.get('version')!r}; this cockpit reads "
-                                 f"version {FORMAT_VERSION}")
+            raise RecordingError(
+                f"{p}: recording format version {header.get('version')!r}; this cockpit reads version {FORMAT_VERSION}"
+            )
         try:
             return Header.from_json(header)
         except RecordError as exc:
@@ -127,7 +129,6 @@ class Recording(LineIndex):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
 
     # -- lines ---------------------------------------------------------------------------------------
     def raw(self, e: Entry) -> bytes:
@@ -165,8 +166,9 @@ class Recording(LineIndex):
     def _late_damage(self, e: Entry, why: str) -> None:
         self.damaged.setdefault(e.line, why)
 
-    def records(self, kinds: Sequence[str] | None = None, start: float = float("-inf"),
-                end: float = float("inf")) -> Iterator[Record]:
+    def records(
+        self, kinds: Sequence[str] | None = None, start: float = float("-inf"), end: float = float("inf")
+    ) -> Iterator[Record]:
         """Typed records of `kinds` (all but snapshots when None) with start <= ts <= end, in file order;
         damaged lines are skipped (and counted in `damaged`)."""
         for e in self.entries:
@@ -227,8 +229,10 @@ class Recording(LineIndex):
                 st = apply_ops(st, d.ops)
             except (KeyError, TypeError, ValueError, IndexError, RecursionError) as exc:
                 self._broken[f] = j
-                self._late_damage(self.snaps[j], f"the diff does not apply to the snapshot before it "
-                                                 f"({type(exc).__name__}: {exc})"[:300])
+                self._late_damage(
+                    self.snaps[j],
+                    f"the diff does not apply to the snapshot before it ({type(exc).__name__}: {exc})"[:300],
+                )
                 return None
             bad = shape_error(st, [o.path for o in d.ops])
             if bad is not None:
@@ -307,7 +311,9 @@ def read_all_snapshots(path: Path | str) -> list[FleetSnapshot]:
         for i in range(len(rec.snaps)):
             snap = rec.snapshot(i)
             if snap is None:
-                raise RecordingError(f"{path}: snapshot {i} cannot be read: "
-                                     f"{'; '.join(f'line {n}: {w}' for n, w in sorted(rec.damaged.items()))}")
+                raise RecordingError(
+                    f"{path}: snapshot {i} cannot be read: "
+                    f"{'; '.join(f'line {n}: {w}' for n, w in sorted(rec.damaged.items()))}"
+                )
             out.append(snap)
         return out

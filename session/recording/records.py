@@ -79,26 +79,57 @@ class Header(_Record):
     extra: Mapping[str, Json] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Json]:
-        return {**self._head(), "format": FORMAT, "version": self.version, "env": self.env, "mode": self.mode,
-                "protected": self.protected, "plan": self.plan, "services": list(self.services), "who": self.who,
-                "where": self.where, "pid": self.pid, "full_every": self.full_every, **self.extra}
+        return {
+            **self._head(),
+            "format": FORMAT,
+            "version": self.version,
+            "env": self.env,
+            "mode": self.mode,
+            "protected": self.protected,
+            "plan": self.plan,
+            "services": list(self.services),
+            "who": self.who,
+            "where": self.where,
+            "pid": self.pid,
+            "full_every": self.full_every,
+            **self.extra,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Header:
         w = "header"
-        known = {"t", "ts", "format", "version", "env", "mode", "protected", "plan", "services", "who", "where",
-                 "pid", "full_every"}
+        known = {
+            "t",
+            "ts",
+            "format",
+            "version",
+            "env",
+            "mode",
+            "protected",
+            "plan",
+            "services",
+            "who",
+            "where",
+            "pid",
+            "full_every",
+        }
         full_every = as_num(d.get("full_every", 300.0), f"{w}.full_every")
         if full_every <= 0:
             raise RecordError(f"{w}.full_every: must be positive ({full_every!r})")
-        return cls(ts=as_time(required(d, "ts", w), f"{w}.ts"), env=text_field(d, "env", w, "?"),
-                   mode=cast(Mode, as_literal(Mode, d.get("mode", "watch"), f"{w}.mode")),
-                   protected=as_bool(d.get("protected", False), f"{w}.protected"), plan=text_field(d, "plan", w),
-                   services=as_strs(d.get("services", ()), f"{w}.services"), who=text_field(d, "who", w, "?"),
-                   where=text_field(d, "where", w, "?"), pid=as_opt_int(d.get("pid"), f"{w}.pid"),
-                       full_every=full_every,
-                   version=as_int(required(d, "version", w), f"{w}.version"),
-                   extra={k: v for k, v in d.items() if k not in known})
+        return cls(
+            ts=as_time(required(d, "ts", w), f"{w}.ts"),
+            env=text_field(d, "env", w, "?"),
+            mode=cast(Mode, as_literal(Mode, d.get("mode", "watch"), f"{w}.mode")),
+            protected=as_bool(d.get("protected", False), f"{w}.protected"),
+            plan=text_field(d, "plan", w),
+            services=as_strs(d.get("services", ()), f"{w}.services"),
+            who=text_field(d, "who", w, "?"),
+            where=text_field(d, "where", w, "?"),
+            pid=as_opt_int(d.get("pid"), f"{w}.pid"),
+            full_every=full_every,
+            version=as_int(required(d, "version", w), f"{w}.version"),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,9 +145,11 @@ class Frame(_Record):
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Frame:
-        return cls(ts=as_time(required(d, "ts", "frame"), "frame.ts"),
-                   seq=as_int(required(d, "seq", "frame"), "frame.seq"),
-                   snapshot=dict(as_object(required(d, "snapshot", "frame"), "frame.snapshot")))
+        return cls(
+            ts=as_time(required(d, "ts", "frame"), "frame.ts"),
+            seq=as_int(required(d, "seq", "frame"), "frame.seq"),
+            snapshot=dict(as_object(required(d, "snapshot", "frame"), "frame.snapshot")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +195,14 @@ class Diff(_Record):
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Diff:
-        return cls(ts=as_time(required(d, "ts", "diff"), "diff.ts"), seq=as_int(required(d, "seq", "diff"), "diff.seq"),
-                   ops=tuple(DiffOp.from_json(o, f"diff.ops[{i}]")
-                             for i, o in enumerate(as_list(required(d, "ops", "diff"), "diff.ops"))))
+        return cls(
+            ts=as_time(required(d, "ts", "diff"), "diff.ts"),
+            seq=as_int(required(d, "seq", "diff"), "diff.seq"),
+            ops=tuple(
+                DiffOp.from_json(o, f"diff.ops[{i}]")
+                for i, o in enumerate(as_list(required(d, "ops", "diff"), "diff.ops"))
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,9 +221,14 @@ class Verdicts(_Record):
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Verdicts:
-        return cls(ts=as_time(required(d, "ts", "verdict"), "verdict.ts"), seq=as_opt_int(d.get("seq"), "verdict.seq"),
-                   changes=tuple(VerdictChange.from_json(c, f"verdict.changes[{i}]")
-                                 for i, c in enumerate(as_list(d.get("changes", ()), "verdict.changes"))))
+        return cls(
+            ts=as_time(required(d, "ts", "verdict"), "verdict.ts"),
+            seq=as_opt_int(d.get("seq"), "verdict.seq"),
+            changes=tuple(
+                VerdictChange.from_json(c, f"verdict.changes[{i}]")
+                for i, c in enumerate(as_list(d.get("changes", ()), "verdict.changes"))
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,15 +241,22 @@ class Lock(_Record):
     error: str | None = None
 
     def to_json(self) -> dict[str, Json]:
-        return {**self._head(), "holder": self.holder.to_json() if self.holder else None, "known": self.known,
-                "error": self.error}
+        return {
+            **self._head(),
+            "holder": self.holder.to_json() if self.holder else None,
+            "known": self.known,
+            "error": self.error,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Lock:
         h = d.get("holder")
-        return cls(ts=as_time(required(d, "ts", "lock"), "lock.ts"),
-                   holder=None if not h else LockHolder.from_json(h, "lock.holder"),
-                   known=as_bool(d.get("known", True), "lock.known"), error=as_opt_str(d.get("error"), "lock.error"))
+        return cls(
+            ts=as_time(required(d, "ts", "lock"), "lock.ts"),
+            holder=None if not h else LockHolder.from_json(h, "lock.holder"),
+            known=as_bool(d.get("known", True), "lock.known"),
+            error=as_opt_str(d.get("error"), "lock.error"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,9 +272,11 @@ class Journal(_Record):
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Journal:
-        return cls(ts=as_time(required(d, "ts", "journal"), "journal.ts"),
-                   entry=JournalEntry.from_json(required(d, "entry", "journal"), "journal.entry"),
-                   backlog=as_bool(d.get("backlog", False), "journal.backlog"))
+        return cls(
+            ts=as_time(required(d, "ts", "journal"), "journal.ts"),
+            entry=JournalEntry.from_json(required(d, "entry", "journal"), "journal.entry"),
+            backlog=as_bool(d.get("backlog", False), "journal.backlog"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,10 +294,21 @@ class Action(_Record):
     error: str | None = None  # kind lock-refused, error
 
     def to_json(self) -> dict[str, Json]:
-        return {**self._head(), "kind": self.kind.value, "step": self.step, "service": self.service,
-                "direction": self.direction.value, "who": self.who,
-                **drop_none({"preview": self.preview.to_json() if self.preview else None, "reason": self.reason,
-                              "error": self.error})}
+        return {
+            **self._head(),
+            "kind": self.kind.value,
+            "step": self.step,
+            "service": self.service,
+            "direction": self.direction.value,
+            "who": self.who,
+            **drop_none(
+                {
+                    "preview": self.preview.to_json() if self.preview else None,
+                    "reason": self.reason,
+                    "error": self.error,
+                }
+            ),
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Action:
@@ -254,12 +317,17 @@ class Action(_Record):
         p = d.get("preview")
         if kind is ActionKind.PREVIEW and p is None:
             raise RecordError(f"{w}.preview: a preview action without its preview")
-        return cls(ts=as_time(required(d, "ts", w), f"{w}.ts"), kind=kind, step=text_field(d, "step", w),
-                   service=as_opt_str(d.get("service"), f"{w}.service"),
-                   direction=as_enum(Direction, d.get("direction", "advance"), f"{w}.direction"),
-                   who=text_field(d, "who", w),
-                   preview=None if p is None else PreviewSummary.from_json(p, f"{w}.preview"),
-                   reason=as_opt_str(d.get("reason"), f"{w}.reason"), error=as_opt_str(d.get("error"), f"{w}.error"))
+        return cls(
+            ts=as_time(required(d, "ts", w), f"{w}.ts"),
+            kind=kind,
+            step=text_field(d, "step", w),
+            service=as_opt_str(d.get("service"), f"{w}.service"),
+            direction=as_enum(Direction, d.get("direction", "advance"), f"{w}.direction"),
+            who=text_field(d, "who", w),
+            preview=None if p is None else PreviewSummary.from_json(p, f"{w}.preview"),
+            reason=as_opt_str(d.get("reason"), f"{w}.reason"),
+            error=as_opt_str(d.get("error"), f"{w}.error"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,9 +347,13 @@ class Event(_Record):
     def from_json(cls, d: Mapping[str, Any]) -> Event:
         raw = as_str(required(d, "kind", "event"), "event.kind")
         kind: EventKind | str = EventKind(raw) if raw in EVENT_KINDS else raw
-        return cls(ts=as_time(required(d, "ts", "event"), "event.ts"), kind=kind,
-                   host=as_opt_str(d.get("host"), "event.host"), text=text_field(d, "text", "event"),
-                   at=as_opt_time(d.get("at"), "event.at"))
+        return cls(
+            ts=as_time(required(d, "ts", "event"), "event.ts"),
+            kind=kind,
+            host=as_opt_str(d.get("host"), "event.host"),
+            text=text_field(d, "text", "event"),
+            at=as_opt_time(d.get("at"), "event.at"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,17 +369,28 @@ class Outcome(_Record):
     who: str = ""
 
     def to_json(self) -> dict[str, Json]:
-        return {**self._head(), "step": self.step, "service": self.service, "direction": self.direction.value,
-                "reason": self.reason, "who": self.who, "outcome": self.outcome.to_json()}
+        return {
+            **self._head(),
+            "step": self.step,
+            "service": self.service,
+            "direction": self.direction.value,
+            "reason": self.reason,
+            "who": self.who,
+            "outcome": self.outcome.to_json(),
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Outcome:
         w = "outcome"
-        return cls(ts=as_time(required(d, "ts", w), f"{w}.ts"),
-                   outcome=OutcomeSummary.from_json(required(d, "outcome", w), f"{w}.outcome"),
-                   step=text_field(d, "step", w), service=as_opt_str(d.get("service"), f"{w}.service"),
-                   direction=as_enum(Direction, d.get("direction", "advance"), f"{w}.direction"),
-                   reason=text_field(d, "reason", w), who=text_field(d, "who", w))
+        return cls(
+            ts=as_time(required(d, "ts", w), f"{w}.ts"),
+            outcome=OutcomeSummary.from_json(required(d, "outcome", w), f"{w}.outcome"),
+            step=text_field(d, "step", w),
+            service=as_opt_str(d.get("service"), f"{w}.service"),
+            direction=as_enum(Direction, d.get("direction", "advance"), f"{w}.direction"),
+            reason=text_field(d, "reason", w),
+            who=text_field(d, "who", w),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -323,8 +406,11 @@ class Note(_Record):
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Note:
-        return cls(ts=as_time(required(d, "ts", "note"), "note.ts"), text=text_field(d, "text", "note"),
-                   level=cast(NoteLevel, as_literal(NoteLevel, d.get("level", "warn"), "note.level")))
+        return cls(
+            ts=as_time(required(d, "ts", "note"), "note.ts"),
+            text=text_field(d, "text", "note"),
+            level=cast(NoteLevel, as_literal(NoteLevel, d.get("level", "warn"), "note.level")),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -339,15 +425,17 @@ class End(_Record):
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> End:
-        return cls(ts=as_time(required(d, "ts", "end"), "end.ts"),
-                   snapshots=as_int(d.get("snapshots", 0), "end.snapshots"))
+        return cls(
+            ts=as_time(required(d, "ts", "end"), "end.ts"), snapshots=as_int(d.get("snapshots", 0), "end.snapshots")
+        )
 
 
 Record: TypeAlias = Header | Frame | Diff | Verdicts | Lock | Journal | Action | Event | Outcome | Note | End
 Snapshot: TypeAlias = Frame | Diff
 
-_CLASSES: Final[Mapping[str, Any]] = {c.TYPE.value: c for c in (Header, Frame, Diff, Verdicts, Lock, Journal, Action,
-                                                                 Event, Outcome, Note, End)}
+_CLASSES: Final[Mapping[str, Any]] = {
+    c.TYPE.value: c for c in (Header, Frame, Diff, Verdicts, Lock, Journal, Action, Event, Outcome, Note, End)
+}
 
 
 def parse_record(value: Any) -> Record | None:
@@ -356,7 +444,7 @@ def parse_record(value: Any) -> Record | None:
     d = as_object(value, "line")
     t = d.get("t")
     if not isinstance(t, str):
-        raise RecordError("line: no record type (\"t\")")
+        raise RecordError('line: no record type ("t")')
     cls = _CLASSES.get(t)
     if cls is None:
         return None
@@ -375,8 +463,10 @@ def record_of(t: str, fields: Mapping[str, Any]) -> Record:
     see it), not dropped."""
     cls = _CLASSES.get(t)
     if cls is None or cls is Header:
-        raise RecordError(f"{t!r} is not a record type a session writes "
-                          f"({', '.join(m.value for m in RecordType if m is not RecordType.HEADER)})")
+        raise RecordError(
+            f"{t!r} is not a record type a session writes "
+            f"({', '.join(m.value for m in RecordType if m is not RecordType.HEADER)})"
+        )
     unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)} - {"t", "ts"})
     if unknown:
         raise RecordError(f"{t}: no field {', '.join(map(repr, unknown))} in a {t!r} record")
@@ -387,5 +477,12 @@ def record_of(t: str, fields: Mapping[str, Any]) -> Record:
 
 def log_kinds() -> Sequence[RecordType]:
     """The record types shown in the event log (everything but the header, snapshots and the end)."""
-    return (RecordType.VERDICT, RecordType.LOCK, RecordType.JOURNAL, RecordType.ACTION, RecordType.EVENT,
-            RecordType.OUTCOME, RecordType.NOTE)
+    return (
+        RecordType.VERDICT,
+        RecordType.LOCK,
+        RecordType.JOURNAL,
+        RecordType.ACTION,
+        RecordType.EVENT,
+        RecordType.OUTCOME,
+        RecordType.NOTE,
+    )

@@ -43,8 +43,14 @@ def recording_path(directory: Path, env: str, started: float) -> Path:
     return path
 
 
-def prune(directory: Path, *, max_files: int | None = DEFAULT_MAX_FILES, max_age_days: float | None =
-          DEFAULT_MAX_AGE_DAYS, now: float | None = None, keep: Sequence[Path] = ()) -> list[Path]:
+def prune(
+    directory: Path,
+    *,
+    max_files: int | None = DEFAULT_MAX_FILES,
+    max_age_days: float | None = DEFAULT_MAX_AGE_DAYS,
+    now: float | None = None,
+    keep: Sequence[Path] = (),
+) -> list[Path]:
     """Delete this tool's recordings beyond `max_files` (oldest first) or older than `max_age_days`;
     returns them. Only files that `is_recording` proves are recordings count or go: any other
     *.jsonl (another tool's log, a link, a FIFO) is never touched."""
@@ -78,10 +84,21 @@ class Recorder:
     """Writes one session's recording. `path=None` records nothing (but still redacts and returns
     each record, which the app shows in its event log, so the screen shows what a replay would)."""
 
-    def __init__(self, path: Path | None, *, env: str, mode: str, protected: bool = False, plan: str = "",
-                 services: Sequence[str] = (), full_every: float = DEFAULT_FULL_EVERY,
-                 redactor: Redactor | None = None, clock: Callable[[], float] = time.time,
-                 who: str | None = None, extra: Mapping[str, Json] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        env: str,
+        mode: str,
+        protected: bool = False,
+        plan: str = "",
+        services: Sequence[str] = (),
+        full_every: float = DEFAULT_FULL_EVERY,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.time,
+        who: str | None = None,
+        extra: Mapping[str, Json] | None = None,
+    ) -> None:
         if mode not in ("drive", "watch", "replay"):
             raise ValueError(f"a recording's mode is drive or watch, not {mode!r}")
         self.path = path
@@ -102,10 +119,19 @@ class Recorder:
             os.fchmod(fd, 0o600)
             self._fh = os.fdopen(fd, "w", encoding="utf-8")
         m = cast(Mode, mode)
-        self.info = Header(ts=self.clock(), env=env, mode=m, protected=protected, plan=plan, services=tuple(services),
-                           who=who or os.environ.get("COCKPIT_OPERATOR") or getpass.getuser(),
-                           where=socket.gethostname(), pid=os.getpid(), full_every=full_every,
-                           extra=dict(extra) if extra else {})
+        self.info = Header(
+            ts=self.clock(),
+            env=env,
+            mode=m,
+            protected=protected,
+            plan=plan,
+            services=tuple(services),
+            who=who or os.environ.get("COCKPIT_OPERATOR") or getpass.getuser(),
+            where=socket.gethostname(),
+            pid=os.getpid(),
+            full_every=full_every,
+            extra=dict(extra) if extra else {},
+        )
         self.header = self.write(self.info)
 
     def write(self, record: Record) -> dict[str, Json]:
@@ -146,8 +172,7 @@ class Recorder:
         try:
             rec = record_of(t, {"ts": now, **fields})
         except RecordError as exc:
-            return self.write(Note(ts=self.clock(), text=f"a {t!r} record could not be written: {exc}",
-                                   level="error"))
+            return self.write(Note(ts=self.clock(), text=f"a {t!r} record could not be written: {exc}", level="error"))
         return self.write(rec)
 
     def close(self) -> None:
@@ -158,4 +183,3 @@ class Recorder:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-

@@ -61,14 +61,19 @@ class Attempt:
 
     @property
     def applied(self) -> bool:
-        return (self.direction is Direction.ADVANCE and self.outcome is not None and self.outcome.ok
-                and self.outcome.stage != "dry-run")
+        return (
+            self.direction is Direction.ADVANCE
+            and self.outcome is not None
+            and self.outcome.ok
+            and self.outcome.stage != "dry-run"
+        )
 
     @property
     def rolled_back(self) -> bool:
         """A rollback that ran (whatever its result): once, however many records it left."""
-        return self.direction is Direction.ROLLBACK and (self.outcome is not None or self.error is not None or
-                                                         (self.confirmed is not None and self.refused is None))
+        return self.direction is Direction.ROLLBACK and (
+            self.outcome is not None or self.error is not None or (self.confirmed is not None and self.refused is None)
+        )
 
     @property
     def stopped(self) -> bool:
@@ -77,8 +82,9 @@ class Attempt:
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or (self.outcome is not None and not self.outcome.ok
-                                          and self.outcome.stage not in ("refused", "stopped"))
+        return self.error is not None or (
+            self.outcome is not None and not self.outcome.ok and self.outcome.stage not in ("refused", "stopped")
+        )
 
     def result(self) -> str:
         if self.refused is not None:
@@ -87,12 +93,18 @@ class Attempt:
             return f"STOPPED by an error: {md(self.error)}"
         o = self.outcome
         if o is not None:
-            text = "done" if o.ok else (f"STOPPED: {md(o.reason)}" if self.stopped else
-                                        f"FAILED at {md(o.stage or '?')}: {md(o.reason)}")
+            text = (
+                "done"
+                if o.ok
+                else (f"STOPPED: {md(o.reason)}" if self.stopped else f"FAILED at {md(o.stage or '?')}: {md(o.reason)}")
+            )
             if o.rolled_back is not None:
                 rb = o.rolled_back
-                text += ("; rolled back automatically" if rb.ok else
-                         f"; the automatic rollback FAILED at {md(rb.stage or '?')}: {md(rb.reason)}")
+                text += (
+                    "; rolled back automatically"
+                    if rb.ok
+                    else f"; the automatic rollback FAILED at {md(rb.stage or '?')}: {md(rb.reason)}"
+                )
             return text
         if self.cancelled:
             return "cancelled at the confirmation"
@@ -116,8 +128,11 @@ def preview_lines(p: PreviewSummary) -> list[str]:
     if not p.gates:
         out.append("no gates")
     elif closed:
-        out.append("gates closed: " + "; ".join(f"{md(g.gate)} ({md(g.status)}: {md(g.reason)})" for g in closed)
-                   + f"; {len(p.gates) - len(closed)} open")
+        out.append(
+            "gates closed: "
+            + "; ".join(f"{md(g.gate)} ({md(g.status)}: {md(g.reason)})" for g in closed)
+            + f"; {len(p.gates) - len(closed)} open"
+        )
     else:
         out.append(f"gates: all {len(p.gates)} open ({', '.join(md(g.gate) for g in p.gates)})")
     if p.blockers:
@@ -152,8 +167,9 @@ class Actions:
         elif r.kind is ActionKind.CANCEL:
             a.cancelled = True
         elif r.kind in (ActionKind.LOCK_REFUSED, ActionKind.REFUSED):
-            a.refused = r.error or r.reason or ("the fleet lock is held" if r.kind is ActionKind.LOCK_REFUSED
-                                                else "refused")
+            a.refused = (
+                r.error or r.reason or ("the fleet lock is held" if r.kind is ActionKind.LOCK_REFUSED else "refused")
+            )
             a.end = r.ts
         elif r.kind is ActionKind.ERROR:
             a.error = r.error or "an error"

@@ -39,8 +39,16 @@ class _Window:
     ended: End | None = None
 
 
-_READ: tuple[RecordType, ...] = (RecordType.ACTION, RecordType.OUTCOME, RecordType.VERDICT, RecordType.JOURNAL,
-                                 RecordType.LOCK, RecordType.EVENT, RecordType.NOTE, RecordType.END)
+_READ: tuple[RecordType, ...] = (
+    RecordType.ACTION,
+    RecordType.OUTCOME,
+    RecordType.VERDICT,
+    RecordType.JOURNAL,
+    RecordType.LOCK,
+    RecordType.EVENT,
+    RecordType.NOTE,
+    RecordType.END,
+)
 
 
 def report(rec: Recording, plan: Plan, services: Sequence[str] | None = None) -> str:
@@ -81,11 +89,13 @@ def _heading(rec: Recording, plan: Plan, ended: End | None) -> list[str]:
     h = rec.info
     start, end = rec.start, rec.end
     out = [f"# Change window: {md(h.env)} — {when(start)} → {when(end)} ({duration(end - start)})", ""]
-    out.append(f"Recorded by **{md(h.who)}** on {md(h.where)} in **{h.mode.upper()}** mode; plan "
-               f"{md(h.plan or plan.name)}; environment {'**protected**' if h.protected else 'not protected'}; "
-               f"{len(rec.snaps)} snapshots; recording format {h.version}"
-               + ("" if ended is not None else "; **no end record: the session crashed or is still running**")
-               + ".")
+    out.append(
+        f"Recorded by **{md(h.who)}** on {md(h.where)} in **{h.mode.upper()}** mode; plan "
+        f"{md(h.plan or plan.name)}; environment {'**protected**' if h.protected else 'not protected'}; "
+        f"{len(rec.snaps)} snapshots; recording format {h.version}"
+        + ("" if ended is not None else "; **no end record: the session crashed or is still running**")
+        + "."
+    )
     return out
 
 
@@ -143,12 +153,24 @@ def _outcome_rows(rows: list[Row], r: Outcome, who_default: str) -> None:
     """An apply's result, and the automatic rollback it made, as timeline rows."""
     o = r.outcome
     what = f"{r.direction.value} {target_text(r.step, r.service)}"
-    rows.append((r.ts, md(r.who or who_default), f"**{'done' if o.ok else 'FAILED'}: {md(what)}**",
-                 "" if o.ok else f"at {md(o.stage or '?')}: {md(o.reason)}"))
+    rows.append(
+        (
+            r.ts,
+            md(r.who or who_default),
+            f"**{'done' if o.ok else 'FAILED'}: {md(what)}**",
+            "" if o.ok else f"at {md(o.stage or '?')}: {md(o.reason)}",
+        )
+    )
     if o.rolled_back is not None:
         rb = o.rolled_back
-        rows.append((r.ts, md(r.who or who_default), f"**automatic rollback {md(target_text(r.step, r.service))}**",
-                     "done" if rb.ok else f"FAILED at {md(rb.stage or '?')}: {md(rb.reason)}"))
+        rows.append(
+            (
+                r.ts,
+                md(r.who or who_default),
+                f"**automatic rollback {md(target_text(r.step, r.service))}**",
+                "done" if rb.ok else f"FAILED at {md(rb.stage or '?')}: {md(rb.reason)}",
+            )
+        )
 
 
 def _lock_text(r: Lock) -> str:
@@ -206,26 +228,36 @@ def _summary(attempts: Sequence[Attempt], errors: Sequence[tuple[float, str]]) -
 
     applied = [line(a) for a in attempts if a.applied]
     rollbacks = [line(a, "" if a.outcome is None or a.outcome.ok else " — FAILED") for a in attempts if a.rolled_back]
-    rollbacks += [line(a, " — automatic, " + ("done" if a.outcome.rolled_back.ok else "FAILED"))
-                  for a in attempts if a.outcome is not None and a.outcome.rolled_back is not None]
-    refused = [f"{when(a.end or a.start)} {md(a.title)} by {md(a.who)}"
-               f"{' (journal)' if a.source == 'journal' else ''}: {md(a.refused)}"
-               for a in attempts if a.refused is not None]
+    rollbacks += [
+        line(a, " — automatic, " + ("done" if a.outcome.rolled_back.ok else "FAILED"))
+        for a in attempts
+        if a.outcome is not None and a.outcome.rolled_back is not None
+    ]
+    refused = [
+        f"{when(a.end or a.start)} {md(a.title)} by {md(a.who)}"
+        f"{' (journal)' if a.source == 'journal' else ''}: {md(a.refused)}"
+        for a in attempts
+        if a.refused is not None
+    ]
     failures = [line(a, f" — {a.result()}") for a in attempts if a.failed]
     stopped = [line(a, f" — {a.result()}") for a in attempts if a.stopped]
     cancelled = [line(a) for a in attempts if a.cancelled and a.outcome is None]
-    return [listed("Applied", applied), listed("Rollbacks", rollbacks), listed("Refused", refused),
-            listed("Failures", failures), listed("Stopped by the operator", stopped), listed("Cancelled", cancelled),
-            f"- Errors noted (failed snapshots, crashed tasks): {len(errors)}"
-            + "".join(f"\n  - {x}" for x in _grouped(errors))]
-
+    return [
+        listed("Applied", applied),
+        listed("Rollbacks", rollbacks),
+        listed("Refused", refused),
+        listed("Failures", failures),
+        listed("Stopped by the operator", stopped),
+        listed("Cancelled", cancelled),
+        f"- Errors noted (failed snapshots, crashed tasks): {len(errors)}"
+        + "".join(f"\n  - {x}" for x in _grouped(errors)),
+    ]
 
 
 def _attempt_lines(n: int, a: Attempt) -> list[str]:
     at = when(a.confirmed or a.start)
     src = f"{md(a.who)}" + (", from the journal" if a.source == "journal" else "")
-    out = [f"### {n}. {md(a.title)} — {a.result().split(':')[0]}", "",
-           f"- When: {at} ({src})"]
+    out = [f"### {n}. {md(a.title)} — {a.result().split(':')[0]}", "", f"- When: {at} ({src})"]
     if a.reason:
         out.append(f"- Reason: {md(a.reason)}")
     if a.preview is not None:

@@ -35,8 +35,10 @@ def _unmeasured(snap: FleetSnapshot) -> str:
     if not checks or len(errors) * 2 < len(checks):
         return ""
     example = md(f"{errors[0].check} {errors[0].target}: {errors[0].summary}")[:200]
-    return (f"the fleet could not be measured: {len(errors)} of {len(checks)} checks could not measure "
-            f"(e.g. {example}) — the states above are what could be read, not the fleet")
+    return (
+        f"the fleet could not be measured: {len(errors)} of {len(checks)} checks could not measure "
+        f"(e.g. {example}) — the states above are what could be read, not the fleet"
+    )
 
 
 def _view(plan: Plan, rec: Recording, i: int, services: Sequence[str]) -> FleetView | None:
@@ -51,8 +53,9 @@ def _view(plan: Plan, rec: Recording, i: int, services: Sequence[str]) -> FleetV
         return None
 
 
-def _good_view(plan: Plan, rec: Recording, i: int, services: Sequence[str], *, backwards: bool
-               ) -> tuple[int, FleetView | None]:
+def _good_view(
+    plan: Plan, rec: Recording, i: int, services: Sequence[str], *, backwards: bool
+) -> tuple[int, FleetView | None]:
     """The first (forwards) or last (backwards) snapshot from `i` that can be shown."""
     tries = 0
     while 0 <= i < len(rec.snaps) and tries < 200:
@@ -83,21 +86,26 @@ def final_state(rec: Recording, plan: Plan, services: Sequence[str], notes: Sequ
     li, last = _good_view(plan, rec, len(rec.snaps) - 1, services, backwards=True)
     if first is None or last is None:
         return ["- No snapshot in the recording can be read (see below)."]
-    out = [f"- Fleet verdict: {first.snapshot.verdict.value} at the start, {last.snapshot.verdict.value} "
-           "when last observed"]
+    out = [
+        f"- Fleet verdict: {first.snapshot.verdict.value} at the start, {last.snapshot.verdict.value} "
+        "when last observed"
+    ]
     out.append(f"- At the start ({clock_text(rec.snaps[fi].ts)}): {_states(first)}")
     seen = rec.snaps[li].ts
     gap = rec.end - seen
     stale = gap > max(30.0, 5 * _typical_gap(rec))
     if stale:
-        out.append(f"- **Last observed at {clock_text(seen)}, {duration(gap)} before the recording ended**: "
-                   f"{_states(last)}")
+        out.append(
+            f"- **Last observed at {clock_text(seen)}, {duration(gap)} before the recording ended**: {_states(last)}"
+        )
     else:
         out.append(f"- At the end ({clock_text(seen)}): {_states(last)}")
     failed_after = [n for n in notes if n.ts > seen and n.level == "error"]
     if failed_after:
-        out.append(f"  - after it, {len(failed_after)} error(s) and no readable snapshot; the last: "
-                   f"{md(failed_after[-1].text)}")
+        out.append(
+            f"  - after it, {len(failed_after)} error(s) and no readable snapshot; the last: "
+            f"{md(failed_after[-1].text)}"
+        )
     elif stale:
         out.append("  - nothing was observed after it: the states are as they were then, not at the end")
     unmeasured = _unmeasured(last.snapshot)
@@ -120,10 +128,13 @@ def damage_lines(rec: Recording) -> list[str]:
         if lost:
             out.append(f"- {lost} snapshot(s) could not be rebuilt because a line they build on is damaged")
     if rec.cut_short is not None:
-        out.append(f"- The last line (line {rec.cut_short}) was cut short (the session crashed while writing it); "
-                   "it is ignored")
+        out.append(
+            f"- The last line (line {rec.cut_short}) was cut short (the session crashed while writing it); "
+            "it is ignored"
+        )
     if rec.out_of_order:
-        out.append(f"- {len(rec.out_of_order)} line(s) have times earlier than the line before them (a clock "
-                   f"step?); they are kept in file order: lines {', '.join(map(str, rec.out_of_order[:20]))}")
+        out.append(
+            f"- {len(rec.out_of_order)} line(s) have times earlier than the line before them (a clock "
+            f"step?); they are kept in file order: lines {', '.join(map(str, rec.out_of_order[:20]))}"
+        )
     return out
-

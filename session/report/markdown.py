@@ -30,5 +30,5 @@ def duration(seconds: float) -> str:
 
 
 def target_text(step: str, service: str | None) -> str:
-    """"pg-5 api", "pg-2"."""
+    """ "pg-5 api", "pg-2"."""
     return f"{step} {service}".strip() if service else step

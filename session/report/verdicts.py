@@ -17,11 +17,12 @@ Row = tuple[float, str, str, str]  # a timeline row: time, who, what, detail
 
 
 def _flow(changes: Sequence[VerdictChange]) -> str:
-    """"check tls.postgres db:5432: ok → fail → ok; step pg-3:api: configured → live" (first 4 marks)."""
+    """ "check tls.postgres db:5432: ok → fail → ok; step pg-3:api: configured → live" (first 4 marks)."""
     seq: dict[str, list[str]] = {}
     for c in changes:
         vals = seq.setdefault(c.what, [str(c.before)])
         vals.append(str(c.after))
+
     def values(vals: list[str]) -> str:
         if len(vals) <= 3:
             return " → ".join(md(v) for v in vals)
@@ -47,8 +48,7 @@ def _change_text(c: VerdictChange) -> str:
     return f"{md(c.before)} → {md(c.after)}: {md(c.text or c.what)}"
 
 
-def verdict_rows(rows: list[Row], verdicts: Sequence[Verdicts],
-                  attempts: Sequence[Attempt]) -> None:
+def verdict_rows(rows: list[Row], verdicts: Sequence[Verdicts], attempts: Sequence[Attempt]) -> None:
     """Verdict changes during a roll fold into one line per roll; elsewhere, bursts fold too."""
     rolls = [(a, a.roll) for a in attempts if a.roll is not None]
     during: dict[int, list[VerdictChange]] = {}
@@ -65,14 +65,27 @@ def verdict_rows(rows: list[Row], verdicts: Sequence[Verdicts],
         if changes:
             n = len(changes)
             verb = "rolled back" if a.direction is Direction.ROLLBACK else "rolled"
-            rows.append((span[0] + 1e-6, "", "verdicts",
-                         f"{n} verdict change{'s' if n != 1 else ''} while {md(a.target)} {verb} ({_flow(changes)})"))
+            rows.append(
+                (
+                    span[0] + 1e-6,
+                    "",
+                    "verdicts",
+                    f"{n} verdict change{'s' if n != 1 else ''} while {md(a.target)} {verb} ({_flow(changes)})",
+                )
+            )
     burst: list[tuple[float, VerdictChange]] = []
 
     def flush() -> None:
         if len(burst) > QUIET_FOLD:
-            rows.append((burst[0][0], "", "verdicts", f"{len(burst)} verdict changes in "
-                         f"{duration(burst[-1][0] - burst[0][0])} ({_flow([c for _, c in burst])})"))
+            rows.append(
+                (
+                    burst[0][0],
+                    "",
+                    "verdicts",
+                    f"{len(burst)} verdict changes in "
+                    f"{duration(burst[-1][0] - burst[0][0])} ({_flow([c for _, c in burst])})",
+                )
+            )
         else:
             rows.extend((ts, "", "verdict", _change_text(c)) for ts, c in burst)
         burst.clear()
@@ -85,4 +98,3 @@ def verdict_rows(rows: list[Row], verdicts: Sequence[Verdicts],
             flush()
         burst.append((ts, c))
     flush()
-

@@ -48,7 +48,7 @@ def target_text(step: str, service: str | None) -> str:
 
 
 def action_text(p: PreviewLike) -> str:
-    """"Advance pg-5 for api", "Roll back pg-2 for database", "Restart api (2 instances)"."""
+    """ "Advance pg-5 for api", "Roll back pg-2 for database", "Restart api (2 instances)"."""
     if p.direction == "restart":
         n = len(p.restarts)
         return f"Restart {p.service} ({n} instance{'s' if n != 1 else ''})"
@@ -100,8 +100,15 @@ def head_text(p: PreviewLike, override_hint: str = "") -> Text:
     closed = [i for i, _ in p.closed]
     if closed:
         t.append(f"Not open: {', '.join(closed)}. ", style="bold")
-        t.append("The cockpit offers no override" + (f"; from a shell: {override_hint}" if override_hint else
-                                                      " (the command line's --override ID --reason does)") + "\n")
+        t.append(
+            "The cockpit offers no override"
+            + (
+                f"; from a shell: {override_hint}"
+                if override_hint
+                else " (the command line's --override ID --reason does)"
+            )
+            + "\n"
+        )
     t.rstrip()
     return t
 

@@ -127,16 +127,22 @@ class DriveScreen(MainScreen):
         if self.view is None:
             return "no snapshot yet"
         if action == "restart":
-            return "" if self.restart_target() is not None else \
-                "move to a host (Instances) or to a database or service step's row"
+            return (
+                ""
+                if self.restart_target() is not None
+                else "move to a host (Instances) or to a database or service step's row"
+            )
         d = self.next_detail if action == "advance_next" else self.detail
         if d is None:
             return "every step is verified" if action == "advance_next" else "move to a step in the plan"
         label = target_text(d.step, d.service)
         if d.kind == "certs":
             how = f"`{d.command or 'cockpit certs push'}`"
-            return (f"{d.step} is done with {how}, not from the cockpit" if action != "rollback"
-                    else f"{d.step} has no rollback here: push the previous material again with {how}")
+            return (
+                f"{d.step} is done with {how}, not from the cockpit"
+                if action != "rollback"
+                else f"{d.step} has no rollback here: push the previous material again with {how}"
+            )
         if action == "rollback":
             blockers = self._rollback_blockers(d)
             return blockers[0] if blockers else ""
@@ -172,8 +178,12 @@ class DriveScreen(MainScreen):
             event.stop()
             event.prevent_default()
             binding = next(b for b in self.BINDINGS if isinstance(b, Binding) and b.action == action)
-            self.notify(f"{binding.description} [{event.key}] is not available: {why}", severity="warning",
-                        timeout=6, markup=False)
+            self.notify(
+                f"{binding.description} [{event.key}] is not available: {why}",
+                severity="warning",
+                timeout=6,
+                markup=False,
+            )
 
     def action_hint(self, detail: TargetDetail) -> str:
         if self.busy:
@@ -186,10 +196,13 @@ class DriveScreen(MainScreen):
         finally:
             self.selected = saved
         svc = detail.service or self.context.plan.database_service
-        restart = "" if detail.kind == "certs" else \
-            f"\n[R] restart {svc}, every instance (in Instances: the highlighted one)"
-        return (f"\n[a] advance: {'ready' if not adv else 'disabled — ' + adv}"
-                f"\n[r] roll back: {'ready' if not rb else 'disabled — ' + rb}{restart}")
+        restart = (
+            "" if detail.kind == "certs" else f"\n[R] restart {svc}, every instance (in Instances: the highlighted one)"
+        )
+        return (
+            f"\n[a] advance: {'ready' if not adv else 'disabled — ' + adv}"
+            f"\n[r] roll back: {'ready' if not rb else 'disabled — ' + rb}{restart}"
+        )
 
     # -- the actions ---------------------------------------------------------------------------------
     def action_advance(self) -> None:
@@ -244,9 +257,12 @@ class DriveScreen(MainScreen):
             except Exception as exc:
                 text = _error_text(exc)
                 self._log(rec.record("action", kind="lock-refused", error=text, **base))
-                self._problem(f"{target.label}: the fleet lock was not taken", text,
-                              "Nothing was changed. If the holder is gone for good, break the lock from a shell: "
-                              "cockpit lock --break --reason …")
+                self._problem(
+                    f"{target.label}: the fleet lock was not taken",
+                    text,
+                    "Nothing was changed. If the holder is gone for good, break the lock from a shell: "
+                    "cockpit lock --break --reason …",
+                )
                 return
             holder = lock_holder(info)
             self.lock_token = str(holder.get("token")) if holder and holder.get("token") else None
@@ -273,13 +289,19 @@ class DriveScreen(MainScreen):
             await self.engine.release_lock()
         except Exception as exc:
             text = _error_text(exc)
-            self._log(self.recorder.record("action", kind="error",
-                                           error=f"the fleet lock could not be released: {text}", **base))
+            self._log(
+                self.recorder.record(
+                    "action", kind="error", error=f"the fleet lock could not be released: {text}", **base
+                )
+            )
             self.lock_token = None
             self.show_lock(None, False, False)
-            self._problem("The fleet lock could not be released", text,
-                          "It may still be held in your name. Once the cause is fixed, break it from a shell: "
-                          "cockpit lock --break --reason …")
+            self._problem(
+                "The fleet lock could not be released",
+                text,
+                "It may still be held in your name. Once the cause is fixed, break it from a shell: "
+                "cockpit lock --break --reason …",
+            )
             return
         self.lock_token = None
         self._log(self.recorder.record("action", kind="unlock", **base))
@@ -291,8 +313,9 @@ class DriveScreen(MainScreen):
         key = f"{target.step}:{target.service}" if target.service else target.step
         d = self.view.detail(key)
         if d is None:
-            self._problem(f"roll back {target_text(target.step, target.service)}",
-                          f"{key} is not in the plan as shown now")
+            self._problem(
+                f"roll back {target_text(target.step, target.service)}", f"{key} is not in the plan as shown now"
+            )
             return
         self._start(Target("rollback", d.step, d.service))
 
@@ -313,22 +336,31 @@ class DriveScreen(MainScreen):
         except Exception as exc:
             text = _error_text(exc)
             self._log(rec.record("action", kind="error", error=f"no preview: {text}", **base))
-            self._problem(f"{target.label}: the engine gave no preview", text,
-                          "Nothing was changed, and the fleet lock is released.")
+            self._problem(
+                f"{target.label}: the engine gave no preview",
+                text,
+                "Nothing was changed, and the fleet lock is released.",
+            )
             return None
         self._log(rec.record("action", kind="preview", preview=preview.to_json(), **base))
         protected = self.context.protected or bool(preview.protected)
-        result = await self.app.push_screen_wait(ConfirmScreen(
-            preview, env_name=self.context.env_name, protected=protected,
-            override_hint=target.cli(i for i, _ in preview.closed)))
+        result = await self.app.push_screen_wait(
+            ConfirmScreen(
+                preview,
+                env_name=self.context.env_name,
+                protected=protected,
+                override_hint=target.cli(i for i, _ in preview.closed),
+            )
+        )
         if result is None:
             self._log(rec.record("action", kind="cancel", **base))
             return None
         self._log(rec.record("action", kind="confirm", reason=result.reason, **base))
         return await self._applied(target, base, preview, result.reason, protected)
 
-    async def _applied(self, target: Target, base: dict[str, Any], preview: PreviewLike, reason: str,
-                       protected: bool) -> Any:
+    async def _applied(
+        self, target: Target, base: dict[str, Any], preview: PreviewLike, reason: str, protected: bool
+    ) -> Any:
         """Apply the confirmed `preview` with the progress screen following it; returns the screen's answer."""
         app = self.app
         rec = self.recorder
@@ -336,14 +368,29 @@ class DriveScreen(MainScreen):
 
         def asked(what: ControlWord) -> None:
             """The operator's request, when it is made (the engine's "paused"/"stopping" follow when it acts)."""
-            words = {"pause": "asked to pause after the current instance", "resume": "resumed",
-                     "stop": "asked to stop after the current instance"}[what]
-            self._log(rec.record("note", text=f"{base['who'] or 'the operator'} {words}: {target.label}",
-                                 level="info" if what == "resume" else "warn"))
+            words = {
+                "pause": "asked to pause after the current instance",
+                "resume": "resumed",
+                "stop": "asked to stop after the current instance",
+            }[what]
+            self._log(
+                rec.record(
+                    "note",
+                    text=f"{base['who'] or 'the operator'} {words}: {target.label}",
+                    level="info" if what == "resume" else "warn",
+                )
+            )
 
-        progress = ProgressScreen(preview, redactor=rec.redactor, control=control, clock=self.context.clock,
-                                  env_name=self.context.env_name, protected=protected, on_control=asked,
-                                  rollback_label=f"Roll back {target_text(target.step, target.service)}")
+        progress = ProgressScreen(
+            preview,
+            redactor=rec.redactor,
+            control=control,
+            clock=self.context.clock,
+            env_name=self.context.env_name,
+            protected=protected,
+            on_control=asked,
+            rollback_label=f"Roll back {target_text(target.step, target.service)}",
+        )
         answer = app.push_screen(progress, wait_for_dismiss=True)
         self._progress = progress
         await progress.mounted.wait()
@@ -379,17 +426,26 @@ class DriveScreen(MainScreen):
         for row in self.view.rows:
             label = target_text(row.step, row.service)
             for direction, action in (("advance", "Advance"), ("rollback", "Roll back")):
-                yield SystemCommand(f"{action} {label}", f"{row.title} — now {row.state}, gates {row.gates}",
-                                    self._palette_start(row.key, direction))
+                yield SystemCommand(
+                    f"{action} {label}",
+                    f"{row.title} — now {row.state}, gates {row.gates}",
+                    self._palette_start(row.key, direction),
+                )
         services: dict[str, list[str]] = {self.context.plan.database_service: []}
         for i in self.view.instances:
             services.setdefault(i.service, []).append(i.key)
         for svc, hosts in services.items():
-            yield SystemCommand(f"Restart {svc}", f"every instance of {svc}, one at a time, no configuration change",
-                                self._palette_restart(Target("restart", RESTART_STEP, svc)))
+            yield SystemCommand(
+                f"Restart {svc}",
+                f"every instance of {svc}, one at a time, no configuration change",
+                self._palette_restart(Target("restart", RESTART_STEP, svc)),
+            )
             for h in hosts:
-                yield SystemCommand(f"Restart {h}", f"this instance of {svc} only, no configuration change",
-                                    self._palette_restart(Target("restart", RESTART_STEP, svc, (h,))))
+                yield SystemCommand(
+                    f"Restart {h}",
+                    f"this instance of {svc} only, no configuration change",
+                    self._palette_restart(Target("restart", RESTART_STEP, svc, (h,))),
+                )
 
     def _palette_start(self, key: str, direction: str) -> Any:
         def run() -> None:

@@ -19,8 +19,7 @@ def help_text(mode: str, sections: Sequence[tuple[str, Sequence[KeyRow]]]) -> Te
     t = Text()
     t.append(f"Mode {mode.upper()}", style="bold")
     if mode == "watch":
-        t.append(" — read-only: this session has no write action at all (no engine, no config store).\n",
-                 style="dim")
+        t.append(" — read-only: this session has no write action at all (no engine, no config store).\n", style="dim")
     elif mode == "replay":
         t.append(" — a recording: nothing here touches the fleet.\n", style="dim")
     else:

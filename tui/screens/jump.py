@@ -28,8 +28,11 @@ class JumpScreen(ModalScreen[float | None]):
     def compose(self) -> ComposeResult:
         tl = self.timeline
         with Vertical(id="jump-box"):
-            yield Static(f"Jump to a time between {clock_text(tl.start)} and {clock_text(tl.end)} (UTC): "
-                         "10:15:30, +90s, -5m, +1h or @300 (seconds from the start)", id="jump-title")
+            yield Static(
+                f"Jump to a time between {clock_text(tl.start)} and {clock_text(tl.end)} (UTC): "
+                "10:15:30, +90s, -5m, +1h or @300 (seconds from the start)",
+                id="jump-title",
+            )
             yield Input(placeholder=clock_text(tl.pos), id="jump-input")
             yield Static("", id="jump-error")
 

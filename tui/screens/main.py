@@ -187,13 +187,21 @@ class MainScreen(Screen[None]):
         cfg = self.context
         v = self.view
         return HeaderInfo(
-            env=cfg.env_name, protected=cfg.protected, mode=self.MODE,
-            taken_at=v.snapshot.taken_at if v else None, now=self.now(),
-            verdict=v.snapshot.verdict.value if v else None, lock=self.lock_holder, lock_known=self.lock_known,
+            env=cfg.env_name,
+            protected=cfg.protected,
+            mode=self.MODE,
+            taken_at=v.snapshot.taken_at if v else None,
+            now=self.now(),
+            verdict=v.snapshot.verdict.value if v else None,
+            lock=self.lock_holder,
+            lock_known=self.lock_known,
             lock_mine=self.lock_mine,
-            next_text=(v.next_text + (f"  ·  ⚠ {len(v.dangers)} out of order" if v.dangers else "")) if v
+            next_text=(v.next_text + (f"  ·  ⚠ {len(v.dangers)} out of order" if v.dangers else ""))
+            if v
             else "waiting for the first snapshot…",
-            replay_text=self.replay_text(), too_small=too_small(*self.app.size))
+            replay_text=self.replay_text(),
+            too_small=too_small(*self.app.size),
+        )
 
     def replay_text(self) -> str:
         return ""
@@ -262,22 +270,27 @@ class MainScreen(Screen[None]):
         if inst is None:
             self.notify(f"{host} is not in the current snapshot", severity="warning")
             return
-        self.app.push_screen(DetailScreen(self.modal_title(f"{host} — detail"),
-                                          instance_text(self.view.snapshot, inst)))
+        self.app.push_screen(
+            DetailScreen(self.modal_title(f"{host} — detail"), instance_text(self.view.snapshot, inst))
+        )
 
     def open_database(self) -> None:
         if self.view is None:
             return
         db = self.view.snapshot.database
         name = db.host if isinstance(db, DatabaseState) else "database"
-        self.app.push_screen(DetailScreen(self.modal_title(f"{name} — Postgres, PgBouncer, Redis"),
-                                          database_text(self.view.snapshot)))
+        self.app.push_screen(
+            DetailScreen(self.modal_title(f"{name} — Postgres, PgBouncer, Redis"), database_text(self.view.snapshot))
+        )
 
     def _open_step_detail(self) -> None:
         d = self.detail
         if d is not None:
-            self.app.push_screen(DetailScreen(self.modal_title(f"{d.step} {d.target} — {d.title}"),
-                                              step_text(d, action_hint=self.action_hint(d))))
+            self.app.push_screen(
+                DetailScreen(
+                    self.modal_title(f"{d.step} {d.target} — {d.title}"), step_text(d, action_hint=self.action_hint(d))
+                )
+            )
 
     def action_detail(self) -> None:
         focused: Widget | None = self.focused
@@ -301,8 +314,9 @@ class MainScreen(Screen[None]):
         if isinstance(focused, KeyedTable | EventLog):
             return focused
         tabs = self.query_one("#lower", TabbedContent)
-        return self.query_one({"tab-instances": "#instances", "tab-legs": "#legs", "tab-events": "#events"}.get(
-            tabs.active, "#plan"))
+        return self.query_one(
+            {"tab-instances": "#instances", "tab-legs": "#legs", "tab-events": "#events"}.get(tabs.active, "#plan")
+        )
 
     def action_filter(self) -> None:
         """`/`: filter the focused table (or the events): rows containing the text; Enter keeps, Esc clears."""
@@ -351,9 +365,11 @@ class MainScreen(Screen[None]):
     def _show_filters(self) -> None:
         """The filter bar: the one being edited, and every filter in force (shown while any is)."""
         names = {"plan": "Plan", "instances": "Instances", "legs": "Legs", "legs-side": "Legs", "events": "Events"}
-        active = [f"{names.get(w.id or '', w.id)}: “{w.filter_text}”"
-                  for w in self.query("#plan, #instances, #legs, #legs-side, #events")
-                  if isinstance(w, KeyedTable | EventLog) and w.filter_text]
+        active = [
+            f"{names.get(w.id or '', w.id)}: “{w.filter_text}”"
+            for w in self.query("#plan, #instances, #legs, #legs-side, #events")
+            if isinstance(w, KeyedTable | EventLog) and w.filter_text
+        ]
         editing = self._filtering
         label = f"/ {names.get(editing.id or '', editing.id)}" if editing is not None else ""
         text = "  ·  ".join(([label] if label else []) + (["filtered " + ", ".join(active)] if active else []))
@@ -404,4 +420,3 @@ class MainScreen(Screen[None]):
     def why_disabled(self, action: str) -> str:
         """Why `action` cannot run now ("" when it can, or when there is nothing to say)."""
         return ""
-

@@ -35,11 +35,28 @@ from tui.widgets.style import modal_title
 InstanceStatus = Literal["waiting", "restarting", "verifying", "done", "FAILED", "not restarted"]
 ControlWord = Literal["pause", "resume", "stop"]
 RollState = Literal["running", "pausing", "paused", "stopping", "finished"]
-STATUS_STYLE: dict[str, str] = {"waiting": "dim", "restarting": "yellow", "done": "green", "FAILED": "bold red",
-                                "verifying": "cyan", "not restarted": "dim"}
-EVENT_STYLE = {"error": "bold red", "done": "green", "instance-done": "green", "write": "cyan", "verify": "cyan",
-               "paused": "bold yellow", "resumed": "cyan", "stopping": "bold yellow", "journal": "yellow",
-               "rollback": "bold yellow", "diagnostics": "yellow", "preflight": "cyan"}
+STATUS_STYLE: dict[str, str] = {
+    "waiting": "dim",
+    "restarting": "yellow",
+    "done": "green",
+    "FAILED": "bold red",
+    "verifying": "cyan",
+    "not restarted": "dim",
+}
+EVENT_STYLE = {
+    "error": "bold red",
+    "done": "green",
+    "instance-done": "green",
+    "write": "cyan",
+    "verify": "cyan",
+    "paused": "bold yellow",
+    "resumed": "cyan",
+    "stopping": "bold yellow",
+    "journal": "yellow",
+    "rollback": "bold yellow",
+    "diagnostics": "yellow",
+    "preflight": "cyan",
+}
 
 
 def duration_text(seconds: float) -> str:
@@ -65,10 +82,18 @@ class ProgressScreen(ModalScreen[str | None]):
             self.event = event
             super().__init__()
 
-    def __init__(self, preview: PreviewLike, *, redactor: Redactor | None = None, control: ControlLike | None = None,
-                 clock: Callable[[], float] = time.time, env_name: str | None = None,
-                 protected: bool = False, rollback_label: str = "",
-                 on_control: Callable[[ControlWord], None] | None = None) -> None:
+    def __init__(
+        self,
+        preview: PreviewLike,
+        *,
+        redactor: Redactor | None = None,
+        control: ControlLike | None = None,
+        clock: Callable[[], float] = time.time,
+        env_name: str | None = None,
+        protected: bool = False,
+        rollback_label: str = "",
+        on_control: Callable[[ControlWord], None] | None = None,
+    ) -> None:
         super().__init__(classes="-protected" if protected else "")
         self.preview = preview
         self.outcome: OutcomeLike | None = None
@@ -92,8 +117,7 @@ class ProgressScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         p = self.preview
         with Vertical(id="progress-box"):
-            yield Static(modal_title(self.env_name, action_title(p),
-                                     protected=self.protected), id="progress-title")
+            yield Static(modal_title(self.env_name, action_title(p), protected=self.protected), id="progress-title")
             yield SizeNotice("", classes="size-notice")
             yield Static(self.status_text(), id="progress-status")
             yield DataTable(id="progress-instances", cursor_type="none", show_cursor=False)
@@ -151,10 +175,13 @@ class ProgressScreen(ModalScreen[str | None]):
         else:
             eta = self.eta(now)
             t.append(f" · ETA {duration_text(eta) if eta is not None else 'unknown'}")
-        word = {"running": ("running", "cyan"), "pausing": ("pausing after the current instance…", "yellow"),
-                "paused": ("PAUSED", "bold reverse yellow"), "stopping": ("stopping after the current instance…",
-                                                                         "bold yellow"),
-                "finished": ("finished", "bold")}[self.state]
+        word = {
+            "running": ("running", "cyan"),
+            "pausing": ("pausing after the current instance…", "yellow"),
+            "paused": ("PAUSED", "bold reverse yellow"),
+            "stopping": ("stopping after the current instance…", "bold yellow"),
+            "finished": ("finished", "bold"),
+        }[self.state]
         t.append(" · ")
         t.append(word[0], style=word[1])
         if self._current is not None and self.state in ("running", "pausing", "stopping"):
@@ -191,7 +218,8 @@ class ProgressScreen(ModalScreen[str | None]):
             return
         self._status[host] = status
         self.query_one("#progress-instances", DataTable).update_cell(
-            host, "status", Text(status, style=STATUS_STYLE.get(status, "")))
+            host, "status", Text(status, style=STATUS_STYLE.get(status, ""))
+        )
 
     def _instance_over(self, host: str, status: InstanceStatus) -> None:
         now = self.clock()
@@ -270,8 +298,12 @@ class ProgressScreen(ModalScreen[str | None]):
         if self.control is None:
             self.notify(f"{key}: the roll is running — this closes once it has finished", severity="warning")
             return
-        self.notify(f"{key} does not interrupt a roll: p pauses and s stops after the current instance; "
-                    "this window closes once the roll has finished", severity="warning", timeout=6)
+        self.notify(
+            f"{key} does not interrupt a roll: p pauses and s stops after the current instance; "
+            "this window closes once the roll has finished",
+            severity="warning",
+            timeout=6,
+        )
 
     def action_close(self) -> None:
         if self.state == "finished":
@@ -308,14 +340,15 @@ class ProgressScreen(ModalScreen[str | None]):
         elif outcome.stage == "stopped":
             changed = ", ".join(outcome.changed) or "none"
             t.append(f"■ STOPPED: {r(outcome.reason)}\n", style="bold yellow")
-            t.append(f"restarted with the new values: {changed}; the config store holds the new values",
-                     style="yellow")
+            t.append(f"restarted with the new values: {changed}; the config store holds the new values", style="yellow")
         else:
             t.append(f"✘ FAILED at {outcome.stage}: {r(outcome.reason)}", style="bold red")
         rb = outcome.rolled_back
         if rb is not None:
-            t.append(f"\nautomatic rollback: {'done' if rb.ok else 'FAILED at ' + rb.stage}: {r(rb.reason)}",
-                     style="green" if rb.ok else "bold red")
+            t.append(
+                f"\nautomatic rollback: {'done' if rb.ok else 'FAILED at ' + rb.stage}: {r(rb.reason)}",
+                style="green" if rb.ok else "bold red",
+            )
         for e in outcome.journal_errors:
             t.append(f"\njournal: {r(e)}", style="yellow")
         result.update(t)
@@ -326,16 +359,24 @@ class ProgressScreen(ModalScreen[str | None]):
                 elif st == "waiting" and outcome.stage == "stopped":
                     self._set_status(host, "not restarted")
         self._finish()
-        offer = (not outcome.ok and outcome.stage not in REFUSED_STAGES and self.preview.direction == "advance"
-                 and (rb is None or not rb.ok) and (outcome.stage != "stopped" or bool(outcome.changed)))
+        offer = (
+            not outcome.ok
+            and outcome.stage not in REFUSED_STAGES
+            and self.preview.direction == "advance"
+            and (rb is None or not rb.ok)
+            and (outcome.stage != "stopped" or bool(outcome.changed))
+        )
         if offer:
             self.query_one("#rollback", Button).remove_class("-hidden")
 
     def show_error(self, text: str) -> None:
         """The apply raised: show it as a failure; the rollback is offered (what was done is not known)."""
         self.query_one("#progress-result", Static).update(
-            Text(f"✘ stopped by an error: {self._redactor.text(text)} — look at the plan before going on",
-                 style="bold red"))
+            Text(
+                f"✘ stopped by an error: {self._redactor.text(text)} — look at the plan before going on",
+                style="bold red",
+            )
+        )
         self._finish()
         if self.preview.direction == "advance":
             self.query_one("#rollback", Button).remove_class("-hidden")

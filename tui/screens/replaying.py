@@ -56,11 +56,19 @@ class ReplayScreen(MainScreen):
         self.goto(self.timeline.start, reset=True)
         self._timer = self.set_interval(TICK, self._tick, pause=True)
         rec = self.timeline.rec
-        told = [t for t in (self.timeline.damage(),
-                            f"the last line (line {rec.cut_short}) was cut short by a crash and is ignored"
-                            if rec.cut_short else "",
-                            f"{len(rec.out_of_order)} line(s) with times that go backwards, shown in file order"
-                            if rec.out_of_order else "") if t]
+        told = [
+            t
+            for t in (
+                self.timeline.damage(),
+                f"the last line (line {rec.cut_short}) was cut short by a crash and is ignored"
+                if rec.cut_short
+                else "",
+                f"{len(rec.out_of_order)} line(s) with times that go backwards, shown in file order"
+                if rec.out_of_order
+                else "",
+            )
+            if t
+        ]
         if told:
             self._damage_told = len(rec.damaged)
             self.notify("; ".join(told), title="recording", severity="warning", timeout=15)

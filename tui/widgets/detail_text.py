@@ -124,8 +124,11 @@ def instance_text(s: FleetSnapshot, i: InstanceState) -> Text:
         for c in conns:
             t.append(f" {c.leg:<8} {c.addr:<22} {'TLS' if c.tls else 'plaintext':<9} {c.detail}\n")
     t.append_text(checks_text(i.checks, "checks"))
-    t.append_text(checks_text([c for c in s.certs if c.target in (i.service, "all services")],
-                              f"certificate material ({i.service})"))
+    t.append_text(
+        checks_text(
+            [c for c in s.certs if c.target in (i.service, "all services")], f"certificate material ({i.service})"
+        )
+    )
     return t
 
 
@@ -146,13 +149,18 @@ def database_text(s: FleetSnapshot) -> Text:
     t.append(f"{db.host}", style="bold")
     t.append("  Postgres, PgBouncer, Redis\n")
     fields: list[tuple[str, object]] = [
-        ("reachable over SSH", db.reachable), ("postgres ssl", db.postgres_ssl),
+        ("reachable over SSH", db.reachable),
+        ("postgres ssl", db.postgres_ssl),
         ("pg_hba hostssl only", db.pg_hba_hostssl_only),
         ("pgbouncer client_tls_sslmode", db.pgbouncer_client_tls_sslmode),
-        ("pgbouncer server_tls_sslmode", db.pgbouncer_server_tls_sslmode), ("redis port", db.redis_port),
-        ("redis tls-port", db.redis_tls_port), ("postgres TLS", db.postgres_tls),
-        ("pgbouncer TLS", db.pgbouncer_tls), ("redis TLS", db.redis_tls),
-        ("end-to-end query", db.end_to_end_ok), ("otel collector → redis", db.otel_redis_endpoint),
+        ("pgbouncer server_tls_sslmode", db.pgbouncer_server_tls_sslmode),
+        ("redis port", db.redis_port),
+        ("redis tls-port", db.redis_tls_port),
+        ("postgres TLS", db.postgres_tls),
+        ("pgbouncer TLS", db.pgbouncer_tls),
+        ("redis TLS", db.redis_tls),
+        ("end-to-end query", db.end_to_end_ok),
+        ("otel collector → redis", db.otel_redis_endpoint),
     ]
     for name, value in fields:
         t.append(f" {name:<30} ", style="dim")
@@ -164,8 +172,10 @@ def database_text(s: FleetSnapshot) -> Text:
             t.append(f" {leg:<8} could not be read: {fact_text(view)}\n", style="red")
             continue
         for c in sorted(view.connections, key=lambda c: (c.service, c.instance or "", c.addr)):
-            t.append(f" {c.leg:<8} {c.service:<14} {c.instance or '?':<20} {c.addr:<22} "
-                     f"{'TLS' if c.tls else 'plaintext':<9} {c.detail}\n")
+            t.append(
+                f" {c.leg:<8} {c.service:<14} {c.instance or '?':<20} {c.addr:<22} "
+                f"{'TLS' if c.tls else 'plaintext':<9} {c.detail}\n"
+            )
         if view.own:
             t.append(f" {leg:<8} + {view.own} of the cockpit's own probe connection(s), not counted\n", style="dim")
     t.append_text(checks_text(db.checks, "checks (listeners, handshakes, certificate served)"))

@@ -25,8 +25,11 @@ class CockpitFooter(Footer):
         """Everything `Footer.compose` reads to build its keys."""
         app = self.app
         active = self.screen.active_bindings
-        shown = tuple((b.key, app.get_key_display(b), b.description, b.action, enabled, tooltip, b.group, b.tooltip)
-                      for _, b, enabled, tooltip in active.values() if b.show)
+        shown = tuple(
+            (b.key, app.get_key_display(b), b.description, b.action, enabled, tooltip, b.group, b.tooltip)
+            for _, b, enabled, tooltip in active.values()
+            if b.show
+        )
         palette = None
         if self.show_command_palette and app.ENABLE_COMMAND_PALETTE:
             entry = active.get(app.COMMAND_PALETTE_BINDING)
@@ -40,7 +43,6 @@ class CockpitFooter(Footer):
         yield from super().compose()
 
     def bindings_changed(self, screen: Screen[object]) -> None:
-        if (self._shown is not None and self.is_attached and screen is self.screen
-                and self._signature() == self._shown):
+        if self._shown is not None and self.is_attached and screen is self.screen and self._signature() == self._shown:
             return
         super().bindings_changed(screen)

@@ -110,8 +110,11 @@ class CockpitHeader(Widget):
         else:
             h = info.lock
             since = h.get("since")
-            held = f" {age_text(info.now - float(since)).removesuffix(' ago')}" if isinstance(since, int | float) \
-                and since > 0 else ""
+            held = (
+                f" {age_text(info.now - float(since)).removesuffix(' ago')}"
+                if isinstance(since, int | float) and since > 0
+                else ""
+            )
             who = "you" if info.lock_mine else f"{said(h.get('who'))}@{said(h.get('where'))}"
             self._put("#lock", f"lock: {who} {said(h.get('step'))}{held}")
         self._flag(lock, info.lock is not None, "-held")
@@ -124,8 +127,10 @@ class CockpitHeader(Widget):
             fresh = self._put("#fresh", f"data {age_text(age)} ({clock_text(info.taken_at)}Z)")
         self._flag(fresh, STALE_AFTER < age <= OLD_AFTER, "-stale")
         self._flag(fresh, age > OLD_AFTER, "-old")
-        verdict = self._put("#verdict", f"fleet {info.verdict.upper() if info.verdict not in (None, 'ok') else 'ok'}"
-                            if info.verdict else "")
+        verdict = self._put(
+            "#verdict",
+            f"fleet {info.verdict.upper() if info.verdict not in (None, 'ok') else 'ok'}" if info.verdict else "",
+        )
         for v in ("ok", "warn", "fail", "error"):
             self._flag(verdict, info.verdict == v, f"-{v}")
         nxt = info.next_text if not info.replay_text else f"{info.replay_text}  ·  {info.next_text}"

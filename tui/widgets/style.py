@@ -20,12 +20,19 @@ from rich.text import Text
 from probes.model import Verdict
 
 STATE_STYLE: Final = {
-    "verified": "green", "live": "cyan", "configured": "yellow", "pending": "", "failed": "bold red",
+    "verified": "green",
+    "live": "cyan",
+    "configured": "yellow",
+    "pending": "",
+    "failed": "bold red",
     "unknown": "magenta",
 }
 GATE_STYLE: Final = {"open": "green", "closed": "bold red", "unknown": "magenta", "-": "dim"}
 VERDICT_STYLE: Final = {
-    Verdict.OK: "green", Verdict.WARN: "yellow", Verdict.FAIL: "bold red", Verdict.ERROR: "magenta",
+    Verdict.OK: "green",
+    Verdict.WARN: "yellow",
+    Verdict.FAIL: "bold red",
+    Verdict.ERROR: "magenta",
 }
 LEVEL_STYLE: Final = {"info": "", "ok": "green", "warn": "yellow", "error": "bold red", "action": "bold cyan"}
 GATE_MARK: Final = {"open": "✔", "closed": "✘", "unknown": "?"}
@@ -86,7 +93,7 @@ def verdict_text(word: str, verdict: Verdict | None) -> Cell:
 
 
 def seen_style(text: str, *, wants_tls: bool) -> str:
-    """"verify-full → TLS" green, "… → plain" yellow (bold when the instance is configured for TLS: drift),
+    """ "verify-full → TLS" green, "… → plain" yellow (bold when the instance is configured for TLS: drift),
     "… → ?" dim: TLS and plaintext differ by colour as well as by word."""
     seen = text.rsplit("→", 1)[-1].strip()
     if seen == "TLS":

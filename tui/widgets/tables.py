@@ -77,8 +77,11 @@ class KeyedTable(SteadyScrollbars, DataTable[Cell]):
         return PseudoClasses(enabled=state.enabled, hover=state.hover, focus=False)
 
     def _current_look(self) -> tuple[object, ...]:
-        return (self.rich_style, self.background_colors,
-                *(self.get_component_rich_style(name, partial=False) for name in sorted(self.COMPONENT_CLASSES)))
+        return (
+            self.rich_style,
+            self.background_colors,
+            *(self.get_component_rich_style(name, partial=False) for name in sorted(self.COMPONENT_CLASSES)),
+        )
 
     def notify_style_update(self) -> None:
         Widget.notify_style_update(self)  # the widget's own style caches (cheap)
@@ -276,15 +279,24 @@ class PlanTable(KeyedTable):
 
 def _plan_cells(r: PlanRow) -> Cells:
     step = styled(f"▶ {r.step}", "bold") if r.is_next else styled(f"  {r.step}", "")
-    return (step, styled(r.target, ""), styled(STATE_WORD.get(r.state, r.state), STATE_STYLE.get(r.state)),
-            styled(r.gates, GATE_STYLE.get(r.gates)))
+    return (
+        step,
+        styled(r.target, ""),
+        styled(STATE_WORD.get(r.state, r.state), STATE_STYLE.get(r.state)),
+        styled(r.gates, GATE_STYLE.get(r.gates)),
+    )
 
 
 class LegsTable(KeyedTable):
     """Leg 1, Leg 2, Redis plaintext and TLS: listener, handshake verdict, TLS vs plaintext connections."""
 
-    COLUMNS = (("leg", "Leg", 19), ("listener", "Listener", 16), ("handshake", "Hshake", 6), ("tls", "TLS", 4),
-               ("plain", "Plain", 5))
+    COLUMNS = (
+        ("leg", "Leg", 19),
+        ("listener", "Listener", 16),
+        ("handshake", "Hshake", 6),
+        ("tls", "TLS", 4),
+        ("plain", "Plain", 5),
+    )
     PRIORITY = ("leg", "handshake", "plain", "tls", "listener")
 
     class LegChosen(Message):
@@ -307,16 +319,28 @@ class LegsTable(KeyedTable):
 def _leg_cells(r: LegRow) -> Cells:
     tls_style = "green" if r.tls not in ("0", "-", "?") else ""
     plain_style = "yellow" if r.plain not in ("0", "-", "?") else ""
-    return (styled(r.label, "bold"), styled(r.listener, listener_style(r.listener)),
-            verdict_text(r.handshake, r.verdict), styled(r.tls, tls_style), styled(r.plain, plain_style))
+    return (
+        styled(r.label, "bold"),
+        styled(r.listener, listener_style(r.listener)),
+        verdict_text(r.handshake, r.verdict),
+        styled(r.tls, tls_style),
+        styled(r.plain, plain_style),
+    )
 
 
 class InstanceTable(KeyedTable):
     """Every app instance: configured → observed for Postgres and Redis, CA file, health, drift."""
 
-    COLUMNS = (("host", "Instance", 18), ("service", "Svc", 6), ("db", "DB mode → seen", 19),
-               ("redis", "Redis → seen", 14), ("ca", "CA", 3), ("health", "Health", 7), ("v", "Chk", 4),
-               ("drift", "Drift", None))
+    COLUMNS = (
+        ("host", "Instance", 18),
+        ("service", "Svc", 6),
+        ("db", "DB mode → seen", 19),
+        ("redis", "Redis → seen", 14),
+        ("ca", "CA", 3),
+        ("health", "Health", 7),
+        ("v", "Chk", 4),
+        ("drift", "Drift", None),
+    )
     # problems first (Chk sums up CA and health; Drift says configured ≠ observed), the service last: the
     # host's name carries it, and its detail says it
     PRIORITY = ("host", "v", "drift", "db", "redis", "health", "ca", "service")
@@ -341,10 +365,15 @@ class InstanceTable(KeyedTable):
 def _instance_cells(r: InstanceRow) -> Cells:
     drift_style = "yellow" if r.drift != "-" else "dim"
     health_style = {"ok": "green", "DOWN": "bold red", "UNREACH": "bold red", "STOPPED": "bold red"}.get(
-        r.health, "dim")
-    return (styled(r.key, "bold" if r.reachable is not False else "bold red"), styled(r.service, ""),
-            styled(r.db, seen_style(r.db, wants_tls=r.db.split(" → ")[0] in ("require", "verify-ca", "verify-full"))),
-            styled(r.redis, seen_style(r.redis, wants_tls=r.redis.startswith("true "))),
-            styled(r.ca, "bold red" if r.ca == "BAD" else ("dim" if r.ca == "?" else "")),
-            styled(r.health, health_style),
-            styled(VERDICT_WORD[r.verdict], VERDICT_STYLE[r.verdict]), styled(r.drift, drift_style))
+        r.health, "dim"
+    )
+    return (
+        styled(r.key, "bold" if r.reachable is not False else "bold red"),
+        styled(r.service, ""),
+        styled(r.db, seen_style(r.db, wants_tls=r.db.split(" → ")[0] in ("require", "verify-ca", "verify-full"))),
+        styled(r.redis, seen_style(r.redis, wants_tls=r.redis.startswith("true "))),
+        styled(r.ca, "bold red" if r.ca == "BAD" else ("dim" if r.ca == "?" else "")),
+        styled(r.health, health_style),
+        styled(VERDICT_WORD[r.verdict], VERDICT_STYLE[r.verdict]),
+        styled(r.drift, drift_style),
+    )

@@ -26,7 +26,7 @@ def timeline_text(tl: Timeline, width: int) -> Text:
     t = Text(left, style="bold")
     t.append("".join(cells[:cur]), style="cyan")
     t.append("●", style="bold reverse")
-    t.append("".join(cells[cur + 1:]), style="dim")
+    t.append("".join(cells[cur + 1 :]), style="dim")
     t.append(right, style="bold yellow" if damaged else "bold")
     return t
 
