@@ -1,8 +1,7 @@
 """Where the cockpit keeps its files on this machine (XDG), and where the inventory is by default.
 
-The one copy of these paths: the recordings and the palette's screenshots live under the state
-directory, `$XDG_STATE_HOME/rollout-cockpit` (`~/.local/state/rollout-cockpit` when it is unset).
-(plans/journal.py keeps a copy for the local journal; the lead folds it in here later.)
+The recordings and the palette's screenshots live under the state directory (`inventory.statedir`,
+`$XDG_STATE_HOME/rollout-cockpit`), where the local journal (plans/journal.py) lives too.
 """
 
 from __future__ import annotations
@@ -10,11 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def state_dir() -> Path:
-    """`$XDG_STATE_HOME/rollout-cockpit` (default `~/.local/state/rollout-cockpit`)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "rollout-cockpit"
+from inventory.statedir import state_dir
 
 
 def recordings_dir() -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inventory.model import Environment
+from inventory.statedir import state_dir
 from probes.ssh.results import SshError, SshErrorKind
 
 FLEET_PATH = "/var/log/rollout-cockpit/journal.jsonl"
@@ -37,11 +38,6 @@ class FleetFiles(Protocol):
 
 class JournalError(Exception):
     """The journal could not be written; the message says where and why."""
-
-
-def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "rollout-cockpit"
 
 
 class Journal:
