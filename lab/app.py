@@ -28,6 +28,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 BUDGET_S = 3.0
 INTERVAL_S = 0.2
@@ -119,6 +120,9 @@ class Meter:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         os.replace(tmp, self.path)
+
+
+_TIMEOUTS = (TimeoutError, RedisTimeoutError)  # asyncio's and redis-py's own
 
 
 def _ctx(ca_file: str, check_hostname: bool) -> ssl.SSLContext:
@@ -234,8 +238,12 @@ class Service:
                 self.meter.record(leg, True, time.monotonic() - start)
                 return
             except Exception as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self.meter.note_error(leg, last)
+                err = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                # on a loaded host an attempt may time out after one that said why (a certificate that
+                # does not verify): the request's error stays the one that says why, as an app's log would
+                if not (isinstance(exc, _TIMEOUTS) and last and not last.startswith("TimeoutError")):
+                    last = err
+                    self.meter.note_error(leg, last)
                 await self._drop(leg)
                 self.meter.state[leg] = {"connected": False}
                 await asyncio.sleep(0.1)

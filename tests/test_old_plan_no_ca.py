@@ -39,7 +39,7 @@ def test_an_old_pg5_without_the_ca_path_is_refused_and_forced_rolls_itself_back(
     plan = old_plan(tmp_path)
     with running_lab(FLEET, variants="no-default-ca") as spec:
         scenarios.apply(spec, "pg-4")
-        args = ("advance", "pg-5", "--service", "api", "--yes", "--plan-file", str(plan))
+        args = ("advance", "pg-5", "--service", "api", "--yes", "--plan", str(plan))
         r = cockpit(spec, *args, "--reason", "old plan", state_dir=tmp_path)
         assert r.returncode == 1, r.stdout + r.stderr
         out = r.stdout + r.stderr
