@@ -75,7 +75,7 @@ def test_two_cockpits_never_count_themselves_or_each_other(lab: LabSpec) -> None
                     leg,
                     view.connections,
                 )  # nothing unattributed: no other cockpit's session slipped in
-            # its own Postgres session sees itself in pg_stat_ssl: counted apart, never as a client
+            # its own Postgres session (the one that read pg_stat_ssl) is counted apart, never as a client
             own = s.database.leg("postgres")
             assert isinstance(own, LegView) and own.own >= 1
     finally:

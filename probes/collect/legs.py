@@ -132,9 +132,10 @@ def _postgres_leg(
             for b in direct
             if not is_own(b.application_name)
         ),
-        # own sessions are counted whether or not PgBouncer's side was read (a session of ours from the
-        # database host is not dropped with the ones that cannot be told apart from PgBouncer's)
-        sum(1 for b in pg_f.backends if b.pid not in bouncer_pids and is_own(b.application_name)),
+        # the session that read pg_stat_ssl (its query leaves itself out: pg_backend_pid()) plus any other
+        # of ours, counted whether or not PgBouncer's side was read (a session of ours from the database
+        # host is not dropped with the ones that cannot be told apart from PgBouncer's)
+        1 + sum(1 for b in pg_f.backends if b.pid not in bouncer_pids and is_own(b.application_name)),
     )
 
 
